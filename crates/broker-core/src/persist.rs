@@ -1,0 +1,167 @@
+//! The interface between the core and durable storage.
+//!
+//! The core never touches files. It calls a [`Persistence`] while it holds its
+//! state lock, so every call here must only *buffer* work in memory (no
+//! syscalls that can block on the disk). A separate [`Syncer`], driven by the
+//! server outside the core lock, writes the buffered records and fsyncs them.
+//! Many publishers' records share one sync (group commit): a publisher confirm
+//! for a persistent message is sent only once `Syncer::sync` has returned a
+//! sequence number at or past the sequence of the message's record.
+//!
+//! Names are plain strings and field tables are passed encoded (the exact
+//! bytes a client sent), so the store needs no knowledge of the codec.
+
+use bytes::Bytes;
+
+/// Store-assigned identity of one persistent message; unique and increasing
+/// in publish order, so sorting a queue's ids restores its order.
+pub type MessageId = u64;
+
+/// Monotonic sequence number of an appended record (message, removal or
+/// definition change). Durable once a sync returned a value `>=` it.
+pub type Seq = u64;
+
+/// A durable exchange as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeDef {
+    pub vhost: String,
+    pub name: String,
+    /// "direct", "fanout", "topic" or "headers".
+    pub kind: String,
+    pub auto_delete: bool,
+    pub internal: bool,
+    /// Encoded AMQP field table (u32 length prefix + entries).
+    pub arguments: Vec<u8>,
+}
+
+/// A durable queue as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    pub vhost: String,
+    pub name: String,
+    pub auto_delete: bool,
+    /// Durable exclusive queues are stored so recovery can delete them, as
+    /// RabbitMQ does (their owner connection is gone after a restart).
+    pub exclusive: bool,
+    /// Encoded AMQP field table.
+    pub arguments: Vec<u8>,
+}
+
+/// A binding between two durable entities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingDef {
+    pub vhost: String,
+    /// Source exchange name.
+    pub source: String,
+    pub destination: String,
+    /// True when `destination` is a queue, false for an exchange.
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    /// Encoded AMQP field table.
+    pub arguments: Vec<u8>,
+}
+
+/// A persistent message as the store writes it once, however many queues hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub exchange: String,
+    pub routing_key: String,
+    /// Content-header property bytes (flags + list) exactly as published.
+    pub properties: Bytes,
+    pub body: Bytes,
+}
+
+/// Everything durable found at startup.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub exchanges: Vec<ExchangeDef>,
+    pub queues: Vec<QueueDef>,
+    pub bindings: Vec<BindingDef>,
+    /// Messages still held by some queue, by id.
+    pub messages: Vec<(MessageId, MessageRecord)>,
+    /// For each durable queue (vhost, name): the ids it still holds, in queue order.
+    pub queue_messages: Vec<(String, String, Vec<MessageId>)>,
+    /// Human-readable notes about anything dropped (torn tail, bad checksum...).
+    pub warnings: Vec<String>,
+}
+
+/// Failure of the durable store. After an I/O error the store is failed for
+/// good: later writes return `Failed` rather than writing on a broken file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PersistError {
+    #[error("store I/O error: {0}")]
+    Io(String),
+    #[error("store has failed earlier and refuses writes: {0}")]
+    Failed(String),
+}
+
+/// Buffered, non-blocking write side of the store (called under the core lock).
+pub trait Persistence: Send {
+    fn put_exchange(&mut self, def: &ExchangeDef) -> Result<Seq, PersistError>;
+    fn delete_exchange(&mut self, vhost: &str, name: &str) -> Result<Seq, PersistError>;
+    fn put_queue(&mut self, def: &QueueDef) -> Result<Seq, PersistError>;
+    /// Deletes the queue definition, its bindings, and its hold on every message.
+    fn delete_queue(&mut self, vhost: &str, name: &str) -> Result<Seq, PersistError>;
+    fn put_binding(&mut self, def: &BindingDef) -> Result<Seq, PersistError>;
+    fn delete_binding(&mut self, def: &BindingDef) -> Result<Seq, PersistError>;
+    /// Writes `msg` once and records that each of `queues` (names in `vhost`) holds it.
+    fn append_message(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord,
+        queues: &[&str],
+    ) -> Result<(MessageId, Seq), PersistError>;
+    /// The queue no longer holds the message (acked, purged, dropped).
+    fn remove_message(&mut self, vhost: &str, queue: &str, id: MessageId) -> Result<Seq, PersistError>;
+    /// Sequence number of the last record appended.
+    fn last_seq(&self) -> Seq;
+}
+
+/// The I/O side of the store: writes buffered records and makes them durable.
+pub trait Syncer: Send + Sync {
+    /// Writes everything appended so far and fdatasyncs it (plus directory
+    /// fsync when files were created). Returns the highest durable `Seq`.
+    fn sync(&self) -> Result<Seq, PersistError>;
+}
+
+/// A store that keeps nothing: for tests and `--data-dir none` style setups.
+#[derive(Debug, Default)]
+pub struct NoPersistence {
+    next_id: MessageId,
+}
+
+impl Persistence for NoPersistence {
+    fn put_exchange(&mut self, _: &ExchangeDef) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn delete_exchange(&mut self, _: &str, _: &str) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn put_queue(&mut self, _: &QueueDef) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn delete_queue(&mut self, _: &str, _: &str) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn put_binding(&mut self, _: &BindingDef) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn delete_binding(&mut self, _: &BindingDef) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn append_message(
+        &mut self,
+        _: &str,
+        _: &MessageRecord,
+        _: &[&str],
+    ) -> Result<(MessageId, Seq), PersistError> {
+        self.next_id += 1;
+        Ok((self.next_id, 0))
+    }
+    fn remove_message(&mut self, _: &str, _: &str, _: MessageId) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn last_seq(&self) -> Seq {
+        0
+    }
+}
