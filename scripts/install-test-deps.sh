@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Idempotently create <repo>/.venv with the Python test dependencies
+# (pinned in tests/python/requirements.txt). Does not install RabbitMQ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+REQ=tests/python/requirements.txt
+STAMP="$VENV/.requirements.sha256"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import pika, pytest' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
+    echo "$want" > "$STAMP"
+fi
