@@ -1,0 +1,173 @@
+//! AMQP short strings.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+use crate::error::DecodeError;
+
+/// AMQP short string: valid UTF-8, at most 255 bytes; zero-copy slice of the frame it
+/// came from.
+///
+/// Decoded values always satisfy both invariants. Values built with `From<&str>` /
+/// `From<String>` are only checked for length by a `debug_assert!` (they are meant for
+/// broker-generated names that are known to be short); such a value keeps the full
+/// string in memory, but the encoder writes only its first 255 bytes, because the
+/// wire length prefix is one octet. Use [`ShortStr::try_from_str`] for untrusted
+/// input.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ShortStr(Bytes);
+
+impl ShortStr {
+    /// Maximum encoded length.
+    pub const MAX_LEN: usize = 255;
+
+    /// Checked constructor: fails on strings longer than 255 bytes.
+    pub fn try_from_str(s: &str) -> Result<ShortStr, DecodeError> {
+        if s.len() > Self::MAX_LEN {
+            return Err(DecodeError::ShortStrTooLong(s.len()));
+        }
+        Ok(ShortStr(Bytes::copy_from_slice(s.as_bytes())))
+    }
+
+    /// Wraps bytes sliced from a frame, validating UTF-8 and length.
+    pub fn from_bytes(b: Bytes) -> Result<ShortStr, DecodeError> {
+        if b.len() > Self::MAX_LEN {
+            return Err(DecodeError::ShortStrTooLong(b.len()));
+        }
+        if std::str::from_utf8(&b).is_err() {
+            return Err(DecodeError::InvalidUtf8);
+        }
+        Ok(ShortStr(b))
+    }
+
+    /// No allocation, no copy.
+    pub fn from_static(s: &'static str) -> Self {
+        debug_assert!(s.len() <= Self::MAX_LEN, "ShortStr longer than 255 bytes");
+        ShortStr(Bytes::from_static(s.as_bytes()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor either validates UTF-8 (`from_bytes`) or starts
+        // from a `str`, and the bytes are never mutated afterwards.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The underlying shared buffer (cheap clone).
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// The bytes the encoder writes: at most 255.
+    pub(crate) fn wire_bytes(&self) -> &[u8] {
+        &self.0[..self.0.len().min(Self::MAX_LEN)]
+    }
+}
+
+impl Deref for ShortStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// Hashes exactly like the `str`, which makes `Borrow<str>` sound for `HashMap` lookups.
+impl Hash for ShortStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl Borrow<str> for ShortStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ShortStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for ShortStr {
+    fn from(s: &str) -> Self {
+        debug_assert!(s.len() <= Self::MAX_LEN, "ShortStr longer than 255 bytes");
+        ShortStr(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<String> for ShortStr {
+    fn from(s: String) -> Self {
+        debug_assert!(s.len() <= Self::MAX_LEN, "ShortStr longer than 255 bytes");
+        ShortStr(Bytes::from(s.into_bytes()))
+    }
+}
+
+impl PartialEq<str> for ShortStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ShortStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn borrow_lookup_and_eq() {
+        let mut m = HashMap::new();
+        m.insert(ShortStr::from("amq.direct"), 1);
+        assert_eq!(m.get("amq.direct"), Some(&1));
+        assert_eq!(ShortStr::from_static("x"), "x");
+        assert_eq!(format!("{:?}", ShortStr::from("a\"b")), "\"a\\\"b\"");
+        assert_eq!(ShortStr::from("q").to_string(), "q");
+    }
+
+    #[test]
+    fn validation() {
+        assert!(ShortStr::try_from_str(&"a".repeat(255)).is_ok());
+        assert_eq!(
+            ShortStr::try_from_str(&"a".repeat(256)),
+            Err(DecodeError::ShortStrTooLong(256))
+        );
+        assert_eq!(
+            ShortStr::from_bytes(Bytes::from_static(b"\xff")),
+            Err(DecodeError::InvalidUtf8)
+        );
+    }
+}
