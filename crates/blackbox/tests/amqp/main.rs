@@ -1,0 +1,16 @@
+//! Black-box AMQP 0-9-1 conformance tests. Written against RabbitMQ 3.10
+//! (which defines correct behaviour) and run against warren.
+//!
+//! Set WARREN_TEST_URL=amqp://guest:guest@127.0.0.1:5672/%2f to test a running
+//! broker; otherwise the warren binary (WARREN_BIN or target/debug/warren) is
+//! spawned per test.
+
+mod harness;
+mod raw;
+
+mod basic;
+mod confirms_tx;
+mod connection;
+mod errors;
+mod exchanges;
+mod queues;
