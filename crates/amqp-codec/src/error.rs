@@ -13,7 +13,7 @@
 //!   `501 "FRAME_ERROR - cannot decode <<1,2,3>>"` (`~w` of the argument bytes, i.e.
 //!   after class/method id), with class/method id of the offending method in the
 //!   close. -> [`DecodeError::MalformedMethod`].
-//! * Method frame shorter than 4 bytes, content header shorter than 14 bytes
+//! * Method frame shorter than 4 bytes, content header shorter than 12 bytes
 //!   (`analyze_frame/3` returns `error`, then `frame_error(unknown_frame, ...)`):
 //!   `501 "FRAME_ERROR - type 1, all octets = <<0,10>>: unknown_frame"`
 //!   (`~p` of at most the first 16 payload bytes; "first 16" when longer).
@@ -77,7 +77,7 @@ pub enum DecodeError {
     /// validation ever be added.
     #[error("bad property flags")]
     BadPropertyFlags,
-    /// A frame payload too short for its frame type (method < 4, header < 14 bytes).
+    /// A frame payload too short for its frame type (method < 4, header < 12 bytes).
     #[error("frame type {frame_type} payload too short ({} bytes)", payload.len())]
     UnknownFrameLayout { frame_type: u8, payload: Bytes },
     /// Method arguments truncated or followed by extra bytes.

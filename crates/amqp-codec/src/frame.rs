@@ -165,10 +165,10 @@ pub fn encode_content_header_frame(
     body_size: u64,
     raw_properties: &[u8],
 ) {
-    buf.reserve(14 + raw_properties.len() + FRAME_OVERHEAD_BYTES as usize);
+    buf.reserve(12 + raw_properties.len() + FRAME_OVERHEAD_BYTES as usize);
     buf.put_u8(FRAME_HEADER);
     buf.put_u16(channel);
-    buf.put_u32((14 + raw_properties.len()) as u32);
+    buf.put_u32((12 + raw_properties.len()) as u32);
     buf.put_u16(class_id);
     buf.put_u16(0); // weight: always 0 in 0-9-1
     buf.put_u64(body_size);

@@ -2657,3 +2657,300 @@ pub const METHOD_TABLE: &[(u16, u16, &str, bool)] = &[
     (90, 30, "tx.rollback", false),
     (90, 31, "tx.rollback-ok", false),
 ];
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::FieldValue;
+
+    fn sample_table() -> FieldTable {
+        let mut t = FieldTable::new();
+        t.insert("x-max-length".into(), FieldValue::I32(-7));
+        t.insert("flag".into(), FieldValue::Bool(true));
+        t
+    }
+
+    /// One instance of every method, all fields set to non-default values.
+    pub(crate) fn sample_methods() -> Vec<Method> {
+        vec![
+            Method::ConnectionStart(ConnectionStart {
+                version_major: 0xA5,
+                version_minor: 0xA5,
+                server_properties: sample_table(),
+                mechanisms: Bytes::from_static(b"mechanisms\x00\xffbytes"),
+                locales: Bytes::from_static(b"locales\x00\xffbytes"),
+            }),
+            Method::ConnectionStartOk(ConnectionStartOk {
+                client_properties: sample_table(),
+                mechanism: ShortStr::from("mechanism-value"),
+                response: Bytes::from_static(b"response\x00\xffbytes"),
+                locale: ShortStr::from("locale-value"),
+            }),
+            Method::ConnectionSecure(ConnectionSecure {
+                challenge: Bytes::from_static(b"challenge\x00\xffbytes"),
+            }),
+            Method::ConnectionSecureOk(ConnectionSecureOk {
+                response: Bytes::from_static(b"response\x00\xffbytes"),
+            }),
+            Method::ConnectionTune(ConnectionTune {
+                channel_max: 0x1234,
+                frame_max: 0xDEAD_BEEF,
+                heartbeat: 0x1234,
+            }),
+            Method::ConnectionTuneOk(ConnectionTuneOk {
+                channel_max: 0x1234,
+                frame_max: 0xDEAD_BEEF,
+                heartbeat: 0x1234,
+            }),
+            Method::ConnectionOpen(ConnectionOpen {
+                virtual_host: ShortStr::from("virtual_host-value"),
+                reserved_1: ShortStr::from("reserved_1-value"),
+                reserved_2: true,
+            }),
+            Method::ConnectionOpenOk(ConnectionOpenOk {
+                reserved_1: ShortStr::from("reserved_1-value"),
+            }),
+            Method::ConnectionClose(ConnectionClose {
+                reply_code: 0x1234,
+                reply_text: ShortStr::from("reply_text-value"),
+                class_id: 0x1234,
+                method_id: 0x1234,
+            }),
+            Method::ConnectionCloseOk(ConnectionCloseOk),
+            Method::ConnectionBlocked(ConnectionBlocked {
+                reason: ShortStr::from("reason-value"),
+            }),
+            Method::ConnectionUnblocked(ConnectionUnblocked),
+            Method::ConnectionUpdateSecret(ConnectionUpdateSecret {
+                new_secret: Bytes::from_static(b"new_secret\x00\xffbytes"),
+                reason: ShortStr::from("reason-value"),
+            }),
+            Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
+            Method::ChannelOpen(ChannelOpen {
+                reserved_1: ShortStr::from("reserved_1-value"),
+            }),
+            Method::ChannelOpenOk(ChannelOpenOk {
+                reserved_1: Bytes::from_static(b"reserved_1\x00\xffbytes"),
+            }),
+            Method::ChannelFlow(ChannelFlow { active: true }),
+            Method::ChannelFlowOk(ChannelFlowOk { active: true }),
+            Method::ChannelClose(ChannelClose {
+                reply_code: 0x1234,
+                reply_text: ShortStr::from("reply_text-value"),
+                class_id: 0x1234,
+                method_id: 0x1234,
+            }),
+            Method::ChannelCloseOk(ChannelCloseOk),
+            Method::ExchangeDeclare(ExchangeDeclare {
+                reserved_1: 0x1234,
+                exchange: ShortStr::from("exchange-value"),
+                kind: ShortStr::from("kind-value"),
+                passive: true,
+                durable: false,
+                auto_delete: true,
+                internal: false,
+                no_wait: true,
+                arguments: sample_table(),
+            }),
+            Method::ExchangeDeclareOk(ExchangeDeclareOk),
+            Method::ExchangeDelete(ExchangeDelete {
+                reserved_1: 0x1234,
+                exchange: ShortStr::from("exchange-value"),
+                if_unused: true,
+                no_wait: false,
+            }),
+            Method::ExchangeDeleteOk(ExchangeDeleteOk),
+            Method::ExchangeBind(ExchangeBind {
+                reserved_1: 0x1234,
+                destination: ShortStr::from("destination-value"),
+                source: ShortStr::from("source-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                no_wait: true,
+                arguments: sample_table(),
+            }),
+            Method::ExchangeBindOk(ExchangeBindOk),
+            Method::ExchangeUnbind(ExchangeUnbind {
+                reserved_1: 0x1234,
+                destination: ShortStr::from("destination-value"),
+                source: ShortStr::from("source-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                no_wait: true,
+                arguments: sample_table(),
+            }),
+            Method::ExchangeUnbindOk(ExchangeUnbindOk),
+            Method::QueueDeclare(QueueDeclare {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                passive: true,
+                durable: false,
+                exclusive: true,
+                auto_delete: false,
+                no_wait: true,
+                arguments: sample_table(),
+            }),
+            Method::QueueDeclareOk(QueueDeclareOk {
+                queue: ShortStr::from("queue-value"),
+                message_count: 0xDEAD_BEEF,
+                consumer_count: 0xDEAD_BEEF,
+            }),
+            Method::QueueBind(QueueBind {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                no_wait: true,
+                arguments: sample_table(),
+            }),
+            Method::QueueBindOk(QueueBindOk),
+            Method::QueuePurge(QueuePurge {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                no_wait: true,
+            }),
+            Method::QueuePurgeOk(QueuePurgeOk {
+                message_count: 0xDEAD_BEEF,
+            }),
+            Method::QueueDelete(QueueDelete {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                if_unused: true,
+                if_empty: false,
+                no_wait: true,
+            }),
+            Method::QueueDeleteOk(QueueDeleteOk {
+                message_count: 0xDEAD_BEEF,
+            }),
+            Method::QueueUnbind(QueueUnbind {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                arguments: sample_table(),
+            }),
+            Method::QueueUnbindOk(QueueUnbindOk),
+            Method::BasicQos(BasicQos {
+                prefetch_size: 0xDEAD_BEEF,
+                prefetch_count: 0x1234,
+                global: true,
+            }),
+            Method::BasicQosOk(BasicQosOk),
+            Method::BasicConsume(BasicConsume {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                consumer_tag: ShortStr::from("consumer_tag-value"),
+                no_local: true,
+                no_ack: false,
+                exclusive: true,
+                no_wait: false,
+                arguments: sample_table(),
+            }),
+            Method::BasicConsumeOk(BasicConsumeOk {
+                consumer_tag: ShortStr::from("consumer_tag-value"),
+            }),
+            Method::BasicCancel(BasicCancel {
+                consumer_tag: ShortStr::from("consumer_tag-value"),
+                no_wait: true,
+            }),
+            Method::BasicCancelOk(BasicCancelOk {
+                consumer_tag: ShortStr::from("consumer_tag-value"),
+            }),
+            Method::BasicPublish(BasicPublish {
+                reserved_1: 0x1234,
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                mandatory: true,
+                immediate: false,
+            }),
+            Method::BasicReturn(BasicReturn {
+                reply_code: 0x1234,
+                reply_text: ShortStr::from("reply_text-value"),
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+            }),
+            Method::BasicDeliver(BasicDeliver {
+                consumer_tag: ShortStr::from("consumer_tag-value"),
+                delivery_tag: 0x0123_4567_89AB_CDEF,
+                redelivered: true,
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+            }),
+            Method::BasicGet(BasicGet {
+                reserved_1: 0x1234,
+                queue: ShortStr::from("queue-value"),
+                no_ack: true,
+            }),
+            Method::BasicGetOk(BasicGetOk {
+                delivery_tag: 0x0123_4567_89AB_CDEF,
+                redelivered: true,
+                exchange: ShortStr::from("exchange-value"),
+                routing_key: ShortStr::from("routing_key-value"),
+                message_count: 0xDEAD_BEEF,
+            }),
+            Method::BasicGetEmpty(BasicGetEmpty {
+                reserved_1: ShortStr::from("reserved_1-value"),
+            }),
+            Method::BasicAck(BasicAck {
+                delivery_tag: 0x0123_4567_89AB_CDEF,
+                multiple: true,
+            }),
+            Method::BasicReject(BasicReject {
+                delivery_tag: 0x0123_4567_89AB_CDEF,
+                requeue: true,
+            }),
+            Method::BasicRecoverAsync(BasicRecoverAsync { requeue: true }),
+            Method::BasicRecover(BasicRecover { requeue: true }),
+            Method::BasicRecoverOk(BasicRecoverOk),
+            Method::BasicNack(BasicNack {
+                delivery_tag: 0x0123_4567_89AB_CDEF,
+                multiple: true,
+                requeue: false,
+            }),
+            Method::ConfirmSelect(ConfirmSelect { nowait: true }),
+            Method::ConfirmSelectOk(ConfirmSelectOk),
+            Method::TxSelect(TxSelect),
+            Method::TxSelectOk(TxSelectOk),
+            Method::TxCommit(TxCommit),
+            Method::TxCommitOk(TxCommitOk),
+            Method::TxRollback(TxRollback),
+            Method::TxRollbackOk(TxRollbackOk),
+        ]
+    }
+
+    #[test]
+    fn round_trip_every_method() {
+        let all = sample_methods();
+        assert_eq!(all.len(), 64);
+        for m in all {
+            let mut buf = BytesMut::new();
+            m.encode(&mut buf);
+            let bytes = buf.freeze();
+            let back = Method::decode(bytes.clone()).unwrap();
+            assert_eq!(back, m, "{}", m.name());
+            assert_eq!(back.name(), m.name());
+            // Every strict prefix is rejected, never panics.
+            for cut in 0..bytes.len() {
+                assert!(
+                    Method::decode(bytes.slice(..cut)).is_err(),
+                    "{} cut {cut}",
+                    m.name()
+                );
+            }
+            // One extra byte is rejected too (RabbitMQ's exact pattern match).
+            let mut longer = BytesMut::from(&bytes[..]);
+            longer.put_u8(0);
+            assert!(matches!(
+                Method::decode(longer.freeze()),
+                Err(DecodeError::MalformedMethod { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn method_table_matches_enum() {
+        for (m, (c, id, name, content)) in sample_methods().iter().zip(METHOD_TABLE) {
+            assert_eq!(
+                (m.class_id(), m.method_id(), m.name(), m.has_content()),
+                (*c, *id, *name, *content)
+            );
+        }
+    }
+}

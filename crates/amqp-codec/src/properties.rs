@@ -34,7 +34,7 @@ impl ContentHeader {
     /// mismatch with the preceding method) before looking at the properties, and the
     /// caller needs the class id to reproduce that.
     pub fn decode(payload: Bytes) -> Result<ContentHeader, DecodeError> {
-        if payload.len() < 14 {
+        if payload.len() < 12 {
             return Err(DecodeError::UnknownFrameLayout {
                 frame_type: FRAME_HEADER,
                 payload,
