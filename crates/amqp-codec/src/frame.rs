@@ -108,7 +108,8 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
             max: frame_max.saturating_sub(FRAME_OVERHEAD_BYTES),
         });
     }
-    let total = 7 + size as usize + 1;
+    // Saturating: on 32-bit targets a hostile size must not wrap around.
+    let total = (size as usize).saturating_add(8);
     let Some(&end) = buf.get(total - 1) else {
         return Ok(None);
     };
