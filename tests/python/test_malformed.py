@@ -313,3 +313,95 @@ def test_unknown_method(rawconn, bystander, channel, class_id, method_id):
         except ConnectionResetError:
             pass
     bystander.check()
+
+
+# ------------------------------------------------------------ well-formed raw
+def test_connection_start_and_tune_values(rawconn):
+    import struct
+    c = rawconn()
+    c.send(raw.PROTOCOL_HEADER)
+    ch, cls, mth, args = c.read_method()
+    assert (ch, cls, mth) == (0, 10, 10)
+    assert args[0:2] == b"\x00\x09"          # version-major 0, minor 9
+    tlen, = struct.unpack(">I", args[2:6])
+    server_props = args[6:6 + tlen]
+    for cap in (b"publisher_confirms", b"basic.nack", b"consumer_cancel_notify",
+                b"exchange_exchange_bindings", b"per_consumer_qos",
+                b"authentication_failure_close", b"connection.blocked"):
+        assert cap in server_props, cap
+    rest = args[6 + tlen:]
+    mlen, = struct.unpack(">I", rest[:4])
+    mechanisms = rest[4:4 + mlen].split(b" ")
+    assert b"PLAIN" in mechanisms
+    llen, = struct.unpack(">I", rest[4 + mlen:8 + mlen])
+    assert rest[8 + mlen:8 + mlen + llen] == b"en_US"
+
+
+def test_server_heartbeats_on_channel_zero(rawconn):
+    c = rawconn()
+    c.handshake(heartbeat=1)
+    ftype, ch, payload = c.read_frame(timeout=4)
+    assert (ftype, ch, payload) == (raw.FRAME_HEARTBEAT, 0, b"")
+    c.send(raw.heartbeat(0))
+
+
+def test_empty_consumer_tag_is_server_generated(rawconn, broker):
+    import struct
+    c = rawconn()
+    c.handshake()
+    c.open_channel(1)
+    q = f"pytest.rawctag.{uuid.uuid4().hex}"
+    c.send(raw.queue_declare(1, q, exclusive=True))
+    assert c.read_method()[1:3] == (50, 11)
+    # basic.consume: reserved u16, queue, consumer-tag "", bits, arguments
+    c.send(raw.method(1, 60, 20, struct.pack(">H", 0) + raw.shortstr(q)
+                      + raw.shortstr("") + b"\x00" + raw.table({})))
+    ch, cls, mth, args = c.read_method()
+    assert (ch, cls, mth) == (1, 60, 21)
+    tag = args[1:1 + args[0]].decode()
+    assert tag.startswith("amq.ctag-"), tag
+
+
+def test_float_header_values_roundtrip(rawconn, broker):
+    """pika cannot encode floats (and mis-decodes 'd'/'f'/'b'), so publish
+    and basic.get by hand and compare the content-header bytes exactly."""
+    import struct
+    q = f"pytest.rawfloat.{uuid.uuid4().hex}"
+    conn = broker.connect()
+    try:
+        pch = conn.channel()
+        pch.queue_declare(q)
+        c = rawconn()
+        c.handshake()
+        c.open_channel(1)
+        c.send(raw.method(1, 85, 10, b"\x00"))        # confirm.select
+        assert c.read_method()[1:3] == (85, 11)
+        fields = (raw.shortstr("d") + b"d" + struct.pack(">d", 2.5)
+                  + raw.shortstr("f") + b"f" + struct.pack(">f", 0.25)
+                  + raw.shortstr("b") + b"b" + struct.pack(">b", -3)
+                  + raw.shortstr("s") + b"s" + struct.pack(">h", -300))
+        hdr_table = struct.pack(">I", len(fields)) + fields
+        body = b"floaty"
+        c.send(raw.basic_publish(1, "", q)
+               + raw.content_header(1, len(body), flags=0x2000, props=hdr_table)
+               + raw.body(1, body))
+        assert c.read_method()[1:3] == (60, 80)       # basic.ack
+        # basic.get: reserved u16, queue, no-ack=1
+        c.send(raw.method(1, 60, 70, struct.pack(">H", 0) + raw.shortstr(q) + b"\x01"))
+        ch, cls, mth, args = c.read_method()
+        assert (ch, cls, mth) == (1, 60, 71)
+        ftype, ch, payload = c.read_frame()
+        assert (ftype, ch) == (raw.FRAME_HEADER, 1)
+        class_id, weight, size, flags = struct.unpack(">HHQH", payload[:14])
+        assert (class_id, weight, size, flags) == (60, 0, len(body), 0x2000)
+        assert payload[14:] == hdr_table
+        ftype, ch, payload = c.read_frame()
+        assert (ftype, ch, payload) == (raw.FRAME_BODY, 1, body)
+        # pika still sees the message count right afterwards (queue now empty)
+        assert pch.queue_declare(q, passive=True).method.message_count == 0
+    finally:
+        try:
+            conn.channel().queue_delete(q)
+            conn.close()
+        except Exception:
+            pass
