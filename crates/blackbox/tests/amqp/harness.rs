@@ -188,3 +188,25 @@ pub async fn no_delivery(c: &mut lapin::Consumer) {
         panic!("unexpected delivery: {d:?}");
     }
 }
+
+/// Publish bodies on a fresh confirm-mode channel and wait until the broker
+/// has confirmed them all (so they are enqueued before we inspect counts:
+/// RabbitMQ answers queue.declare counts out of band of in-flight publishes).
+pub async fn publish_confirmed(conn: &Connection, ex: &str, key: &str, bodies: &[&str]) {
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for body in bodies {
+        let c = ch
+            .basic_publish(
+                ex,
+                key,
+                Default::default(),
+                body.as_bytes(),
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        assert!(within("confirm", c).await.unwrap().is_ack());
+    }
+    ch.close(200, "ok").await.unwrap();
+}
