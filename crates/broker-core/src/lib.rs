@@ -1,4 +1,31 @@
 //! Broker core: vhosts, exchanges, queues, bindings, consumers, routing and
-//! delivery. No sockets, no files: the server feeds it decoded commands and
-//! carries the frames it produces; durable state goes through [`persist`].
+//! delivery. No sockets, no files: the server hands it frames of open
+//! connections (channels 1..), and it answers by appending encoded frames to
+//! per-connection buffers that [`Broker::flush`] passes to each connection's
+//! [`ConnSink`]. Durable state goes through [`persist::Persistence`].
+//!
+//! Everything lives behind one lock held by the server, taken once per batch
+//! of frames read from a socket, so per-message cost is a few map lookups.
+
+mod auth;
+mod basic;
+mod broker;
+mod channel;
+pub mod config;
+mod delivery;
+pub mod error;
+pub mod exchange;
+pub mod headers;
+mod manage;
+pub mod message;
 pub mod persist;
+pub mod queue;
+pub mod topic;
+mod vhost;
+
+pub use broker::{Broker, ConnInfo, ConnSink};
+pub use config::CoreConfig;
+pub use error::AmqpError;
+
+/// Identity of a client connection, assigned by [`Broker::open_connection`].
+pub type ConnId = u64;

@@ -1,0 +1,367 @@
+//! basic.* methods, publisher confirms and transactions.
+
+use std::sync::Arc;
+
+use amqp_codec::{
+    peek_delivery_mode, reply, BasicConsume, BasicGet, BasicProperties, BasicPublish, BasicQos,
+    ContentHeader, Method, ShortStr,
+};
+use bytes::Bytes;
+
+use crate::broker::{Broker, ChannelConsumer};
+use crate::error::AmqpError;
+use crate::manage::{no_exchange, no_queue};
+use crate::message::Message;
+use crate::persist::MessageRecord;
+use crate::queue::ConsumerRef;
+use crate::ConnId;
+
+impl Broker {
+    /// A complete basic.publish (method + header + body) arrived.
+    pub(crate) fn publish(&mut self, conn: ConnId, ch: u16, p: BasicPublish, header: ContentHeader, body: Bytes) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        match v.exchanges.get(&p.exchange) {
+            None => return Err(no_exchange(&p.exchange, &vname).during(60, 40)),
+            Some(ex) if ex.internal => {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{vname}'",
+                    p.exchange
+                ))
+                .during(60, 40))
+            }
+            Some(_) => {}
+        }
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
+        }
+        let c = self.channel_mut(conn, ch)?;
+        if let Some(tx) = c.tx.as_mut() {
+            tx.publishes.push((p, header, body));
+            return Ok(());
+        }
+        let confirm_tag = if c.confirm {
+            c.publish_seq += 1;
+            Some(c.publish_seq)
+        } else {
+            None
+        };
+        let seq = self.route_and_enqueue(conn, ch, &vname, p, header, body)?;
+        if let Some(tag) = confirm_tag {
+            self.confirm(conn, ch, tag, seq);
+        }
+        Ok(())
+    }
+
+    /// Routes one message, stores it if it is persistent and reaches durable
+    /// queues, enqueues it, returns it if mandatory and unroutable. Returns
+    /// the store seq that must be durable before the publish is confirmed.
+    fn route_and_enqueue(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        vname: &str,
+        p: BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> Result<u64, AmqpError> {
+        let v = self.vhosts.get(vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let mut targets = Vec::new();
+        let raw = header.raw_properties.clone();
+        let mut headers = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
+        v.route(&p.exchange, &p.routing_key, &mut headers, &mut targets);
+        if targets.is_empty() {
+            if p.mandatory {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    amqp_codec::encode_method_frame(
+                        &mut c.out,
+                        ch,
+                        &Method::BasicReturn(amqp_codec::BasicReturn {
+                            reply_code: reply::NO_ROUTE,
+                            reply_text: ShortStr::from_static("NO_ROUTE"),
+                            exchange: p.exchange,
+                            routing_key: p.routing_key,
+                        }),
+                    );
+                    let frame_max = c.info.frame_max;
+                    amqp_codec::encode_content_header_frame(&mut c.out, ch, 60, body.len() as u64, &header.raw_properties);
+                    amqp_codec::encode_body_frames(&mut c.out, ch, &body, frame_max);
+                }
+            }
+            return Ok(0);
+        }
+        let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
+        let message = Arc::new(Message { exchange: p.exchange, routing_key: p.routing_key, properties: header.raw_properties, body, persistent });
+        let mut store_id = None;
+        let mut seq = 0;
+        if persistent {
+            let durable: Vec<&str> = targets
+                .iter()
+                .filter(|q| v.queues.get(*q).is_some_and(|q| q.durable && q.exclusive_owner.is_none()))
+                .map(|q| q.as_str())
+                .collect();
+            if !durable.is_empty() {
+                let record = MessageRecord {
+                    exchange: message.exchange.to_string(),
+                    routing_key: message.routing_key.to_string(),
+                    properties: message.properties.clone(),
+                    body: message.body.clone(),
+                };
+                let (id, s) = self.persist.append_message(vname, &record, &durable).map_err(AmqpError::internal)?;
+                store_id = Some(id);
+                seq = s;
+            }
+        }
+        let v = self.vhosts.get_mut(vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        for t in &targets {
+            if let Some(q) = v.queues.get_mut(t) {
+                let id = if q.durable && q.exclusive_owner.is_none() { store_id } else { None };
+                q.push(message.clone(), id);
+            }
+        }
+        for t in &targets {
+            self.dispatch(vname, t);
+        }
+        Ok(seq)
+    }
+
+    /// Records a publish to confirm once `seq` is durable (0 = at once).
+    fn confirm(&mut self, conn: ConnId, ch: u16, tag: u64, seq: u64) {
+        let synced = self.synced_seq;
+        let Ok(c) = self.channel_mut(conn, ch) else { return };
+        if seq <= synced && c.confirm_pending.is_empty() {
+            c.confirm_ready = Some(tag);
+        } else {
+            c.confirm_pending.push_back((tag, seq));
+            self.waiting_sync.insert((conn, ch));
+        }
+    }
+
+    /// Sends one basic.ack (multiple) per channel for confirms that became
+    /// ready in this batch.
+    pub(crate) fn emit_ready_confirms(&mut self) {
+        for c in self.conns.values_mut() {
+            if c.closing {
+                continue;
+            }
+            for (id, ch) in c.channels.iter_mut() {
+                if let Some(tag) = ch.confirm_ready.take() {
+                    amqp_codec::encode_method_frame(
+                        &mut c.out,
+                        *id,
+                        &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: tag, multiple: true }),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn tx_commit(&mut self, conn: ConnId, ch: u16) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let c = self.channel_mut(conn, ch)?;
+        let Some(tx) = c.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed("channel is not transactional"));
+        };
+        let tx = std::mem::take(tx);
+        let mut wait = 0;
+        for (p, header, body) in tx.publishes {
+            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, p, header, body)?);
+        }
+        for (tag, multiple, ack, requeue) in tx.settles {
+            self.settle_now(conn, ch, tag, multiple, ack, requeue)?;
+        }
+        if wait > self.synced_seq {
+            self.channel_mut(conn, ch)?.commit_wait = Some(wait);
+            self.waiting_sync.insert((conn, ch));
+        } else {
+            self.send(conn, ch, &Method::TxCommitOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn basic_qos(&mut self, conn: ConnId, ch: u16, m: BasicQos) -> Result<(), AmqpError> {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+        }
+        let c = self.channel_mut(conn, ch)?;
+        if m.global {
+            c.prefetch_channel = u32::from(m.prefetch_count);
+        } else {
+            c.prefetch_consumer = u32::from(m.prefetch_count);
+        }
+        self.send(conn, ch, &Method::BasicQosOk(Default::default()));
+        // A raised limit may let held messages go.
+        self.dispatch_channel(conn, ch);
+        Ok(())
+    }
+
+    pub(crate) fn basic_consume(&mut self, conn: ConnId, ch: u16, m: BasicConsume) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let qname = self.resolve_queue_name(conn, ch, m.queue)?;
+        let tag = if m.consumer_tag.is_empty() {
+            let r = self.random();
+            ShortStr::from(format!("amq.ctag-{:016x}{:08x}", r, conn as u32))
+        } else {
+            m.consumer_tag
+        };
+        let max = self.config.consumers_per_channel_max;
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v.queues.get(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
+        if let Some(owner) = q.exclusive_owner {
+            if owner != conn {
+                return Err(AmqpError::resource_locked(format!(
+                    "cannot obtain exclusive access to locked queue '{qname}' in vhost '{vname}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+                )));
+            }
+        }
+        if q.exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format!("queue '{qname}' in vhost '{vname}' in exclusive use")));
+        }
+        let c = self.channel_mut(conn, ch)?;
+        if c.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        if c.consumers.len() >= max {
+            return Err(AmqpError::not_allowed(format!("too many consumers on channel (max {max})")));
+        }
+        let prefetch = c.prefetch_consumer;
+        c.consumers.insert(tag.clone(), ChannelConsumer { queue: qname.clone(), no_ack: m.no_ack, prefetch, unacked: 0 });
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v.queues.get_mut(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
+        q.consumers.push(ConsumerRef { conn, channel: ch, tag: tag.clone() });
+        q.had_consumer = true;
+        q.exclusive_consumer = m.exclusive;
+        if !m.no_wait {
+            self.send(conn, ch, &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }));
+        }
+        self.dispatch(&vname, &qname);
+        Ok(())
+    }
+
+    pub(crate) fn basic_cancel(&mut self, conn: ConnId, ch: u16, m: amqp_codec::BasicCancel) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let c = self.channel_mut(conn, ch)?;
+        if let Some(k) = c.consumers.remove(&m.consumer_tag) {
+            if let Some(q) = self.vhosts.get_mut(&vname).and_then(|v| v.queues.get_mut(&k.queue)) {
+                q.remove_consumer(conn, ch, &m.consumer_tag);
+            }
+            self.maybe_auto_delete_queue(&vname, &k.queue);
+        }
+        if !m.no_wait {
+            self.send(conn, ch, &Method::BasicCancelOk(amqp_codec::BasicCancelOk { consumer_tag: m.consumer_tag }));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn basic_get(&mut self, conn: ConnId, ch: u16, m: BasicGet) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let qname = self.resolve_queue_name(conn, ch, m.queue)?;
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v.queues.get_mut(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
+        if let Some(owner) = q.exclusive_owner {
+            if owner != conn {
+                return Err(AmqpError::resource_locked(format!(
+                    "cannot obtain exclusive access to locked queue '{qname}' in vhost '{vname}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+                )));
+            }
+        }
+        let Some(msg) = q.messages.pop_front() else {
+            self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
+            return Ok(());
+        };
+        let remaining = q.message_count();
+        if m.no_ack {
+            if let Some(id) = msg.store_id {
+                let _ = self.persist.remove_message(&vname, &qname, id);
+            }
+        }
+        let c = self.conns.get_mut(&conn).ok_or_else(|| AmqpError::internal("no connection"))?;
+        let frame_max = c.info.frame_max;
+        let chan = c.channels.get_mut(&ch).ok_or_else(|| AmqpError::channel_error("channel gone"))?;
+        let tag = chan.next_delivery_tag;
+        chan.next_delivery_tag += 1;
+        let method = Method::BasicGetOk(amqp_codec::BasicGetOk {
+            delivery_tag: tag,
+            redelivered: msg.redelivered,
+            exchange: msg.message.exchange.clone(),
+            routing_key: msg.message.routing_key.clone(),
+            message_count: remaining,
+        });
+        crate::delivery::write_content(&mut c.out, ch, &method, &msg.message, frame_max);
+        if !m.no_ack {
+            chan.unacked.push_back(crate::broker::Unacked { tag, queue: qname, msg, consumer: None });
+        }
+        Ok(())
+    }
+
+    /// basic.ack / nack / reject; buffered when the channel is transactional.
+    pub(crate) fn settle(&mut self, conn: ConnId, ch: u16, tag: u64, multiple: bool, ack: bool, requeue: bool) -> Result<(), AmqpError> {
+        let c = self.channel_mut(conn, ch)?;
+        if let Some(tx) = c.tx.as_mut() {
+            // Validate now so an unknown tag fails at once, as in RabbitMQ.
+            let known = (multiple && tag == 0) || c.unacked.iter().any(|u| u.tag == tag);
+            if !known {
+                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+            }
+            tx.settles.push((tag, multiple, ack, requeue));
+            return Ok(());
+        }
+        self.settle_now(conn, ch, tag, multiple, ack, requeue)
+    }
+
+    pub(crate) fn settle_now(&mut self, conn: ConnId, ch: u16, tag: u64, multiple: bool, ack: bool, requeue: bool) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let c = self.channel_mut(conn, ch)?;
+        let taken: Vec<crate::broker::Unacked> = if multiple {
+            if tag != 0 && !c.unacked.iter().any(|u| u.tag == tag) {
+                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+            }
+            let upto = if tag == 0 { u64::MAX } else { tag };
+            let n = c.unacked.partition_point(|u| u.tag <= upto);
+            c.unacked.drain(..n).collect()
+        } else {
+            let Ok(i) = c.unacked.binary_search_by_key(&tag, |u| u.tag) else {
+                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+            };
+            c.unacked.remove(i).into_iter().collect()
+        };
+        self.release(conn, ch, &vname, taken, ack || !requeue, requeue && !ack);
+        Ok(())
+    }
+
+    /// Finishes unacked deliveries: `drop` removes them (ack, or
+    /// nack/reject without requeue), `requeue` puts them back.
+    pub(crate) fn release(&mut self, conn: ConnId, ch: u16, vname: &str, taken: Vec<crate::broker::Unacked>, drop: bool, requeue: bool) {
+        let mut touched: Vec<ShortStr> = Vec::new();
+        for u in taken {
+            if let Some(k) = u.consumer.as_ref().and_then(|t| self.conns.get_mut(&conn)?.channels.get_mut(&ch)?.consumers.get_mut(t)) {
+                k.unacked = k.unacked.saturating_sub(1);
+            }
+            let Some(q) = self.vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(&u.queue)) else { continue };
+            if requeue {
+                q.requeue(u.msg);
+            } else if drop {
+                if let Some(id) = u.msg.store_id {
+                    let _ = self.persist.remove_message(vname, &u.queue, id);
+                }
+            }
+            if !touched.contains(&u.queue) {
+                touched.push(u.queue);
+            }
+        }
+        for q in touched {
+            self.dispatch(vname, &q);
+        }
+    }
+
+    pub(crate) fn basic_recover(&mut self, conn: ConnId, ch: u16, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let vname = self.vhost_of(conn)?;
+        let c = self.channel_mut(conn, ch)?;
+        let taken: Vec<_> = c.unacked.drain(..).collect();
+        self.release(conn, ch, &vname, taken, false, true);
+        Ok(())
+    }
+}

@@ -1,0 +1,538 @@
+//! The broker's state and its entry points, called by the server with the
+//! state lock held.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use amqp_codec::{
+    encode_method_frame, ContentHeader, Frame, Method, ShortStr, FRAME_BODY, FRAME_HEADER,
+    FRAME_HEARTBEAT, FRAME_METHOD,
+};
+use bytes::{Bytes, BytesMut};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::auth::Users;
+use crate::config::CoreConfig;
+use crate::error::AmqpError;
+use crate::message::QueuedMessage;
+use crate::persist::{Persistence, Seq};
+use crate::vhost::Vhost;
+use crate::ConnId;
+
+/// Where the core's output for one connection goes (the server's writer).
+pub trait ConnSink: Send + Sync {
+    /// Queues encoded frames for the socket. Must not block.
+    fn send(&self, bytes: Bytes);
+    /// Bytes handed to `send` that are not yet written to the socket.
+    fn pending_bytes(&self) -> usize;
+}
+
+/// What the server learned about a connection during the handshake.
+pub struct ConnInfo {
+    pub user: String,
+    pub vhost: String,
+    /// Negotiated frame_max (bytes, overhead included).
+    pub frame_max: u32,
+    /// Negotiated channel_max.
+    pub channel_max: u16,
+    /// Client advertised `consumer_cancel_notify`.
+    pub consumer_cancel_notify: bool,
+    pub sink: Arc<dyn ConnSink>,
+}
+
+/// A connection as the core sees it.
+pub(crate) struct Conn {
+    pub info: ConnInfo,
+    pub channels: FxHashMap<u16, Channel>,
+    /// Frames produced but not yet passed to the sink.
+    pub out: BytesMut,
+    /// Set once the core sent connection.close: everything else is ignored.
+    pub closing: bool,
+    /// Exclusive queues this connection owns (deleted when it goes).
+    pub exclusive_queues: Vec<ShortStr>,
+    /// A delivery was held back because the socket was full.
+    pub throttled: bool,
+}
+
+/// Content being assembled from method, header and body frames.
+pub(crate) enum Assembly {
+    Idle,
+    Header(amqp_codec::BasicPublish),
+    Body { publish: amqp_codec::BasicPublish, header: ContentHeader, parts: Vec<Bytes>, received: u64 },
+}
+
+/// A message delivered on a channel and not yet acknowledged.
+pub(crate) struct Unacked {
+    pub tag: u64,
+    pub queue: ShortStr,
+    pub msg: QueuedMessage,
+    /// None for basic.get deliveries.
+    pub consumer: Option<ShortStr>,
+}
+
+/// A consumer as its channel sees it: its credit.
+pub(crate) struct ChannelConsumer {
+    pub queue: ShortStr,
+    pub no_ack: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub prefetch: u32,
+    pub unacked: u32,
+}
+
+/// Work buffered by a transactional channel until tx.commit.
+#[derive(Default)]
+pub(crate) struct Tx {
+    pub publishes: Vec<(amqp_codec::BasicPublish, ContentHeader, Bytes)>,
+    /// (delivery_tag, multiple, ack=true|reject, requeue)
+    pub settles: Vec<(u64, bool, bool, bool)>,
+}
+
+pub(crate) struct Channel {
+    pub closing: bool,
+    pub assembly: Assembly,
+    pub next_delivery_tag: u64,
+    /// Ordered by tag.
+    pub unacked: VecDeque<Unacked>,
+    pub consumers: FxHashMap<ShortStr, ChannelConsumer>,
+    /// basic.qos global=false: prefetch for consumers created afterwards.
+    pub prefetch_consumer: u32,
+    /// basic.qos global=true: limit across the channel.
+    pub prefetch_channel: u32,
+    pub flow_active: bool,
+    pub confirm: bool,
+    /// Last publish sequence number handed out in confirm mode.
+    pub publish_seq: u64,
+    /// Confirms waiting for the store: (publish seq, store seq), in order.
+    pub confirm_pending: VecDeque<(u64, Seq)>,
+    /// Highest publish seq ready to be confirmed with `multiple`.
+    pub confirm_ready: Option<u64>,
+    pub tx: Option<Tx>,
+    /// tx.commit-ok waiting for this store seq to be durable.
+    pub commit_wait: Option<Seq>,
+    /// Last queue declared on the channel, for methods naming queue "".
+    pub last_queue: Option<ShortStr>,
+}
+
+impl Channel {
+    pub fn new() -> Channel {
+        Channel {
+            closing: false,
+            assembly: Assembly::Idle,
+            next_delivery_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: FxHashMap::default(),
+            prefetch_consumer: 0,
+            prefetch_channel: 0,
+            flow_active: true,
+            confirm: false,
+            publish_seq: 0,
+            confirm_pending: VecDeque::new(),
+            confirm_ready: None,
+            tx: None,
+            commit_wait: None,
+            last_queue: None,
+        }
+    }
+}
+
+pub struct Broker {
+    pub(crate) config: CoreConfig,
+    pub(crate) vhosts: FxHashMap<String, Vhost>,
+    pub(crate) conns: FxHashMap<ConnId, Conn>,
+    pub(crate) users: Users,
+    pub(crate) persist: Box<dyn Persistence>,
+    /// Highest store seq known durable.
+    pub(crate) synced_seq: Seq,
+    /// Channels with confirms or a commit waiting on the store.
+    pub(crate) waiting_sync: FxHashSet<(ConnId, u16)>,
+    next_conn: ConnId,
+    /// State of the generator behind server-named queues and consumer tags.
+    pub(crate) rng: u64,
+}
+
+impl Broker {
+    pub fn new(config: CoreConfig, persist: Box<dyn Persistence>) -> Broker {
+        let mut vhosts = FxHashMap::default();
+        vhosts.insert("/".to_string(), Vhost::new("/"));
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5eed);
+            h.finish() | 1
+        };
+        Broker {
+            config,
+            vhosts,
+            conns: FxHashMap::default(),
+            users: Users::default(),
+            persist,
+            synced_seq: 0,
+            waiting_sync: FxHashSet::default(),
+            next_conn: 1,
+            rng: seed,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn vhost_exists(&self, name: &str) -> bool {
+        self.vhosts.contains_key(name)
+    }
+
+    /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
+    pub fn authenticate(&self, mechanism: &str, response: &[u8], from_loopback: bool) -> Result<String, AmqpError> {
+        self.users.authenticate(mechanism, response, from_loopback)
+    }
+
+    /// Registers a connection that finished its handshake.
+    pub fn open_connection(&mut self, info: ConnInfo) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn { info, channels: FxHashMap::default(), out: BytesMut::new(), closing: false, exclusive_queues: Vec::new(), throttled: false },
+        );
+        id
+    }
+
+    /// True once the core has sent connection.close on this connection.
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.closing)
+    }
+
+    /// Forgets a connection: requeues its unacked messages, removes its
+    /// consumers and deletes its exclusive queues.
+    pub fn remove_connection(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let channels: Vec<u16> = c.channels.keys().copied().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+        if let Some(c) = self.conns.remove(&conn) {
+            let vhost = c.info.vhost.clone();
+            for q in c.exclusive_queues {
+                self.delete_queue_internal(&vhost, &q);
+            }
+        }
+        self.waiting_sync.retain(|(c, _)| *c != conn);
+    }
+
+    /// Sends connection.close with `err` and stops processing this connection.
+    pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        tracing::info!(conn, code = err.code, text = %err.text, "closing connection");
+        encode_method_frame(
+            &mut c.out,
+            0,
+            &Method::ConnectionClose(amqp_codec::ConnectionClose {
+                reply_code: err.code,
+                reply_text: ShortStr::from(truncate(&err.text)),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+        // Release what the connection held right away; the socket closes
+        // after close-ok or a timeout.
+        let channels: Vec<u16> = c.channels.keys().copied().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+    }
+
+    /// Handles one frame on a channel other than 0.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        let ch = frame.channel;
+        if let Err(err) = self.handle_frame_inner(conn, frame) {
+            self.raise(conn, ch, err);
+        }
+    }
+
+    fn handle_frame_inner(&mut self, conn: ConnId, frame: Frame) -> Result<(), AmqpError> {
+        let ch_id = frame.channel;
+        match frame.kind {
+            FRAME_METHOD => {
+                let method = Method::decode(frame.payload)
+                    .map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 0, method_id: 0 })?;
+                self.handle_method_frame(conn, ch_id, method)
+            }
+            FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
+            FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
+            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!("non-zero channel {ch_id} for heartbeat frame")).conn_level()),
+            other => Err(AmqpError::frame_error(format!("unknown frame type {other}")).conn_level()),
+        }
+    }
+
+    fn handle_method_frame(&mut self, conn: ConnId, ch_id: u16, method: Method) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        let c = self.conns.get_mut(&conn).ok_or_else(|| AmqpError::internal("no connection"))?;
+        let channel_max = c.info.channel_max;
+        let Some(ch) = c.channels.get_mut(&ch_id) else {
+            if let Method::ChannelOpen(_) = method {
+                if channel_max != 0 && ch_id > channel_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "channel number {ch_id} exceeds the negotiated channel_max ({channel_max})"
+                    ))
+                    .during(class_id, method_id));
+                }
+                c.channels.insert(ch_id, Channel::new());
+                encode_method_frame(&mut c.out, ch_id, &Method::ChannelOpenOk(Default::default()));
+                return Ok(());
+            }
+            return Err(AmqpError::channel_error("expected 'channel.open'").during(class_id, method_id).conn_level());
+        };
+        if ch.closing {
+            // Waiting for close-ok: RabbitMQ drops everything else.
+            match method {
+                Method::ChannelCloseOk(_) => {
+                    c.channels.remove(&ch_id);
+                }
+                Method::ChannelClose(_) => {
+                    encode_method_frame(&mut c.out, ch_id, &Method::ChannelCloseOk(Default::default()));
+                    c.channels.remove(&ch_id);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if !matches!(ch.assembly, Assembly::Idle) {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got non content header frame instead"
+            ))
+            .during(class_id, method_id)
+            .conn_level());
+        }
+        if let Method::BasicPublish(p) = method {
+            ch.assembly = Assembly::Header(p);
+            return Ok(());
+        }
+        self.handle_method(conn, ch_id, method).map_err(|e| e.during(class_id, method_id))
+    }
+
+    fn handle_header_frame(&mut self, conn: ConnId, ch_id: u16, payload: Bytes) -> Result<(), AmqpError> {
+        let max = self.config.message_size_max_bytes;
+        let ch = self.channel_mut(conn, ch_id)?;
+        let publish = match std::mem::replace(&mut ch.assembly, Assembly::Idle) {
+            Assembly::Header(p) => p,
+            other => {
+                ch.assembly = other;
+                return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead").conn_level());
+            }
+        };
+        let header = ContentHeader::decode(payload)
+            .map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 60, method_id: 40 })?;
+        if header.class_id != 60 {
+            return Err(AmqpError::frame_error(format!("content header for class {} does not match method class 60", header.class_id)).conn_level());
+        }
+        if header.body_size > max {
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {}",
+                header.body_size, max
+            ))
+            .during(60, 40));
+        }
+        if header.body_size == 0 {
+            return self.publish(conn, ch_id, publish, header, Bytes::new());
+        }
+        ch.assembly = Assembly::Body { publish, header, parts: Vec::new(), received: 0 };
+        Ok(())
+    }
+
+    fn handle_body_frame(&mut self, conn: ConnId, ch_id: u16, payload: Bytes) -> Result<(), AmqpError> {
+        let ch = self.channel_mut(conn, ch_id)?;
+        let Assembly::Body { header, parts, received, .. } = &mut ch.assembly else {
+            return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead").conn_level());
+        };
+        *received += payload.len() as u64;
+        if *received > header.body_size {
+            return Err(AmqpError::frame_error(format!(
+                "received body of {} bytes, more than the declared {}",
+                received, header.body_size
+            ))
+            .conn_level());
+        }
+        parts.push(payload);
+        if *received < header.body_size {
+            return Ok(());
+        }
+        let Assembly::Body { publish, header, mut parts, .. } = std::mem::replace(&mut ch.assembly, Assembly::Idle) else {
+            return Ok(());
+        };
+        let body = if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            let mut b = BytesMut::with_capacity(header.body_size as usize);
+            for p in &parts {
+                b.extend_from_slice(p);
+            }
+            b.freeze()
+        };
+        self.publish(conn, ch_id, publish, header, body)
+    }
+
+    /// Sends a channel or connection exception.
+    pub(crate) fn raise(&mut self, conn: ConnId, ch_id: u16, err: AmqpError) {
+        if err.is_connection_error() || ch_id == 0 {
+            self.close_connection_with(conn, err);
+            return;
+        }
+        tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
+        self.cleanup_channel(conn, ch_id);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(ch) = c.channels.get_mut(&ch_id) else { return };
+        ch.closing = true;
+        encode_method_frame(
+            &mut c.out,
+            ch_id,
+            &Method::ChannelClose(amqp_codec::ChannelClose {
+                reply_code: err.code,
+                reply_text: ShortStr::from(truncate(&err.text)),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+    }
+
+    pub(crate) fn channel_mut(&mut self, conn: ConnId, ch_id: u16) -> Result<&mut Channel, AmqpError> {
+        self.conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch_id))
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'").conn_level())
+    }
+
+    /// Appends a method frame to a connection's output.
+    pub(crate) fn send(&mut self, conn: ConnId, ch_id: u16, method: &Method) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            encode_method_frame(&mut c.out, ch_id, method);
+        }
+    }
+
+    /// Passes all produced output to the connections' sinks. The server
+    /// calls this after every batch, before releasing the lock.
+    pub fn flush(&mut self) {
+        self.emit_ready_confirms();
+        for c in self.conns.values_mut() {
+            if !c.out.is_empty() {
+                let bytes = c.out.split().freeze();
+                c.info.sink.send(bytes);
+            }
+        }
+    }
+
+    /// The store has everything up to `seq` on disk: release confirms and
+    /// commit-oks waiting for it.
+    pub fn on_synced(&mut self, seq: Seq) {
+        if seq <= self.synced_seq {
+            return;
+        }
+        self.synced_seq = seq;
+        let waiting: Vec<(ConnId, u16)> = self.waiting_sync.iter().copied().collect();
+        for (conn, ch_id) in waiting {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
+            while let Some(&(tag, s)) = ch.confirm_pending.front() {
+                if s > seq {
+                    break;
+                }
+                ch.confirm_pending.pop_front();
+                ch.confirm_ready = Some(tag);
+            }
+            if ch.commit_wait.is_some_and(|s| s <= seq) {
+                ch.commit_wait = None;
+                encode_method_frame(&mut c.out, ch_id, &Method::TxCommitOk(Default::default()));
+            }
+            if ch.confirm_pending.is_empty() && ch.commit_wait.is_none() {
+                self.waiting_sync.remove(&(conn, ch_id));
+            }
+        }
+    }
+
+    /// Store seq the core is waiting to see durable, if any.
+    pub fn sync_wanted(&self) -> Option<Seq> {
+        let last = self.persist.last_seq();
+        (last > self.synced_seq).then_some(last)
+    }
+
+    /// The store failed: nack everything waiting for it.
+    pub fn on_store_failed(&mut self) {
+        let waiting: Vec<(ConnId, u16)> = self.waiting_sync.drain().collect();
+        for (conn, ch_id) in waiting {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
+            for (tag, _) in ch.confirm_pending.drain(..) {
+                encode_method_frame(
+                    &mut c.out,
+                    ch_id,
+                    &Method::BasicNack(amqp_codec::BasicNack { delivery_tag: tag, multiple: false, requeue: false }),
+                );
+            }
+            if ch.commit_wait.take().is_some() {
+                let err = AmqpError::internal("store failed; transaction not durable").during(90, 20);
+                self.close_connection_with(conn, err);
+            }
+        }
+    }
+
+    /// The writer for `conn` drained its backlog: resume held deliveries.
+    pub fn on_writable(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if !c.throttled {
+            return;
+        }
+        c.throttled = false;
+        let vhost = c.info.vhost.clone();
+        let queues: Vec<ShortStr> = c.channels.values().flat_map(|ch| ch.consumers.values().map(|k| k.queue.clone())).collect();
+        for q in queues {
+            self.dispatch(&vhost, &q);
+        }
+    }
+
+    /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.
+    pub fn close_all(&mut self, text: &str) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close_connection_with(id, AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, text));
+        }
+    }
+
+    /// Next pseudo-random u64 (xorshift*), for generated names.
+    pub(crate) fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Reply texts are short strings: at most 255 bytes, cut at a char boundary.
+pub(crate) fn truncate(s: &str) -> &str {
+    if s.len() <= 255 {
+        return s;
+    }
+    let mut end = 255;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl AmqpError {
+    /// Marks an error whose code is normally a channel error as connection-level
+    /// (frame-level violations always close the connection).
+    pub(crate) fn conn_level(self) -> AmqpError {
+        // The connection-error codes already are; the channel_error (504)
+        // code is connection-level by definition.
+        self
+    }
+}

@@ -1,0 +1,30 @@
+//! Limits the core enforces. Every limit carries its unit in its name.
+
+/// Core limits; the server fills these from the command line/config file.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Largest frame we accept and offer in connection.tune, overhead included.
+    pub frame_size_max_bytes: u32,
+    /// Highest channel number a client may open (offered in connection.tune).
+    pub channel_max: u16,
+    /// Largest message body accepted; RabbitMQ 3.10's default is 128 MiB.
+    pub message_size_max_bytes: u64,
+    /// Deliveries stop going to a connection whose socket has this many bytes
+    /// queued but unwritten; they resume when the writer catches up. This is
+    /// what bounds memory for no-ack consumers on slow sockets.
+    pub write_buffer_bytes_max: usize,
+    /// Consumers per channel.
+    pub consumers_per_channel_max: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            frame_size_max_bytes: 131_072,
+            channel_max: 2047,
+            message_size_max_bytes: 128 * 1024 * 1024,
+            write_buffer_bytes_max: 1024 * 1024,
+            consumers_per_channel_max: 65_535,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! AMQP exceptions as the core raises them.
+//!
+//! RabbitMQ formats every reply text as `NAME - detail`; [`AmqpError`] keeps
+//! the code, the detail and the method that failed, and knows whether the
+//! code is a channel ("soft") or connection ("hard") exception.
+
+use amqp_codec::reply;
+
+/// An exception to send to the client with channel.close or connection.close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpError {
+    pub code: u16,
+    /// Full reply text, already prefixed with the code's name.
+    pub text: String,
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
+impl AmqpError {
+    pub fn new(code: u16, detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError {
+            code,
+            text: format!("{} - {}", code_name(code), detail),
+            class_id: 0,
+            method_id: 0,
+        }
+    }
+
+    /// Records which method caused the exception (sent back in the close).
+    pub fn during(mut self, class_id: u16, method_id: u16) -> AmqpError {
+        if self.class_id == 0 {
+            self.class_id = class_id;
+            self.method_id = method_id;
+        }
+        self
+    }
+
+    /// Connection ("hard") exceptions close the whole connection.
+    pub fn is_connection_error(&self) -> bool {
+        !matches!(
+            self.code,
+            reply::CONTENT_TOO_LARGE
+                | reply::NO_ROUTE
+                | reply::NO_CONSUMERS
+                | reply::ACCESS_REFUSED
+                | reply::NOT_FOUND
+                | reply::RESOURCE_LOCKED
+                | reply::PRECONDITION_FAILED
+        )
+    }
+
+    pub fn not_found(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::NOT_FOUND, detail)
+    }
+    pub fn access_refused(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::ACCESS_REFUSED, detail)
+    }
+    pub fn precondition_failed(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::PRECONDITION_FAILED, detail)
+    }
+    pub fn resource_locked(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::RESOURCE_LOCKED, detail)
+    }
+    pub fn not_allowed(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::NOT_ALLOWED, detail)
+    }
+    pub fn command_invalid(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::COMMAND_INVALID, detail)
+    }
+    pub fn channel_error(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::CHANNEL_ERROR, detail)
+    }
+    pub fn unexpected_frame(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::UNEXPECTED_FRAME, detail)
+    }
+    pub fn frame_error(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::FRAME_ERROR, detail)
+    }
+    pub fn not_implemented(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::NOT_IMPLEMENTED, detail)
+    }
+    pub fn internal(detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::new(reply::INTERNAL_ERROR, detail)
+    }
+}
+
+/// The upper-case names RabbitMQ puts in front of reply texts.
+pub fn code_name(code: u16) -> &'static str {
+    match code {
+        reply::SUCCESS => "OK",
+        reply::CONTENT_TOO_LARGE => "CONTENT_TOO_LARGE",
+        reply::NO_ROUTE => "NO_ROUTE",
+        reply::NO_CONSUMERS => "NO_CONSUMERS",
+        reply::CONNECTION_FORCED => "CONNECTION_FORCED",
+        reply::INVALID_PATH => "INVALID_PATH",
+        reply::ACCESS_REFUSED => "ACCESS_REFUSED",
+        reply::NOT_FOUND => "NOT_FOUND",
+        reply::RESOURCE_LOCKED => "RESOURCE_LOCKED",
+        reply::PRECONDITION_FAILED => "PRECONDITION_FAILED",
+        reply::FRAME_ERROR => "FRAME_ERROR",
+        reply::SYNTAX_ERROR => "SYNTAX_ERROR",
+        reply::COMMAND_INVALID => "COMMAND_INVALID",
+        reply::CHANNEL_ERROR => "CHANNEL_ERROR",
+        reply::UNEXPECTED_FRAME => "UNEXPECTED_FRAME",
+        reply::RESOURCE_ERROR => "RESOURCE_ERROR",
+        reply::NOT_ALLOWED => "NOT_ALLOWED",
+        reply::NOT_IMPLEMENTED => "NOT_IMPLEMENTED",
+        reply::INTERNAL_ERROR => "INTERNAL_ERROR",
+        _ => "ERROR",
+    }
+}
+
+pub type Result<T, E = AmqpError> = std::result::Result<T, E>;

@@ -1,0 +1,464 @@
+//! exchange.* and queue.* methods: declaring, binding, purging, deleting.
+
+use amqp_codec::{
+    ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, QueueBind,
+    QueueDeclare, QueueDelete, QueuePurge, QueueUnbind, ShortStr,
+};
+use bytes::BytesMut;
+
+use crate::broker::Broker;
+use crate::error::AmqpError;
+use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::persist::{BindingDef, ExchangeDef, QueueDef};
+use crate::queue::Queue;
+use crate::ConnId;
+
+pub(crate) fn no_exchange(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+pub(crate) fn no_queue(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+fn locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+    ))
+}
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, received: impl std::fmt::Display, current: impl std::fmt::Display) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
+    ))
+}
+fn encoded(t: &FieldTable) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    t.encode(&mut b);
+    b.to_vec()
+}
+/// Compares declared arguments with existing ones as RabbitMQ does; returns the first differing key.
+fn first_arg_difference(a: &FieldTable, b: &FieldTable) -> Option<String> {
+    for (k, v) in a.iter() {
+        if b.get(k.as_str()) != Some(v) {
+            return Some(k.to_string());
+        }
+    }
+    for (k, _) in b.iter() {
+        if a.get(k.as_str()).is_none() {
+            return Some(k.to_string());
+        }
+    }
+    None
+}
+
+impl Broker {
+    pub(crate) fn vhost_of(&self, conn: ConnId) -> Result<String, AmqpError> {
+        self.conns.get(&conn).map(|c| c.info.vhost.clone()).ok_or_else(|| AmqpError::internal("no connection"))
+    }
+
+    /// Fails with 405 if the queue is exclusive to another connection.
+    fn check_exclusive(&self, conn: ConnId, vhost: &str, q: &Queue) -> Result<(), AmqpError> {
+        match q.exclusive_owner {
+            Some(owner) if owner != conn => Err(locked(&q.name, vhost)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn exchange_declare(&mut self, conn: ConnId, ch: u16, m: ExchangeDeclare) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let name = m.exchange.clone();
+        let kind_str = m.kind.as_str();
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if m.passive {
+            if name.is_empty() {
+                // RabbitMQ accepts a passive declare of the default exchange.
+            } else if !v.exchanges.contains_key(&name) {
+                return Err(no_exchange(&name, &vname));
+            }
+        } else {
+            if name.is_empty() || name.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "exchange name '{name}' contains reserved prefix 'amq.*'"
+                )));
+            }
+            let Some(kind) = ExchangeKind::parse(kind_str) else {
+                return Err(AmqpError::command_invalid(format!("invalid exchange type '{kind_str}'")));
+            };
+            if let Some(ex) = v.exchanges.get(&name) {
+                if ex.kind != kind {
+                    return Err(inequivalent("exchange", "type", &name, &vname, kind_str, ex.kind.as_str()));
+                }
+                if ex.durable != m.durable {
+                    return Err(inequivalent("exchange", "durable", &name, &vname, m.durable, ex.durable));
+                }
+                if ex.auto_delete != m.auto_delete {
+                    return Err(inequivalent("exchange", "auto_delete", &name, &vname, m.auto_delete, ex.auto_delete));
+                }
+                if ex.internal != m.internal {
+                    return Err(inequivalent("exchange", "internal", &name, &vname, m.internal, ex.internal));
+                }
+                if let Some(arg) = first_arg_difference(&m.arguments, &ex.arguments) {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "inequivalent arg '{arg}' for exchange '{name}' in vhost '{vname}'"
+                    )));
+                }
+            } else {
+                if m.durable {
+                    self.persist
+                        .put_exchange(&ExchangeDef {
+                            vhost: vname.clone(),
+                            name: name.to_string(),
+                            kind: kind_str.to_string(),
+                            auto_delete: m.auto_delete,
+                            internal: m.internal,
+                            arguments: encoded(&m.arguments),
+                        })
+                        .map_err(|e| AmqpError::internal(e))?;
+                }
+                v.exchanges.insert(
+                    name.clone(),
+                    Exchange::new(name.clone(), kind, m.durable, m.auto_delete, m.internal, m.arguments),
+                );
+            }
+        }
+        if !m.no_wait {
+            self.send(conn, ch, &Method::ExchangeDeclareOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn exchange_delete(&mut self, conn: ConnId, ch: u16, m: ExchangeDelete) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        if m.exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if m.exchange.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                m.exchange
+            )));
+        }
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if let Some(ex) = v.exchanges.get(&m.exchange) {
+            if m.if_unused && !ex.bindings.is_empty() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "exchange '{}' in vhost '{vname}' in use",
+                    m.exchange
+                )));
+            }
+            self.delete_exchange_internal(&vname, &m.exchange);
+        }
+        if !m.no_wait {
+            self.send(conn, ch, &Method::ExchangeDeleteOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    /// Deletes an exchange, its bindings, and bindings that lead to it.
+    pub(crate) fn delete_exchange_internal(&mut self, vname: &str, name: &ShortStr) {
+        let Some(v) = self.vhosts.get_mut(vname) else { return };
+        let Some(ex) = v.exchanges.remove(name) else { return };
+        if ex.durable {
+            let _ = self.persist.delete_exchange(vname, name);
+        }
+        let dest = Destination::Exchange(name.clone());
+        let mut sources = Vec::new();
+        for (s, e) in v.exchanges.iter_mut() {
+            if e.unbind_all_to(&dest) > 0 {
+                sources.push(s.clone());
+            }
+        }
+        for s in sources {
+            self.maybe_auto_delete_exchange(vname, &s);
+        }
+    }
+
+    /// Auto-delete exchanges go when their last binding is removed.
+    pub(crate) fn maybe_auto_delete_exchange(&mut self, vname: &str, name: &ShortStr) {
+        let Some(v) = self.vhosts.get(vname) else { return };
+        if let Some(ex) = v.exchanges.get(name) {
+            if ex.auto_delete && ex.bindings.is_empty() {
+                self.delete_exchange_internal(vname, name);
+            }
+        }
+    }
+
+    fn bind_common(
+        &mut self,
+        conn: ConnId,
+        source: &ShortStr,
+        dest: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let dest_durable = match &dest {
+            Destination::Queue(q) => {
+                let queue = v.queues.get(q).ok_or_else(|| no_queue(q, &vname))?;
+                self.check_exclusive(conn, &vname, queue)?;
+                queue.durable
+            }
+            Destination::Exchange(e) => {
+                if e.is_empty() {
+                    return Err(default_exchange_refused());
+                }
+                v.exchanges.get(e).ok_or_else(|| no_exchange(e, &vname))?.durable
+            }
+        };
+        let ex = v.exchanges.get(source).ok_or_else(|| no_exchange(source, &vname))?;
+        let durable = ex.durable && dest_durable;
+        let def = BindingDef {
+            vhost: vname.clone(),
+            source: source.to_string(),
+            destination: dest.name().to_string(),
+            destination_is_queue: matches!(dest, Destination::Queue(_)),
+            routing_key: routing_key.to_string(),
+            arguments: encoded(&arguments),
+        };
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let ex = v.exchanges.get_mut(source).ok_or_else(|| no_exchange(source, &vname))?;
+        if bind {
+            let added = ex.bind(dest, routing_key, arguments).map_err(AmqpError::precondition_failed)?;
+            if added && durable {
+                self.persist.put_binding(&def).map_err(AmqpError::internal)?;
+            }
+        } else {
+            let removed = ex.unbind(&dest, &routing_key, &arguments);
+            if removed && durable {
+                self.persist.delete_binding(&def).map_err(AmqpError::internal)?;
+            }
+            self.maybe_auto_delete_exchange(&vname, source);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn exchange_bind(&mut self, conn: ConnId, ch: u16, m: ExchangeBind) -> Result<(), AmqpError> {
+        self.bind_common(conn, &m.source, Destination::Exchange(m.destination), m.routing_key, m.arguments, true)?;
+        if !m.no_wait {
+            self.send(conn, ch, &Method::ExchangeBindOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn exchange_unbind(&mut self, conn: ConnId, ch: u16, m: ExchangeUnbind) -> Result<(), AmqpError> {
+        self.bind_common(conn, &m.source, Destination::Exchange(m.destination), m.routing_key, m.arguments, false)?;
+        if !m.no_wait {
+            self.send(conn, ch, &Method::ExchangeUnbindOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue_bind(&mut self, conn: ConnId, ch: u16, m: QueueBind) -> Result<(), AmqpError> {
+        let queue = self.resolve_queue_name(conn, ch, m.queue)?;
+        self.bind_common(conn, &m.exchange, Destination::Queue(queue), m.routing_key, m.arguments, true)?;
+        if !m.no_wait {
+            self.send(conn, ch, &Method::QueueBindOk(Default::default()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue_unbind(&mut self, conn: ConnId, ch: u16, m: QueueUnbind) -> Result<(), AmqpError> {
+        let queue = self.resolve_queue_name(conn, ch, m.queue)?;
+        self.bind_common(conn, &m.exchange, Destination::Queue(queue), m.routing_key, m.arguments, false)?;
+        self.send(conn, ch, &Method::QueueUnbindOk(Default::default()));
+        Ok(())
+    }
+
+    /// An empty queue name means "the last queue declared on this channel";
+    /// we keep that per connection+channel in `last_queue`.
+    pub(crate) fn resolve_queue_name(&mut self, conn: ConnId, ch: u16, name: ShortStr) -> Result<ShortStr, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        let c = self.channel_mut(conn, ch)?;
+        c.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    pub(crate) fn queue_declare(&mut self, conn: ConnId, ch: u16, m: QueueDeclare) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let name = if m.queue.is_empty() && !m.passive {
+            let mut raw = [0u8; 16];
+            raw[..8].copy_from_slice(&self.random().to_le_bytes());
+            raw[8..].copy_from_slice(&self.random().to_le_bytes());
+            ShortStr::from(format!("amq.gen-{}", base64url(&raw)))
+        } else {
+            self.resolve_queue_name(conn, ch, m.queue.clone())?
+        };
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if let Some(q) = v.queues.get(&name) {
+            match q.exclusive_owner {
+                Some(owner) if owner != conn => return Err(locked(&name, &vname)),
+                _ => {}
+            }
+            if !m.passive {
+                if q.durable != m.durable {
+                    return Err(inequivalent("queue", "durable", &name, &vname, m.durable, q.durable));
+                }
+                if q.exclusive_owner.is_some() != m.exclusive {
+                    return Err(locked(&name, &vname));
+                }
+                if q.auto_delete != m.auto_delete {
+                    return Err(inequivalent("queue", "auto_delete", &name, &vname, m.auto_delete, q.auto_delete));
+                }
+                if let Some(arg) = first_arg_difference(&m.arguments, &q.arguments) {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "inequivalent arg '{arg}' for queue '{name}' in vhost '{vname}'"
+                    )));
+                }
+            }
+        } else if m.passive {
+            return Err(no_queue(&name, &vname));
+        } else {
+            if name.starts_with("amq.") && !m.queue.is_empty() {
+                return Err(AmqpError::access_refused(format!(
+                    "queue name '{name}' contains reserved prefix 'amq.*'"
+                )));
+            }
+            if m.durable && !m.exclusive {
+                self.persist
+                    .put_queue(&QueueDef {
+                        vhost: vname.clone(),
+                        name: name.to_string(),
+                        auto_delete: m.auto_delete,
+                        exclusive: false,
+                        arguments: encoded(&m.arguments),
+                    })
+                    .map_err(AmqpError::internal)?;
+            }
+            let owner = m.exclusive.then_some(conn);
+            // Exclusive queues are never stored: they die with their connection.
+            let durable = m.durable;
+            v.queues.insert(name.clone(), Queue::new(name.clone(), durable, owner, m.auto_delete, m.arguments));
+            // Bind to the default exchange implicitly (routing is special-cased).
+            if m.exclusive {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.exclusive_queues.push(name.clone());
+                }
+            }
+        }
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let (messages, consumers) = v.queues.get(&name).map(|q| (q.message_count(), q.consumer_count())).unwrap_or((0, 0));
+        if let Ok(c) = self.channel_mut(conn, ch) {
+            c.last_queue = Some(name.clone());
+        }
+        if !m.no_wait {
+            self.send(
+                conn,
+                ch,
+                &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk { queue: name, message_count: messages, consumer_count: consumers }),
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue_purge(&mut self, conn: ConnId, ch: u16, m: QueuePurge) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let name = self.resolve_queue_name(conn, ch, m.queue)?;
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
+        self.check_exclusive(conn, &vname, q)?;
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v.queues.get_mut(&name).ok_or_else(|| no_queue(&name, &vname))?;
+        let purged = q.purge();
+        for m in &purged {
+            if let Some(id) = m.store_id {
+                let _ = self.persist.remove_message(&vname, &name, id);
+            }
+        }
+        if !m.no_wait {
+            let message_count = u32::try_from(purged.len()).unwrap_or(u32::MAX);
+            self.send(conn, ch, &Method::QueuePurgeOk(amqp_codec::QueuePurgeOk { message_count }));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue_delete(&mut self, conn: ConnId, ch: u16, m: QueueDelete) -> Result<(), AmqpError> {
+        let vname = self.vhost_of(conn)?;
+        let name = self.resolve_queue_name(conn, ch, m.queue)?;
+        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let mut count = 0;
+        if let Some(q) = v.queues.get(&name) {
+            self.check_exclusive(conn, &vname, q)?;
+            if m.if_unused && !q.consumers.is_empty() {
+                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' in use")));
+            }
+            if m.if_empty && !q.messages.is_empty() {
+                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' is not empty")));
+            }
+            count = q.message_count();
+            self.delete_queue_internal(&vname, &name);
+        }
+        if !m.no_wait {
+            self.send(conn, ch, &Method::QueueDeleteOk(amqp_codec::QueueDeleteOk { message_count: count }));
+        }
+        Ok(())
+    }
+
+    /// Deletes a queue: cancels its consumers (telling clients that asked
+    /// for consumer_cancel_notify), removes bindings to it, drops its messages.
+    pub(crate) fn delete_queue_internal(&mut self, vname: &str, name: &ShortStr) {
+        let Some(v) = self.vhosts.get_mut(vname) else { return };
+        let Some(q) = v.queues.remove(name) else { return };
+        let dest = Destination::Queue(name.clone());
+        let mut sources = Vec::new();
+        for (ename, ex) in v.exchanges.iter_mut() {
+            if ex.unbind_all_to(&dest) > 0 {
+                sources.push(ename.clone());
+            }
+        }
+        if q.durable && q.exclusive_owner.is_none() {
+            let _ = self.persist.delete_queue(vname, name);
+        }
+        for c in &q.consumers {
+            let Some(conn) = self.conns.get_mut(&c.conn) else { continue };
+            let notify = conn.info.consumer_cancel_notify;
+            if let Some(chan) = conn.channels.get_mut(&c.channel) {
+                chan.consumers.remove(&c.tag);
+            }
+            if notify && !conn.closing {
+                amqp_codec::encode_method_frame(
+                    &mut conn.out,
+                    c.channel,
+                    &Method::BasicCancel(amqp_codec::BasicCancel { consumer_tag: c.tag.clone(), no_wait: true }),
+                );
+            }
+        }
+        if let Some(owner) = q.exclusive_owner {
+            if let Some(c) = self.conns.get_mut(&owner) {
+                c.exclusive_queues.retain(|n| n != name);
+            }
+        }
+        for s in sources {
+            self.maybe_auto_delete_exchange(vname, &s);
+        }
+    }
+
+    /// Auto-delete queues go when their last consumer does.
+    pub(crate) fn maybe_auto_delete_queue(&mut self, vname: &str, name: &ShortStr) {
+        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(name)) else { return };
+        if q.auto_delete && q.had_consumer && q.consumers.is_empty() {
+            self.delete_queue_internal(vname, name);
+        }
+    }
+}
+
+/// URL-safe base64 without padding, as in RabbitMQ's `amq.gen-` names.
+fn base64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len() * 4 / 3 + 2);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

@@ -1,0 +1,102 @@
+//! A virtual host: a namespace of exchanges and queues.
+
+use amqp_codec::{FieldTable, ShortStr};
+use rustc_hash::FxHashMap;
+
+use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::queue::Queue;
+
+/// Exchanges every vhost has, as in RabbitMQ.
+const PREDECLARED: [(&str, ExchangeKind); 6] = [
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic),
+];
+
+/// Upper bound on exchange-to-exchange hops while routing one message, so a
+/// binding cycle cannot loop (cycles are also cut by a visited set).
+const ROUTE_EXCHANGES_MAX: usize = 64;
+
+#[derive(Debug)]
+pub struct Vhost {
+    pub name: String,
+    pub exchanges: FxHashMap<ShortStr, Exchange>,
+    pub queues: FxHashMap<ShortStr, Queue>,
+}
+
+impl Vhost {
+    pub fn new(name: &str) -> Vhost {
+        let mut exchanges = FxHashMap::default();
+        exchanges.insert(
+            ShortStr::from(""),
+            Exchange::new(ShortStr::from(""), ExchangeKind::Direct, true, false, false, FieldTable::default()),
+        );
+        for (n, kind) in PREDECLARED {
+            let internal = n == "amq.rabbitmq.trace";
+            exchanges.insert(ShortStr::from(n), Exchange::new(ShortStr::from(n), kind, true, false, internal, FieldTable::default()));
+        }
+        Vhost { name: name.to_string(), exchanges, queues: FxHashMap::default() }
+    }
+
+    /// Queues a message published to `exchange` reaches, without duplicates.
+    /// `headers` is computed only if a headers exchange is consulted.
+    pub fn route<'a>(
+        &'a self,
+        exchange: &'a str,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<ShortStr>,
+    ) {
+        if exchange.is_empty() {
+            if let Some((name, _)) = self.queues.get_key_value(routing_key) {
+                out.push(name.clone());
+            }
+            return;
+        }
+        let mut cached_headers: Option<Option<FieldTable>> = None;
+        let mut visited: Vec<&str> = Vec::new();
+        self.route_from(exchange, routing_key, headers, &mut cached_headers, &mut visited, out);
+    }
+
+    fn route_from<'a>(
+        &'a self,
+        exchange: &'a str,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        cached: &mut Option<Option<FieldTable>>,
+        visited: &mut Vec<&'a str>,
+        out: &mut Vec<ShortStr>,
+    ) {
+        if visited.len() >= ROUTE_EXCHANGES_MAX || visited.contains(&exchange) {
+            return;
+        }
+        visited.push(exchange);
+        let Some(ex) = self.exchanges.get(exchange) else { return };
+        if ex.kind == ExchangeKind::Headers && cached.is_none() {
+            *cached = Some(headers());
+        }
+        let before = out.len();
+        let mut dests = Vec::new();
+        ex.route(routing_key, cached.as_ref().and_then(|h| h.as_ref()), &mut dests);
+        for d in dests {
+            match d {
+                Destination::Queue(q) => {
+                    if self.queues.contains_key(q) && !out.contains(q) {
+                        out.push(q.clone());
+                    }
+                }
+                Destination::Exchange(e) => {
+                    self.route_from(e.as_str(), routing_key, headers, cached, visited, out);
+                }
+            }
+        }
+        if out.len() == before {
+            if let Some(ae) = ex.alternate_exchange() {
+                self.route_from(ae, routing_key, headers, cached, visited, out);
+            }
+        }
+    }
+}
