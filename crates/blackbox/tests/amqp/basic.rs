@@ -181,7 +181,7 @@ async fn all_properties_round_trip() {
         .with_expiration("60000".into())
         .with_message_id("msg-1".into())
         .with_timestamp(1_650_000_000)
-        .with_kind("my.type".into())
+        .with_type("my.type".into())
         .with_user_id("guest".into())
         .with_app_id("blackbox".into())
         .with_cluster_id("cluster-x".into());
@@ -226,6 +226,7 @@ async fn user_id_must_match_authenticated_user() {
     let b = broker().await;
     let (conn, ch) = b.channel().await;
     let q = temp_queue(&ch).await;
+    let seen = watch_errors(&ch);
     ch.basic_publish(
         "",
         &q,
@@ -235,7 +236,7 @@ async fn user_id_must_match_authenticated_user() {
     )
     .await
     .unwrap();
-    let (code, text) = expect_amqp_err(ch.basic_qos(1, Default::default()).await);
+    let (code, text) = async_channel_error(&ch, &seen).await;
     assert_eq!(code, 406);
     assert_eq!(
         text,
@@ -534,8 +535,9 @@ async fn ack_nack_reject_multiple_and_requeue() {
 async fn ack_unknown_tag_is_406() {
     let b = broker().await;
     let (conn, ch) = b.channel().await;
+    let seen = watch_errors(&ch);
     ch.basic_ack(999, Default::default()).await.unwrap();
-    let (code, text) = expect_amqp_err(ch.basic_qos(1, Default::default()).await);
+    let (code, text) = async_channel_error(&ch, &seen).await;
     assert_eq!(code, 406);
     assert_eq!(text, "PRECONDITION_FAILED - unknown delivery tag 999");
     assert!(conn.status().connected());
@@ -550,8 +552,9 @@ async fn double_ack_is_406() {
     publish(&ch, "", &q, "x").await;
     let (tag, _, _) = get(&ch, &q).await;
     ch.basic_ack(tag, Default::default()).await.unwrap();
+    let seen = watch_errors(&ch);
     ch.basic_ack(tag, Default::default()).await.unwrap();
-    let (code, text) = expect_amqp_err(ch.basic_qos(1, Default::default()).await);
+    let (code, text) = async_channel_error(&ch, &seen).await;
     assert_eq!(code, 406);
     assert_eq!(
         text,

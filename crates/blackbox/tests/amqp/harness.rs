@@ -210,3 +210,36 @@ pub async fn publish_confirmed(conn: &Connection, ex: &str, key: &str, bodies: &
     }
     ch.close(200, "ok").await.unwrap();
 }
+
+/// After an asynchronous method (publish, ack) that should make the server
+/// close the channel: returns (code, text) of the channel error, whichever
+/// way lapin surfaces it (failed follow-up RPC or the channel's on_error).
+pub async fn async_channel_error(ch: &Channel, seen: &ErrorSlot) -> (u16, String) {
+    match ch.basic_qos(0, Default::default()).await {
+        Err(lapin::Error::ProtocolError(a)) => (a.get_id(), a.get_message().to_string()),
+        Err(_) => {
+            within("channel error", async {
+                loop {
+                    if let Some(e) = seen.lock().unwrap().clone() {
+                        return amqp_err(&e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+        }
+        Ok(()) => panic!("expected the channel to be closed by the server"),
+    }
+}
+
+pub type ErrorSlot = std::sync::Arc<std::sync::Mutex<Option<lapin::Error>>>;
+
+/// Record the channel's error (set before triggering it).
+pub fn watch_errors(ch: &Channel) -> ErrorSlot {
+    let slot: ErrorSlot = Default::default();
+    let s = slot.clone();
+    ch.on_error(move |e| {
+        s.lock().unwrap().get_or_insert(e);
+    });
+    slot
+}
