@@ -210,7 +210,10 @@ impl Broker {
         for ch in channels {
             self.cleanup_channel(conn, ch);
         }
-        if let Some(c) = self.conns.remove(&conn) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            if !c.out.is_empty() {
+                c.info.sink.send(c.out.split().freeze());
+            }
             let vhost = c.info.vhost.clone();
             for q in c.exclusive_queues {
                 self.delete_queue_internal(&vhost, &q);
@@ -407,6 +410,13 @@ impl Broker {
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&ch_id))
             .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'").conn_level())
+    }
+
+    /// Lets the server write channel-0 frames into a connection's output.
+    pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            f(&mut c.out);
+        }
     }
 
     /// Appends a method frame to a connection's output.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod exchange;
 pub mod headers;
 mod manage;
+mod recover;
 pub mod message;
 pub mod persist;
 pub mod queue;
@@ -25,6 +26,7 @@ mod vhost;
 
 pub use broker::{Broker, ConnInfo, ConnSink};
 pub use config::CoreConfig;
+pub use recover::RestoreStats;
 pub use error::AmqpError;
 
 /// Identity of a client connection, assigned by [`Broker::open_connection`].

@@ -1,1 +1,132 @@
-//! Network server.
+//! The network side of warren: the TCP listener, one task pair (reader and
+//! writer) per connection, heartbeats, the group-commit sync thread, and
+//! graceful shutdown. All broker state lives in `broker_core::Broker`
+//! behind one mutex, taken once per batch of frames read from a socket.
+
+mod config;
+mod conn;
+mod handshake;
+mod sink;
+mod sync;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use broker_core::persist::{NoPersistence, Persistence, Syncer};
+use broker_core::Broker;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+pub use config::ServerConfig;
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    pub core: Mutex<Broker>,
+    pub config: ServerConfig,
+    /// Wakes the sync thread when the core waits on the store.
+    pub sync: sync::SyncSignal,
+}
+
+impl Shared {
+    /// Called after every batch of work with the core lock held: hands out
+    /// output and wakes the syncer if confirms wait on the disk.
+    pub fn after_batch(&self, core: &mut Broker) {
+        core.flush();
+        if core.sync_wanted().is_some() {
+            self.sync.wake();
+        }
+    }
+}
+
+/// Runs the broker until `shutdown` resolves, then closes every client with
+/// 320 CONNECTION_FORCED and returns.
+pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (persist, syncer, recovered): (Box<dyn Persistence>, Option<Arc<dyn Syncer>>, _) = match &config.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+            let (store, syncer, recovered) = store::open(dir, store::StoreConfig::default())
+                .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
+            for w in &recovered.warnings {
+                tracing::warn!("recovery: {w}");
+            }
+            (Box::new(store), Some(syncer as Arc<dyn Syncer>), Some(recovered))
+        }
+        None => (Box::new(NoPersistence::default()), None, None),
+    };
+    let mut broker = Broker::new(config.core.clone(), persist);
+    if let Some(recovered) = recovered {
+        let started = std::time::Instant::now();
+        let stats = broker.restore(recovered);
+        tracing::info!(
+            queues = stats.queues,
+            messages = stats.messages,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered durable state"
+        );
+    }
+    let shared = Arc::new(Shared { core: Mutex::new(broker), config: config.clone(), sync: sync::SyncSignal::default() });
+    let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
+
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("warren listening on {local} (amqp)");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(config.connections_max));
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    drop(stream);
+                    continue;
+                };
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                tasks.spawn(async move {
+                    conn::run(stream, peer, shared, stop).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    tracing::info!("shutting down: closing {} connections", tasks.len());
+    drop(listener);
+    {
+        let mut core = shared.core.lock();
+        core.close_all("broker forced connection closure with reason 'shutdown'");
+        shared.after_batch(&mut core);
+    }
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::sleep(Duration::from_millis(config.shutdown_timeout_ms));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => { tasks.abort_all(); break; }
+            next = tasks.join_next() => if next.is_none() { break },
+        }
+    }
+    if let Some(t) = sync_thread {
+        shared.sync.stop();
+        let _ = t.join();
+    }
+    Ok(())
+}
+

@@ -1,0 +1,46 @@
+//! Server settings. Every limit carries its unit in its name.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use broker_core::CoreConfig;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: IpAddr,
+    /// 0 picks a free port (the log line says which).
+    pub port: u16,
+    /// None keeps everything in memory (no durability).
+    pub data_dir: Option<PathBuf>,
+    pub core: CoreConfig,
+    /// Heartbeat interval offered in connection.tune (0 disables).
+    pub heartbeat_s: u16,
+    /// A client must finish the handshake within this time.
+    pub handshake_timeout_ms: u64,
+    /// After sending connection.close, wait this long for close-ok.
+    pub close_timeout_ms: u64,
+    /// On shutdown, wait this long for clients to go before dropping them.
+    pub shutdown_timeout_ms: u64,
+    /// Concurrent connections accepted; more are refused at accept.
+    pub connections_max: usize,
+    /// Socket read buffer per connection; one read never exceeds it, and
+    /// the frames of one read are processed under one lock acquisition.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 5672,
+            data_dir: Some(PathBuf::from("data")),
+            core: CoreConfig::default(),
+            heartbeat_s: 60,
+            handshake_timeout_ms: 10_000,
+            close_timeout_ms: 3_000,
+            shutdown_timeout_ms: 5_000,
+            connections_max: 65_536,
+            read_buffer_bytes: 64 * 1024,
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! One client connection: handshake, then a reader loop (this task) and a
+//! writer task. The reader batches every frame of one socket read into one
+//! trip through the core lock; the writer drains the connection's output
+//! queue with as few syscalls as possible and sends heartbeats when idle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amqp_codec::{
+    encode_heartbeat, encode_method_frame, parse_frame, reply, ConnectionClose, Frame, Method, ShortStr,
+    FRAME_HEARTBEAT, FRAME_METHOD,
+};
+use broker_core::{AmqpError, ConnId, ConnInfo};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::handshake;
+use crate::sink::ConnIo;
+use crate::Shared;
+
+/// How the read loop ended.
+enum ReadEnd {
+    /// Peer closed, errored or went silent: nothing more to send.
+    Gone,
+    /// We are closing (we sent or answered connection.close): flush and close.
+    Closing,
+}
+
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(shared.config.read_buffer_bytes);
+    let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
+    let neg = match tokio::time::timeout(timeout, handshake::run(&mut rd, &mut wr, &mut buf, &shared, peer.ip().is_loopback())).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
+    let io = Arc::new(ConnIo::default());
+    let id = shared.core.lock().open_connection(ConnInfo {
+        user: neg.user.clone(),
+        vhost: neg.vhost.clone(),
+        frame_max: neg.frame_max,
+        channel_max: neg.channel_max,
+        consumer_cancel_notify: neg.consumer_cancel_notify,
+        sink: io.clone(),
+    });
+    let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
+    let writer = tokio::spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
+
+    let end = read_loop(&mut rd, &mut buf, &shared, id, neg.frame_max, heartbeat, &mut stop).await;
+    if let ReadEnd::Closing = end {
+        // Give the peer a moment to read our close / close-ok.
+        let wait = Duration::from_millis(shared.config.close_timeout_ms);
+        let _ = tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)).await;
+    }
+    {
+        let mut core = shared.core.lock();
+        core.remove_connection(id);
+        shared.after_batch(&mut core);
+    }
+    io.close();
+    let _ = writer.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// After we sent connection.close: discard frames until close-ok or EOF.
+async fn drain_until_close_ok(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) {
+    loop {
+        while let Ok(Some(f)) = parse_frame(buf, frame_max) {
+            if f.channel == 0 && f.kind == FRAME_METHOD {
+                if let Ok(Method::ConnectionCloseOk(_)) = Method::decode(f.payload) {
+                    return;
+                }
+            }
+        }
+        if parse_frame(buf, frame_max).is_err() {
+            buf.clear();
+        }
+        buf.reserve(4096);
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    shared: &Shared,
+    id: ConnId,
+    frame_max: u32,
+    heartbeat: Option<Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> ReadEnd {
+    // A peer silent for two heartbeat intervals is dead.
+    let silence_max = heartbeat.map(|h| h * 2).unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let read_size = shared.config.read_buffer_bytes;
+    let mut frames: Vec<Frame> = Vec::with_capacity(64);
+    loop {
+        if buf.capacity() - buf.len() < read_size / 4 {
+            buf.reserve(read_size);
+        }
+        let n = tokio::select! {
+            r = tokio::time::timeout(silence_max, rd.read_buf(buf)) => match r {
+                Err(_) => {
+                    tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
+                    return ReadEnd::Gone;
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => return ReadEnd::Gone,
+                Ok(Ok(n)) => n,
+            },
+            _ = stop.changed() => return ReadEnd::Closing,
+        };
+        let _ = n;
+        // Parse everything complete in the buffer.
+        let mut frame_error = None;
+        loop {
+            match parse_frame(buf, frame_max) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    frame_error = Some(AmqpError { code: e.reply_code(), text: e.reply_text_for(buf), class_id: 0, method_id: 0 });
+                    break;
+                }
+            }
+        }
+        let mut core = shared.core.lock();
+        let mut end = None;
+        for f in frames.drain(..) {
+            if f.channel == 0 {
+                match connection_frame(&mut core, id, f) {
+                    Ok(None) => {}
+                    Ok(Some(e)) => {
+                        end = Some(e);
+                        break;
+                    }
+                    Err(err) => {
+                        core.close_connection_with(id, err);
+                        break;
+                    }
+                }
+            } else {
+                core.handle_frame(id, f);
+            }
+            if core.is_closing(id) {
+                break;
+            }
+        }
+        if let Some(err) = frame_error {
+            core.close_connection_with(id, err);
+        }
+        let closing = core.is_closing(id);
+        shared.after_batch(&mut core);
+        drop(core);
+        if let Some(e) = end {
+            return e;
+        }
+        if closing {
+            return ReadEnd::Closing;
+        }
+    }
+}
+
+/// Channel-0 frames after the handshake: heartbeats and connection.close.
+fn connection_frame(core: &mut broker_core::Broker, id: ConnId, f: Frame) -> Result<Option<ReadEnd>, AmqpError> {
+    match f.kind {
+        FRAME_HEARTBEAT => Ok(None),
+        FRAME_METHOD => {
+            let m = Method::decode(f.payload).map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 0, method_id: 0 })?;
+            match m {
+                Method::ConnectionClose(_) => {
+                    core.send_raw(id, |out| encode_method_frame(out, 0, &Method::ConnectionCloseOk(Default::default())));
+                    core.remove_connection(id);
+                    Ok(Some(ReadEnd::Gone))
+                }
+                Method::ConnectionCloseOk(_) => Ok(Some(ReadEnd::Gone)),
+                Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(None),
+                Method::ConnectionUpdateSecret(_) => {
+                    core.send_raw(id, |out| encode_method_frame(out, 0, &Method::ConnectionUpdateSecretOk(Default::default())));
+                    Ok(None)
+                }
+                other => Err(AmqpError {
+                    code: reply::COMMAND_INVALID,
+                    text: format!("COMMAND_INVALID - unexpected method {} on channel 0", other.name()),
+                    class_id: other.class_id(),
+                    method_id: other.method_id(),
+                }),
+            }
+        }
+        _ => Err(AmqpError {
+            code: reply::UNEXPECTED_FRAME,
+            text: format!("UNEXPECTED_FRAME - type {}, all octets = <<>>", f.kind),
+            class_id: 0,
+            method_id: 0,
+        }),
+    }
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, io: Arc<ConnIo>, shared: Arc<Shared>, id: ConnId, heartbeat: Option<Duration>) {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let idle_max = heartbeat.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let write_max = shared.config.core.write_buffer_bytes_max;
+    loop {
+        let closed = io.closed.load(Ordering::Acquire);
+        io.take(&mut chunks);
+        if chunks.is_empty() {
+            if closed {
+                break;
+            }
+            match tokio::time::timeout(idle_max, io.notify.notified()).await {
+                Ok(()) => continue,
+                Err(_) => {
+                    let mut hb = BytesMut::with_capacity(8);
+                    encode_heartbeat(&mut hb);
+                    if wr.write_all(&hb).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let before = io_pending(&io);
+        if write_all_vectored(&mut wr, &mut chunks).await.is_err() {
+            io.written(total);
+            // The reader notices the dead socket; keep draining so the core's
+            // view of pending bytes stays right until then.
+            while !io.closed.load(Ordering::Acquire) {
+                io.take(&mut chunks);
+                let t: usize = chunks.iter().map(|c| c.len()).sum();
+                chunks.clear();
+                io.written(t);
+                io.notify.notified().await;
+            }
+            break;
+        }
+        io.written(total);
+        if before >= write_max / 2 {
+            // The core may have held deliveries back for this socket.
+            let mut core = shared.core.lock();
+            core.on_writable(id);
+            shared.after_batch(&mut core);
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn io_pending(io: &ConnIo) -> usize {
+    use broker_core::ConnSink;
+    io.pending_bytes()
+}
+
+/// Writes all chunks with writev, coping with partial writes.
+async fn write_all_vectored(wr: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[start..].iter().take(64).map(|c| std::io::IoSlice::new(c)).collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && start < chunks.len() {
+            let len = chunks[start].len();
+            if n >= len {
+                n -= len;
+                start += 1;
+            } else {
+                let rest = chunks[start].slice(n..);
+                chunks[start] = rest;
+                n = 0;
+            }
+        }
+    }
+    chunks.clear();
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn close_method(code: u16, text: &str) -> Method {
+    Method::ConnectionClose(ConnectionClose { reply_code: code, reply_text: ShortStr::from(text), class_id: 0, method_id: 0 })
+}
