@@ -1,1 +1,96 @@
-//! Durable store.
+//! Durable store: the only code that touches the data folder.
+//!
+//! Layout (details byte for byte in `docs/storage.md`):
+//! - `defs.log`: exchange/queue/binding puts and deletes; rewritten as a
+//!   compact snapshot at every open.
+//! - `msgs.NNNNNNNNNN`: append-only message segments; each persistent message
+//!   is written once, with the ids of the queues holding it.
+//! - `acks.NNNNNNNNNN`: "queue Q released message M" for messages of segment
+//!   N, so a segment and its releases are deleted together once settled.
+//!
+//! The broker calls [`FileStore`] (a [`Persistence`]) under its state lock:
+//! it only encodes records into memory. [`FileSyncer`] (a [`Syncer`]) writes
+//! them and fdatasyncs outside that lock; one sync covers every record
+//! appended before it (group commit).
+//!
+//! [`Persistence`]: broker_core::persist::Persistence
+//! [`Syncer`]: broker_core::persist::Syncer
+
+pub mod backend;
+pub mod format;
+pub mod record;
+mod recovery;
+pub mod sim;
+mod store;
+mod syncer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use broker_core::persist::{PersistError, Recovered};
+
+pub use backend::{Backend, FsBackend};
+pub use sim::SimBackend;
+pub use store::FileStore;
+pub use syncer::FileSyncer;
+
+/// Tunables. Every limit carries its unit in its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// A segment is closed and a new one started once appending the next
+    /// message would take it past this size. Smaller segments are freed
+    /// sooner after their messages are settled; larger ones mean fewer files.
+    /// Default 64 MiB. A single message larger than this gets a segment of
+    /// its own.
+    pub segment_size_bytes: u64,
+    /// Largest record written or accepted on read. Larger length fields found
+    /// on disk are treated as corruption, so a flipped bit can never make
+    /// recovery read or allocate gigabytes. Default 512 MiB (RabbitMQ's
+    /// maximum message size) plus room for the record's other fields.
+    pub record_size_max_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: 64 << 20,
+            record_size_max_bytes: (512 << 20) + (64 << 10),
+        }
+    }
+}
+
+/// Opens (creating if needed) the store in `dir`, recovering what is there.
+///
+/// Blocking: reads every file, repairs torn tails, removes settled segments
+/// and rewrites `defs.log`. Call it before the broker starts serving.
+pub fn open(
+    dir: &Path,
+    config: StoreConfig,
+) -> Result<(FileStore, Arc<FileSyncer>, Recovered), PersistError> {
+    let backend = FsBackend::new(dir).map_err(io_err)?;
+    open_with_backend(Arc::new(backend), config)
+}
+
+/// [`open`] on any [`Backend`]; tests pass a [`SimBackend`].
+pub fn open_with_backend(
+    backend: Arc<dyn Backend>,
+    config: StoreConfig,
+) -> Result<(FileStore, Arc<FileSyncer>, Recovered), PersistError> {
+    let mut recovery = recovery::recover(backend.as_ref(), &config)?;
+    let recovered = recovery.take_recovered();
+    let shared = Arc::new(syncer::Shared::default());
+    let store = FileStore::new(Arc::clone(&shared), config, recovery);
+    let syncer = Arc::new(FileSyncer::new(shared, backend));
+    Ok((store, syncer, recovered))
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section in this crate
+/// leaves its data consistent at each step, and a panicking thread must not
+/// take the whole store down with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn io_err(e: std::io::Error) -> PersistError {
+    PersistError::Io(e.to_string())
+}

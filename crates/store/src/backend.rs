@@ -1,0 +1,138 @@
+//! The storage the store runs on: a flat folder of append-only files.
+//!
+//! The store only ever needs these operations, so putting them behind a trait
+//! lets tests swap in [`crate::sim::SimBackend`], which models exactly what a
+//! power cut keeps (synced bytes and synced directory entries) and can fail
+//! any operation on command.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::lock;
+
+/// A flat folder of files. Names never contain path separators.
+pub trait Backend: Send + Sync {
+    /// Names of all files in the folder.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// The whole file. Callers only do this at open, and only after checking
+    /// the size with [`Backend::len`] against their own limits.
+    fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Current length in bytes.
+    fn len(&self, name: &str) -> io::Result<u64>;
+    /// Creates an empty file (truncating any file of that name).
+    fn create(&self, name: &str) -> io::Result<()>;
+    /// Appends to the end of an existing file.
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// fdatasync: the file's bytes (not its directory entry) become durable.
+    fn sync(&self, name: &str) -> io::Result<()>;
+    /// Shrinks the file to `len` bytes (only used to cut a torn tail at open).
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// fsync of the folder: creations, renames and removals become durable.
+    fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// The real file system. Keeps each file open for appending after first use,
+/// so the steady state is one `write` and one `fdatasync` per file per sync.
+pub struct FsBackend {
+    /// The data folder.
+    dir: PathBuf,
+    /// Open append handles by file name.
+    files: Mutex<HashMap<String, File>>,
+}
+
+impl FsBackend {
+    /// Uses `dir`, creating it if needed.
+    pub fn new(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn with_file<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut File) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut files = lock(&self.files);
+        if !files.contains_key(name) {
+            let file = OpenOptions::new().append(true).open(self.dir.join(name))?;
+            files.insert(name.to_string(), file);
+        }
+        match files.get_mut(name) {
+            Some(file) => f(file),
+            None => Err(io::Error::other("file handle vanished")),
+        }
+    }
+}
+
+impl Backend for FsBackend {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                if let Ok(name) = entry.file_name().into_string() {
+                    names.push(name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        File::open(self.dir.join(name))?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        Ok(std::fs::metadata(self.dir.join(name))?.len())
+    }
+
+    fn create(&self, name: &str) -> io::Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(self.dir.join(name))?;
+        drop(file);
+        lock(&self.files).remove(name);
+        Ok(())
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.with_file(name, |f| f.write_all(data))
+    }
+
+    fn sync(&self, name: &str) -> io::Result<()> {
+        self.with_file(name, |f| f.sync_data())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        self.with_file(name, |f| f.set_len(len))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        lock(&self.files).remove(name);
+        std::fs::remove_file(self.dir.join(name))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut files = lock(&self.files);
+        files.remove(from);
+        files.remove(to);
+        std::fs::rename(self.dir.join(from), self.dir.join(to))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}

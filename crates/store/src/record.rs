@@ -1,0 +1,370 @@
+//! Record bodies (the bytes inside a frame): a type byte, then fields.
+//!
+//! Strings and byte fields are `u32 length + bytes`; integers little-endian.
+//! Decoding never trusts a length beyond the bytes present, so a damaged
+//! record yields `None`, never a panic or an oversized allocation.
+
+use broker_core::persist::{BindingDef, ExchangeDef, MessageId, MessageRecord, QueueDef};
+use bytes::Bytes;
+
+/// Store-assigned queue identity. Never reused (the next value is kept in the
+/// definitions log), so a message hold by a deleted queue can never be
+/// mistaken for a hold by a later queue with the same name.
+pub type QueueId = u64;
+
+pub const T_META: u8 = 1;
+pub const T_PUT_EXCHANGE: u8 = 2;
+pub const T_DELETE_EXCHANGE: u8 = 3;
+pub const T_PUT_QUEUE: u8 = 4;
+pub const T_DELETE_QUEUE: u8 = 5;
+pub const T_PUT_BINDING: u8 = 6;
+pub const T_DELETE_BINDING: u8 = 7;
+pub const T_MESSAGE: u8 = 16;
+pub const T_RELEASE: u8 = 17;
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Counters that must survive even when nothing else mentions them.
+    Meta {
+        next_queue_id: QueueId,
+        next_message_id: MessageId,
+    },
+    PutExchange(ExchangeDef),
+    DeleteExchange {
+        vhost: String,
+        name: String,
+    },
+    PutQueue {
+        id: QueueId,
+        def: QueueDef,
+    },
+    DeleteQueue {
+        id: QueueId,
+    },
+    PutBinding(BindingDef),
+    DeleteBinding(BindingDef),
+    /// A message and the queues holding it at publish time.
+    Message {
+        id: MessageId,
+        queues: Vec<QueueId>,
+        msg: MessageRecord,
+    },
+    /// Queue `queue` no longer holds message `id`.
+    Release {
+        queue: QueueId,
+        id: MessageId,
+    },
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+pub fn encode_meta(out: &mut Vec<u8>, next_queue_id: QueueId, next_message_id: MessageId) {
+    out.push(T_META);
+    put_u64(out, next_queue_id);
+    put_u64(out, next_message_id);
+}
+
+pub fn encode_exchange(out: &mut Vec<u8>, d: &ExchangeDef) {
+    out.push(T_PUT_EXCHANGE);
+    put_bytes(out, d.vhost.as_bytes());
+    put_bytes(out, d.name.as_bytes());
+    put_bytes(out, d.kind.as_bytes());
+    out.push(u8::from(d.auto_delete) | u8::from(d.internal) << 1);
+    put_bytes(out, &d.arguments);
+}
+
+pub fn encode_delete_exchange(out: &mut Vec<u8>, vhost: &str, name: &str) {
+    out.push(T_DELETE_EXCHANGE);
+    put_bytes(out, vhost.as_bytes());
+    put_bytes(out, name.as_bytes());
+}
+
+pub fn encode_queue(out: &mut Vec<u8>, id: QueueId, d: &QueueDef) {
+    out.push(T_PUT_QUEUE);
+    put_u64(out, id);
+    put_bytes(out, d.vhost.as_bytes());
+    put_bytes(out, d.name.as_bytes());
+    out.push(u8::from(d.auto_delete) | u8::from(d.exclusive) << 1);
+    put_bytes(out, &d.arguments);
+}
+
+pub fn encode_delete_queue(out: &mut Vec<u8>, id: QueueId) {
+    out.push(T_DELETE_QUEUE);
+    put_u64(out, id);
+}
+
+pub fn encode_binding(out: &mut Vec<u8>, d: &BindingDef, delete: bool) {
+    out.push(if delete {
+        T_DELETE_BINDING
+    } else {
+        T_PUT_BINDING
+    });
+    put_bytes(out, d.vhost.as_bytes());
+    put_bytes(out, d.source.as_bytes());
+    put_bytes(out, d.destination.as_bytes());
+    out.push(u8::from(d.destination_is_queue));
+    put_bytes(out, d.routing_key.as_bytes());
+    put_bytes(out, &d.arguments);
+}
+
+/// Message body layout: id u64 | queue count u32 | queue ids u64.. |
+/// exchange | routing key | properties | body.
+pub fn encode_message(out: &mut Vec<u8>, id: MessageId, queues: &[QueueId], m: &MessageRecord) {
+    out.push(T_MESSAGE);
+    put_u64(out, id);
+    out.extend_from_slice(&(queues.len() as u32).to_le_bytes());
+    for q in queues {
+        put_u64(out, *q);
+    }
+    put_bytes(out, m.exchange.as_bytes());
+    put_bytes(out, m.routing_key.as_bytes());
+    put_bytes(out, &m.properties);
+    put_bytes(out, &m.body);
+}
+
+pub fn encode_release(out: &mut Vec<u8>, queue: QueueId, id: MessageId) {
+    out.push(T_RELEASE);
+    put_u64(out, queue);
+    put_u64(out, id);
+}
+
+/// Bounds-checked cursor over a record body.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.buf.get(..n)?, self.buf.get(n..)?);
+        self.buf = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Some(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn vec(&mut self) -> Option<Vec<u8>> {
+        Some(self.bytes()?.to_vec())
+    }
+    fn finish<T>(self, v: T) -> Option<T> {
+        self.buf.is_empty().then_some(v)
+    }
+}
+
+/// Decodes a record body. `None` means the bytes are not a well-formed record
+/// of a known type (possible only with a CRC collision or a format bug).
+pub fn decode(body: &[u8]) -> Option<Record> {
+    let mut r = Reader { buf: body };
+    let rec = match r.u8()? {
+        T_META => Record::Meta {
+            next_queue_id: r.u64()?,
+            next_message_id: r.u64()?,
+        },
+        T_PUT_EXCHANGE => {
+            let (vhost, name, kind) = (r.string()?, r.string()?, r.string()?);
+            let flags = r.u8()?;
+            Record::PutExchange(ExchangeDef {
+                vhost,
+                name,
+                kind,
+                auto_delete: flags & 1 != 0,
+                internal: flags & 2 != 0,
+                arguments: r.vec()?,
+            })
+        }
+        T_DELETE_EXCHANGE => Record::DeleteExchange {
+            vhost: r.string()?,
+            name: r.string()?,
+        },
+        T_PUT_QUEUE => {
+            let id = r.u64()?;
+            let (vhost, name) = (r.string()?, r.string()?);
+            let flags = r.u8()?;
+            let def = QueueDef {
+                vhost,
+                name,
+                auto_delete: flags & 1 != 0,
+                exclusive: flags & 2 != 0,
+                arguments: r.vec()?,
+            };
+            Record::PutQueue { id, def }
+        }
+        T_DELETE_QUEUE => Record::DeleteQueue { id: r.u64()? },
+        t @ (T_PUT_BINDING | T_DELETE_BINDING) => {
+            let (vhost, source, destination) = (r.string()?, r.string()?, r.string()?);
+            let destination_is_queue = r.u8()? != 0;
+            let def = BindingDef {
+                vhost,
+                source,
+                destination,
+                destination_is_queue,
+                routing_key: r.string()?,
+                arguments: r.vec()?,
+            };
+            if t == T_PUT_BINDING {
+                Record::PutBinding(def)
+            } else {
+                Record::DeleteBinding(def)
+            }
+        }
+        T_MESSAGE => {
+            let id = r.u64()?;
+            let n = r.u32()?;
+            // Each id is 8 bytes; checking first keeps the Vec bounded by the record.
+            if (n as usize).saturating_mul(8) > r.buf.len() {
+                return None;
+            }
+            let queues = (0..n).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
+            let msg = MessageRecord {
+                exchange: r.string()?,
+                routing_key: r.string()?,
+                properties: Bytes::copy_from_slice(r.bytes()?),
+                body: Bytes::copy_from_slice(r.bytes()?),
+            };
+            Record::Message { id, queues, msg }
+        }
+        T_RELEASE => Record::Release {
+            queue: r.u64()?,
+            id: r.u64()?,
+        },
+        _ => return None,
+    };
+    r.finish(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(encode: impl Fn(&mut Vec<u8>), expect: Record) {
+        let mut buf = Vec::new();
+        encode(&mut buf);
+        assert_eq!(decode(&buf), Some(expect));
+        // Every strict prefix and every extension must be rejected, not panic.
+        for n in 0..buf.len() {
+            assert_eq!(decode(&buf[..n]), None, "prefix {n}");
+        }
+        buf.push(0);
+        assert_eq!(decode(&buf), None);
+    }
+
+    #[test]
+    fn definitions_roundtrip() {
+        let ex = ExchangeDef {
+            vhost: "/".into(),
+            name: "ex".into(),
+            kind: "topic".into(),
+            auto_delete: false,
+            internal: true,
+            arguments: vec![0, 0, 0, 0],
+        };
+        roundtrip(|o| encode_exchange(o, &ex), Record::PutExchange(ex.clone()));
+        roundtrip(
+            |o| encode_delete_exchange(o, "/", "ex"),
+            Record::DeleteExchange {
+                vhost: "/".into(),
+                name: "ex".into(),
+            },
+        );
+        let q = QueueDef {
+            vhost: "v".into(),
+            name: "q".into(),
+            auto_delete: true,
+            exclusive: true,
+            arguments: vec![1, 2],
+        };
+        roundtrip(
+            |o| encode_queue(o, 9, &q),
+            Record::PutQueue {
+                id: 9,
+                def: q.clone(),
+            },
+        );
+        roundtrip(|o| encode_delete_queue(o, 9), Record::DeleteQueue { id: 9 });
+        let b = BindingDef {
+            vhost: "/".into(),
+            source: "ex".into(),
+            destination: "q".into(),
+            destination_is_queue: true,
+            routing_key: "a.#".into(),
+            arguments: vec![],
+        };
+        roundtrip(
+            |o| encode_binding(o, &b, false),
+            Record::PutBinding(b.clone()),
+        );
+        roundtrip(
+            |o| encode_binding(o, &b, true),
+            Record::DeleteBinding(b.clone()),
+        );
+        roundtrip(
+            |o| encode_meta(o, 3, 4),
+            Record::Meta {
+                next_queue_id: 3,
+                next_message_id: 4,
+            },
+        );
+    }
+
+    #[test]
+    fn message_and_release_roundtrip() {
+        let m = MessageRecord {
+            exchange: "amq.direct".into(),
+            routing_key: "rk".into(),
+            properties: Bytes::from_static(&[0x10, 0x00, 2]),
+            body: Bytes::from_static(b"payload"),
+        };
+        roundtrip(
+            |o| encode_message(o, 77, &[1, 5], &m),
+            Record::Message {
+                id: 77,
+                queues: vec![1, 5],
+                msg: m.clone(),
+            },
+        );
+        roundtrip(
+            |o| encode_release(o, 5, 77),
+            Record::Release { queue: 5, id: 77 },
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_type_and_bad_utf8() {
+        assert_eq!(decode(&[99]), None);
+        let mut buf = vec![T_DELETE_EXCHANGE];
+        put_bytes(&mut buf, &[0xff, 0xfe]);
+        put_bytes(&mut buf, b"x");
+        assert_eq!(decode(&buf), None);
+    }
+
+    #[test]
+    fn huge_queue_count_is_bounded() {
+        let mut buf = vec![T_MESSAGE];
+        put_u64(&mut buf, 1);
+        buf.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&buf), None);
+    }
+}

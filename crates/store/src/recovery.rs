@@ -1,0 +1,465 @@
+//! Reading the data folder at open: rebuild definitions and queue contents,
+//! cut torn tails, drop settled segments and rewrite the definitions log as a
+//! compact snapshot. Nothing here ever panics on disk data; everything dropped
+//! is reported in `Recovered::warnings`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use broker_core::persist::{
+    BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, QueueDef, Recovered,
+};
+
+use crate::backend::Backend;
+use crate::format::{self, FileKind, Frame};
+use crate::record::{self, QueueId, Record};
+use crate::{io_err, StoreConfig};
+
+/// The definitions as of the end of the log.
+#[derive(Default)]
+pub(crate) struct Defs {
+    pub exchanges: BTreeMap<(String, String), ExchangeDef>,
+    pub queues: BTreeMap<QueueId, QueueDef>,
+    /// Keyed by the binding's encoded bytes, which identify it exactly.
+    pub bindings: BTreeMap<Vec<u8>, BindingDef>,
+    pub next_queue_id: QueueId,
+    pub next_message_id: MessageId,
+}
+
+impl Defs {
+    /// Applies a definitions record; false if `rec` is not one.
+    fn apply(&mut self, rec: Record) -> bool {
+        match rec {
+            Record::Meta {
+                next_queue_id,
+                next_message_id,
+            } => {
+                self.next_queue_id = self.next_queue_id.max(next_queue_id);
+                self.next_message_id = self.next_message_id.max(next_message_id);
+            }
+            Record::PutExchange(d) => {
+                self.exchanges.insert((d.vhost.clone(), d.name.clone()), d);
+            }
+            Record::DeleteExchange { vhost, name } => {
+                self.bindings.retain(|_, b| {
+                    b.vhost != vhost
+                        || (b.source != name && (b.destination_is_queue || b.destination != name))
+                });
+                self.exchanges.remove(&(vhost, name));
+            }
+            Record::PutQueue { id, def } => {
+                self.next_queue_id = self.next_queue_id.max(id.saturating_add(1));
+                self.queues
+                    .retain(|_, q| q.vhost != def.vhost || q.name != def.name);
+                self.queues.insert(id, def);
+            }
+            Record::DeleteQueue { id } => {
+                self.next_queue_id = self.next_queue_id.max(id.saturating_add(1));
+                if let Some(q) = self.queues.remove(&id) {
+                    self.bindings.retain(|_, b| {
+                        b.vhost != q.vhost || !b.destination_is_queue || b.destination != q.name
+                    });
+                }
+            }
+            Record::PutBinding(b) => {
+                self.bindings.insert(binding_key(&b), b);
+            }
+            Record::DeleteBinding(b) => {
+                self.bindings.remove(&binding_key(&b));
+            }
+            Record::Message { .. } | Record::Release { .. } => return false,
+        }
+        true
+    }
+
+    /// The whole `defs.log` content for this state: header, Meta, then one
+    /// put record per live exchange, queue and binding.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = format::encode_header(format::MAGIC_DEFS, 0).to_vec();
+        format::append_frame(&mut out, |o| {
+            record::encode_meta(o, self.next_queue_id, self.next_message_id)
+        });
+        for d in self.exchanges.values() {
+            format::append_frame(&mut out, |o| record::encode_exchange(o, d));
+        }
+        for (id, d) in &self.queues {
+            format::append_frame(&mut out, |o| record::encode_queue(o, *id, d));
+        }
+        for d in self.bindings.values() {
+            format::append_frame(&mut out, |o| record::encode_binding(o, d, false));
+        }
+        out
+    }
+}
+
+fn binding_key(b: &BindingDef) -> Vec<u8> {
+    let mut k = Vec::new();
+    record::encode_binding(&mut k, b, false);
+    k
+}
+
+/// A message still held by at least one live queue.
+pub(crate) struct LiveMessage {
+    pub segment: u32,
+    pub queues: Vec<QueueId>,
+    pub msg: MessageRecord,
+}
+
+/// Everything `open` learned, for the caller and for the new `FileStore`.
+pub(crate) struct Recovery {
+    pub defs: Defs,
+    pub live: BTreeMap<MessageId, LiveMessage>,
+    /// Segments kept on disk, with whether an acks file exists for each.
+    pub segments: BTreeMap<u32, bool>,
+    /// Number for the next segment to create.
+    pub next_segment: u32,
+    pub warnings: Vec<String>,
+}
+
+impl Recovery {
+    /// Moves the results into the public shape.
+    pub fn take_recovered(&mut self) -> Recovered {
+        let mut queue_messages: BTreeMap<QueueId, Vec<MessageId>> = self
+            .defs
+            .queues
+            .keys()
+            .map(|id| (*id, Vec::new()))
+            .collect();
+        let mut messages = Vec::with_capacity(self.live.len());
+        for (id, m) in &self.live {
+            for q in &m.queues {
+                if let Some(ids) = queue_messages.get_mut(q) {
+                    ids.push(*id);
+                }
+            }
+            messages.push((*id, m.msg.clone()));
+        }
+        Recovered {
+            exchanges: self.defs.exchanges.values().cloned().collect(),
+            queues: self.defs.queues.values().cloned().collect(),
+            bindings: self.defs.bindings.values().cloned().collect(),
+            messages,
+            queue_messages: queue_messages
+                .into_iter()
+                .filter_map(|(q, ids)| {
+                    self.defs
+                        .queues
+                        .get(&q)
+                        .map(|d| (d.vhost.clone(), d.name.clone(), ids))
+                })
+                .collect(),
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+}
+
+/// Outcome of scanning one file's records.
+enum Scan {
+    /// The header's value, the length of the valid prefix of the file, and
+    /// whether records before that point had to be skipped.
+    Ok {
+        value: u64,
+        valid_len: usize,
+        skipped: bool,
+    },
+    /// The header is unusable (reason); the file is set aside.
+    BadHeader(String),
+    /// Shorter than a header: a file whose creation was cut short.
+    Empty,
+}
+
+/// Walks the frames of `buf`, handing each decoded record to `f`. A bad frame
+/// followed by a valid one is skipped (bit rot); a bad frame with nothing
+/// valid after it is a torn tail and ends the valid prefix.
+fn scan(
+    name: &str,
+    buf: &[u8],
+    magic: [u8; 8],
+    cfg: &StoreConfig,
+    warnings: &mut Vec<String>,
+    mut f: impl FnMut(Record, &mut Vec<String>),
+) -> Scan {
+    if buf.len() < format::HEADER_SIZE_BYTES {
+        return Scan::Empty;
+    }
+    let value = match format::decode_header(buf, magic) {
+        Ok(v) => v,
+        Err(e) => return Scan::BadHeader(e),
+    };
+    let max = cfg.record_size_max_bytes;
+    let mut pos = format::HEADER_SIZE_BYTES;
+    let mut skipped = false;
+    while pos < buf.len() {
+        match format::read_frame(buf, pos, max) {
+            Frame::Valid { body, next } => {
+                match record::decode(body) {
+                    Some(rec) => f(rec, warnings),
+                    None => {
+                        skipped = true;
+                        warnings.push(format!(
+                            "{name}: undecodable record at offset {pos} skipped"
+                        ));
+                    }
+                }
+                pos = next;
+            }
+            Frame::Invalid => match format::resync(buf, pos, max) {
+                Some(next) => {
+                    skipped = true;
+                    warnings.push(format!(
+                        "{name}: corrupt record at offset {pos} ({} bytes) skipped",
+                        next - pos
+                    ));
+                    pos = next;
+                }
+                None => {
+                    warnings.push(format!(
+                        "{name}: torn or corrupt tail at offset {pos} ({} bytes) truncated",
+                        buf.len() - pos
+                    ));
+                    return Scan::Ok {
+                        value,
+                        valid_len: pos,
+                        skipped,
+                    };
+                }
+            },
+        }
+    }
+    Scan::Ok {
+        value,
+        valid_len: buf.len(),
+        skipped,
+    }
+}
+
+/// Reads and repairs the folder. See `docs/storage.md`, "Recovery".
+pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, PersistError> {
+    let mut warnings = Vec::new();
+    let mut segment_nums = BTreeSet::new();
+    let mut acks_nums = BTreeSet::new();
+    let mut has_defs = false;
+    for name in b.list().map_err(io_err)? {
+        match format::classify(&name) {
+            FileKind::Defs => has_defs = true,
+            // A snapshot that was never renamed into place: the old log is authoritative.
+            FileKind::DefsTmp => b.remove(&name).map_err(io_err)?,
+            FileKind::Segment(n) => drop(segment_nums.insert(n)),
+            FileKind::Acks(n) => drop(acks_nums.insert(n)),
+            FileKind::Other => {}
+        }
+    }
+    let next_segment = segment_nums.last().map_or(1, |n| n.saturating_add(1));
+
+    // Definitions. Any doubt about them disables deleting settled segments
+    // below, since "settled" would then only mean "its queue is unknown".
+    let mut defs = Defs::default();
+    let mut defs_trusted = true;
+    if has_defs {
+        let buf = b.read(format::DEFS_FILE).map_err(io_err)?;
+        let scanned = scan(
+            format::DEFS_FILE,
+            &buf,
+            format::MAGIC_DEFS,
+            cfg,
+            &mut warnings,
+            |rec, w| {
+                if !defs.apply(rec) {
+                    w.push(format!(
+                        "{}: message record in definitions log ignored",
+                        format::DEFS_FILE
+                    ));
+                }
+            },
+        );
+        match scanned {
+            Scan::Ok { skipped, .. } => defs_trusted = !skipped,
+            Scan::Empty => {
+                defs_trusted = segment_nums.is_empty();
+                warnings.push(format!(
+                    "{}: shorter than a header, no definitions",
+                    format::DEFS_FILE
+                ));
+            }
+            Scan::BadHeader(e) => {
+                defs_trusted = false;
+                set_aside(b, format::DEFS_FILE, &e, &mut warnings)?;
+            }
+        }
+    } else if !segment_nums.is_empty() {
+        defs_trusted = false;
+        warnings.push(format!(
+            "{} missing; message segments kept but unowned",
+            format::DEFS_FILE
+        ));
+    }
+
+    let mut live = BTreeMap::new();
+    let mut segments = BTreeMap::new();
+    for &n in &segment_nums {
+        let (seg_name, acks_name) = (format::segment_file(n), format::acks_file(n));
+        let buf = b.read(&seg_name).map_err(io_err)?;
+        let mut held: BTreeMap<MessageId, LiveMessage> = BTreeMap::new();
+        let mut max_id = None::<MessageId>;
+        let scanned = scan(
+            &seg_name,
+            &buf,
+            format::MAGIC_SEGMENT,
+            cfg,
+            &mut warnings,
+            |rec, w| match rec {
+                Record::Message { id, queues, msg } => {
+                    max_id = max_id.max(Some(id));
+                    let queues: Vec<QueueId> = queues
+                        .into_iter()
+                        .filter(|q| defs.queues.contains_key(q))
+                        .collect();
+                    if !queues.is_empty() {
+                        held.insert(
+                            id,
+                            LiveMessage {
+                                segment: n,
+                                queues,
+                                msg,
+                            },
+                        );
+                    }
+                }
+                other => w.push(format!("{seg_name}: unexpected record {other:?}")),
+            },
+        );
+        match scanned {
+            Scan::Ok {
+                value, valid_len, ..
+            } => {
+                defs.next_message_id = defs.next_message_id.max(value);
+                truncate_tail(b, &seg_name, &buf, valid_len)?;
+            }
+            Scan::Empty => {
+                warnings.push(format!("{seg_name}: shorter than a header, removed"));
+                b.remove(&seg_name).map_err(io_err)?;
+                continue;
+            }
+            Scan::BadHeader(e) => {
+                set_aside(b, &seg_name, &e, &mut warnings)?;
+                if acks_nums.remove(&n) {
+                    set_aside(b, &acks_name, "its segment was set aside", &mut warnings)?;
+                }
+                continue;
+            }
+        }
+        if let Some(id) = max_id {
+            defs.next_message_id = defs.next_message_id.max(id.saturating_add(1));
+        }
+        let has_acks = acks_nums.remove(&n) && read_acks(b, cfg, n, &mut held, &mut warnings)?;
+        if held.is_empty() && defs_trusted {
+            // Every message here is settled: drop the segment, then its acks
+            // (in that order, each made durable, so acks never vanish first).
+            b.remove(&seg_name).map_err(io_err)?;
+            if has_acks {
+                b.sync_dir().map_err(io_err)?;
+                b.remove(&acks_name).map_err(io_err)?;
+            }
+            continue;
+        }
+        segments.insert(n, has_acks);
+        live.append(&mut held);
+    }
+    // Acks whose segment is gone (a crash between the two removals).
+    for n in acks_nums {
+        b.remove(&format::acks_file(n)).map_err(io_err)?;
+    }
+
+    // Compact the definitions: write a snapshot aside, make it durable, then
+    // atomically rename it over the log.
+    b.create(format::DEFS_TMP_FILE).map_err(io_err)?;
+    b.append(format::DEFS_TMP_FILE, &defs.snapshot())
+        .map_err(io_err)?;
+    b.sync(format::DEFS_TMP_FILE).map_err(io_err)?;
+    b.rename(format::DEFS_TMP_FILE, format::DEFS_FILE)
+        .map_err(io_err)?;
+    b.sync_dir().map_err(io_err)?;
+    for w in &warnings {
+        tracing::warn!("store recovery: {w}");
+    }
+    Ok(Recovery {
+        defs,
+        live,
+        segments,
+        next_segment,
+        warnings,
+    })
+}
+
+/// Applies segment `n`'s releases to `held`. Returns whether the file is kept.
+fn read_acks(
+    b: &dyn Backend,
+    cfg: &StoreConfig,
+    n: u32,
+    held: &mut BTreeMap<MessageId, LiveMessage>,
+    warnings: &mut Vec<String>,
+) -> Result<bool, PersistError> {
+    let name = format::acks_file(n);
+    let buf = b.read(&name).map_err(io_err)?;
+    let scanned = scan(
+        &name,
+        &buf,
+        format::MAGIC_ACKS,
+        cfg,
+        warnings,
+        |rec, w| match rec {
+            Record::Release { queue, id } => {
+                if let Some(m) = held.get_mut(&id) {
+                    m.queues.retain(|q| *q != queue);
+                    if m.queues.is_empty() {
+                        held.remove(&id);
+                    }
+                }
+            }
+            other => w.push(format!("{name}: unexpected record {other:?}")),
+        },
+    );
+    match scanned {
+        Scan::Ok { valid_len, .. } => {
+            truncate_tail(b, &name, &buf, valid_len)?;
+            Ok(true)
+        }
+        Scan::Empty => {
+            b.remove(&name).map_err(io_err)?;
+            Ok(false)
+        }
+        Scan::BadHeader(e) => {
+            set_aside(b, &name, &e, warnings)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Cuts a torn tail so later appends follow valid records, and makes the
+/// file's bytes durable, so what recovery returned survives a later crash.
+fn truncate_tail(
+    b: &dyn Backend,
+    name: &str,
+    buf: &[u8],
+    valid_len: usize,
+) -> Result<(), PersistError> {
+    if valid_len < buf.len() {
+        b.truncate(name, valid_len as u64).map_err(io_err)?;
+    }
+    b.sync(name).map_err(io_err)
+}
+
+/// Renames an unreadable file to `<name>.corrupt`: never destroy what we
+/// cannot understand.
+fn set_aside(
+    b: &dyn Backend,
+    name: &str,
+    why: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), PersistError> {
+    warnings.push(format!(
+        "{name}: {why}; renamed to {name}{}",
+        format::CORRUPT_SUFFIX
+    ));
+    b.rename(name, &format!("{name}{}", format::CORRUPT_SUFFIX))
+        .map_err(io_err)
+}
