@@ -32,6 +32,15 @@ impl Broker {
             }
             Some(_) => {}
         }
+        if let Some(uid) = peek_user_id(&header.raw_properties) {
+            let user = &self.conns.get(&conn).map(|c| c.info.user.clone()).unwrap_or_default();
+            if uid != *user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{user}'"
+                ))
+                .during(60, 40));
+            }
+        }
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
         }
@@ -332,6 +341,22 @@ impl Broker {
     /// Finishes unacked deliveries: `drop` removes them (ack, or
     /// nack/reject without requeue), `requeue` puts them back.
     pub(crate) fn release(&mut self, conn: ConnId, ch: u16, vname: &str, taken: Vec<crate::broker::Unacked>, drop: bool, requeue: bool) {
+        let touched = self.release_quiet(conn, ch, vname, taken, drop, requeue);
+        for q in touched {
+            self.dispatch(vname, &q);
+        }
+    }
+
+    /// `release` without re-dispatching; returns the queues touched.
+    pub(crate) fn release_quiet(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        vname: &str,
+        taken: Vec<crate::broker::Unacked>,
+        drop: bool,
+        requeue: bool,
+    ) -> Vec<ShortStr> {
         let mut touched: Vec<ShortStr> = Vec::new();
         for u in taken {
             if let Some(k) = u.consumer.as_ref().and_then(|t| self.conns.get_mut(&conn)?.channels.get_mut(&ch)?.consumers.get_mut(t)) {
@@ -349,19 +374,35 @@ impl Broker {
                 touched.push(u.queue);
             }
         }
-        for q in touched {
-            self.dispatch(vname, &q);
-        }
+        touched
     }
 
-    pub(crate) fn basic_recover(&mut self, conn: ConnId, ch: u16, requeue: bool) -> Result<(), AmqpError> {
+    /// Requeues the channel's unacked messages; recover-ok (if `reply`) goes
+    /// out before the redeliveries, as RabbitMQ orders them.
+    pub(crate) fn basic_recover(&mut self, conn: ConnId, ch: u16, requeue: bool, reply: bool) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let vname = self.vhost_of(conn)?;
         let c = self.channel_mut(conn, ch)?;
         let taken: Vec<_> = c.unacked.drain(..).collect();
-        self.release(conn, ch, &vname, taken, false, true);
+        let touched = self.release_quiet(conn, ch, &vname, taken, false, true);
+        if reply {
+            self.send(conn, ch, &Method::BasicRecoverOk(Default::default()));
+        }
+        for q in touched {
+            self.dispatch(&vname, &q);
+        }
         Ok(())
     }
+}
+
+/// The user_id property, if set (decoding only when the flag bit is present).
+fn peek_user_id(raw: &Bytes) -> Option<String> {
+    // user-id is property 12 of 14: flag bit 15-11 = 4.
+    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
+    if flags & (1 << 4) == 0 {
+        return None;
+    }
+    BasicProperties::decode(raw).ok()?.user_id.map(|u| u.to_string())
 }

@@ -270,7 +270,7 @@ impl Broker {
             }
             FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
             FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
-            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!("non-zero channel {ch_id} for heartbeat frame")).conn_level()),
+            FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
             other => Err(AmqpError::frame_error(format!("unknown frame type {other}")).conn_level()),
         }
     }
@@ -307,12 +307,18 @@ impl Broker {
             }
             return Ok(());
         }
-        if !matches!(ch.assembly, Assembly::Idle) {
-            return Err(AmqpError::unexpected_frame(format!(
-                "expected content header for class 60, got non content header frame instead"
-            ))
-            .during(class_id, method_id)
-            .conn_level());
+        match ch.assembly {
+            Assembly::Idle => {}
+            Assembly::Header(_) => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected content header for class 60, got non content header frame instead",
+                )
+                .during(60, 40))
+            }
+            Assembly::Body { .. } => {
+                return Err(AmqpError::unexpected_frame("expected content body, got non content body frame instead")
+                    .during(60, 40))
+            }
         }
         if let Method::BasicPublish(p) = method {
             ch.assembly = Assembly::Header(p);
@@ -352,8 +358,17 @@ impl Broker {
 
     fn handle_body_frame(&mut self, conn: ConnId, ch_id: u16, payload: Bytes) -> Result<(), AmqpError> {
         let ch = self.channel_mut(conn, ch_id)?;
-        let Assembly::Body { header, parts, received, .. } = &mut ch.assembly else {
-            return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead").conn_level());
+        let (header, parts, received) = match &mut ch.assembly {
+            Assembly::Body { header, parts, received, .. } => (header, parts, received),
+            Assembly::Header(_) => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected content header for class 60, got non content header frame instead",
+                )
+                .during(60, 40))
+            }
+            Assembly::Idle => {
+                return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"))
+            }
         };
         *received += payload.len() as u64;
         if *received > header.body_size {

@@ -21,6 +21,10 @@ impl Broker {
             }
             Method::ChannelCloseOk(_) => Ok(()),
             Method::ChannelFlow(f) => {
+                if !f.active {
+                    // RabbitMQ 3.x does not implement client-requested flow stops.
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
                 let c = self.channel_mut(conn, ch)?;
                 c.flow_active = f.active;
                 self.send(conn, ch, &Method::ChannelFlowOk(amqp_codec::ChannelFlowOk { active: f.active }));
@@ -46,12 +50,8 @@ impl Broker {
             Method::BasicAck(m) => self.settle(conn, ch, m.delivery_tag, m.multiple, true, false),
             Method::BasicNack(m) => self.settle(conn, ch, m.delivery_tag, m.multiple, false, m.requeue),
             Method::BasicReject(m) => self.settle(conn, ch, m.delivery_tag, false, false, m.requeue),
-            Method::BasicRecover(m) => {
-                self.basic_recover(conn, ch, m.requeue)?;
-                self.send(conn, ch, &Method::BasicRecoverOk(Default::default()));
-                Ok(())
-            }
-            Method::BasicRecoverAsync(m) => self.basic_recover(conn, ch, m.requeue),
+            Method::BasicRecover(m) => self.basic_recover(conn, ch, m.requeue, true),
+            Method::BasicRecoverAsync(m) => self.basic_recover(conn, ch, m.requeue, false),
             Method::ConfirmSelect(m) => {
                 let c = self.channel_mut(conn, ch)?;
                 if c.tx.is_some() {

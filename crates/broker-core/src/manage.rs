@@ -37,19 +37,55 @@ fn encoded(t: &FieldTable) -> Vec<u8> {
     t.encode(&mut b);
     b.to_vec()
 }
-/// Compares declared arguments with existing ones as RabbitMQ does; returns the first differing key.
-fn first_arg_difference(a: &FieldTable, b: &FieldTable) -> Option<String> {
-    for (k, v) in a.iter() {
-        if b.get(k.as_str()) != Some(v) {
-            return Some(k.to_string());
+/// Queue arguments RabbitMQ checks for equivalence on redeclare; others are ignored.
+const QUEUE_ARGS_CHECKED: [&str; 14] = [
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-queue-master-locator",
+    "x-delivery-limit",
+    "x-max-in-memory-length",
+];
+/// Exchange arguments RabbitMQ checks for equivalence.
+const EXCHANGE_ARGS_CHECKED: [&str; 1] = ["alternate-exchange"];
+
+fn show(v: Option<&amqp_codec::FieldValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(v) => match (v.as_i64(), v.as_str()) {
+            (Some(i), _) => format!("'{i}'"),
+            (_, Some(s)) => format!("'{s}'"),
+            _ => format!("'{v:?}'"),
+        },
+    }
+}
+
+/// Compares declared arguments with existing ones as RabbitMQ does.
+fn check_args(keys: &[&str], what: &str, name: &str, vhost: &str, new: &FieldTable, cur: &FieldTable) -> Result<(), AmqpError> {
+    for k in keys {
+        let (n, c) = (new.get(k), cur.get(k));
+        let same = match (n, c) {
+            (Some(a), Some(b)) => a == b || (a.as_i64().is_some() && a.as_i64() == b.as_i64()),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{k}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
+                show(n),
+                show(c)
+            )));
         }
     }
-    for (k, _) in b.iter() {
-        if a.get(k.as_str()).is_none() {
-            return Some(k.to_string());
-        }
-    }
-    None
+    Ok(())
 }
 
 impl Broker {
@@ -77,13 +113,16 @@ impl Broker {
                 return Err(no_exchange(&name, &vname));
             }
         } else {
-            if name.is_empty() || name.starts_with("amq.") {
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            if name.starts_with("amq.") && !v.exchanges.contains_key(&name) {
                 return Err(AmqpError::access_refused(format!(
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
                 )));
             }
             let Some(kind) = ExchangeKind::parse(kind_str) else {
-                return Err(AmqpError::command_invalid(format!("invalid exchange type '{kind_str}'")));
+                return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind_str}'")));
             };
             if let Some(ex) = v.exchanges.get(&name) {
                 if ex.kind != kind {
@@ -98,11 +137,7 @@ impl Broker {
                 if ex.internal != m.internal {
                     return Err(inequivalent("exchange", "internal", &name, &vname, m.internal, ex.internal));
                 }
-                if let Some(arg) = first_arg_difference(&m.arguments, &ex.arguments) {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "inequivalent arg '{arg}' for exchange '{name}' in vhost '{vname}'"
-                    )));
-                }
+                check_args(&EXCHANGE_ARGS_CHECKED, "exchange", &name, &vname, &m.arguments, &ex.arguments)?;
             } else {
                 if m.durable {
                     self.persist
@@ -282,6 +317,12 @@ impl Broker {
 
     pub(crate) fn queue_declare(&mut self, conn: ConnId, ch: u16, m: QueueDeclare) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
+        if !m.passive && m.queue.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                m.queue
+            )));
+        }
         let name = if m.queue.is_empty() && !m.passive {
             let mut raw = [0u8; 16];
             raw[..8].copy_from_slice(&self.random().to_le_bytes());
@@ -306,20 +347,11 @@ impl Broker {
                 if q.auto_delete != m.auto_delete {
                     return Err(inequivalent("queue", "auto_delete", &name, &vname, m.auto_delete, q.auto_delete));
                 }
-                if let Some(arg) = first_arg_difference(&m.arguments, &q.arguments) {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "inequivalent arg '{arg}' for queue '{name}' in vhost '{vname}'"
-                    )));
-                }
+                check_args(&QUEUE_ARGS_CHECKED, "queue", &name, &vname, &m.arguments, &q.arguments)?;
             }
         } else if m.passive {
             return Err(no_queue(&name, &vname));
         } else {
-            if name.starts_with("amq.") && !m.queue.is_empty() {
-                return Err(AmqpError::access_refused(format!(
-                    "queue name '{name}' contains reserved prefix 'amq.*'"
-                )));
-            }
             if m.durable && !m.exclusive {
                 self.persist
                     .put_queue(&QueueDef {
@@ -389,7 +421,7 @@ impl Broker {
                 return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' in use")));
             }
             if m.if_empty && !q.messages.is_empty() {
-                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' is not empty")));
+                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' not empty")));
             }
             count = q.message_count();
             self.delete_queue_internal(&vname, &name);

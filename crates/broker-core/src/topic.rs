@@ -11,9 +11,19 @@ pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
     if !pattern.contains(['*', '#']) {
         return pattern == routing_key;
     }
-    let pattern: Vec<&str> = pattern.split('.').collect();
-    let key: Vec<&str> = routing_key.split('.').collect();
+    let pattern = words(pattern);
+    let key = words(routing_key);
     match_words(&pattern, &key)
+}
+
+/// RabbitMQ splits the empty string into zero words (so `*` does not match
+/// the empty key, while `#` does).
+fn words(s: &str) -> Vec<&str> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split('.').collect()
+    }
 }
 
 /// Iterative matcher with backtracking to the last `#` (linear in practice,
@@ -62,7 +72,7 @@ mod tests {
         assert!(!m("a.*.c", "a.c"));
         assert!(!m("a.*.c", "a.b.b.c"));
         assert!(m("*", "word"));
-        assert!(m("*", ""));
+        assert!(!m("*", ""));
         assert!(!m("*", "a.b"));
         assert!(m("a.*", "a."));
     }
@@ -91,6 +101,8 @@ mod tests {
         assert!(!m("a.b", "a..b"));
         assert!(m("", ""));
         assert!(!m("", "a"));
+        assert!(m("#.#", ""));
+        assert!(m("a.*.c", "a..c"));
         assert!(m("#.*", "a"));
         assert!(!m("*.*", "a"));
         assert!(m("*.#", "a"));

@@ -27,8 +27,11 @@ use crate::Shared;
 enum ReadEnd {
     /// Peer closed, errored or went silent: nothing more to send.
     Gone,
-    /// We are closing (we sent or answered connection.close): flush and close.
+    /// We sent connection.close: wait for close-ok, then close.
     Closing,
+    /// The client closed and we answered close-ok: like RabbitMQ, leave
+    /// closing the socket to the client (lapin treats an early EOF as an error).
+    ClientClosed,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -54,10 +57,15 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let writer = tokio::spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(&mut rd, &mut buf, &shared, id, neg.frame_max, heartbeat, &mut stop).await;
-    if let ReadEnd::Closing = end {
-        // Give the peer a moment to read our close / close-ok.
-        let wait = Duration::from_millis(shared.config.close_timeout_ms);
-        let _ = tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)).await;
+    let wait = Duration::from_millis(shared.config.close_timeout_ms);
+    match end {
+        ReadEnd::Closing => {
+            let _ = tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)).await;
+        }
+        ReadEnd::ClientClosed => {
+            let _ = tokio::time::timeout(wait, drain_until_eof(&mut rd, &mut buf)).await;
+        }
+        ReadEnd::Gone => {}
     }
     {
         let mut core = shared.core.lock();
@@ -67,6 +75,18 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     io.close();
     let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// After close-ok went out: discard anything until the client hangs up.
+async fn drain_until_eof(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) {
+    loop {
+        buf.clear();
+        buf.reserve(4096);
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// After we sent connection.close: discard frames until close-ok or EOF.
@@ -103,21 +123,25 @@ async fn read_loop(
     let silence_max = heartbeat.map(|h| h * 2).unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let read_size = shared.config.read_buffer_bytes;
     let mut frames: Vec<Frame> = Vec::with_capacity(64);
+    // The handshake may have read frames the client pipelined after
+    // connection.open: process those before waiting for more.
+    let mut first = !buf.is_empty();
     loop {
         if buf.capacity() - buf.len() < read_size / 4 {
             buf.reserve(read_size);
         }
-        let n = tokio::select! {
+        let n = if std::mem::take(&mut first) { buf.len() } else { tokio::select! {
             r = tokio::time::timeout(silence_max, rd.read_buf(buf)) => match r {
                 Err(_) => {
                     tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
                     return ReadEnd::Gone;
                 }
-                Ok(Ok(0)) | Ok(Err(_)) => return ReadEnd::Gone,
+                Ok(Ok(0)) => { tracing::debug!(conn = id, "peer closed the socket"); return ReadEnd::Gone }
+                Ok(Err(e)) => { tracing::debug!(conn = id, "read failed: {e}"); return ReadEnd::Gone }
                 Ok(Ok(n)) => n,
             },
-            _ = stop.changed() => return ReadEnd::Closing,
-        };
+            _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
+        } };
         let _ = n;
         // Parse everything complete in the buffer.
         let mut frame_error = None;
@@ -134,6 +158,7 @@ async fn read_loop(
         let mut core = shared.core.lock();
         let mut end = None;
         for f in frames.drain(..) {
+            tracing::trace!(conn = id, kind = f.kind, channel = f.channel, len = f.payload.len(), "frame");
             if f.channel == 0 {
                 match connection_frame(&mut core, id, f) {
                     Ok(None) => {}
@@ -178,7 +203,7 @@ fn connection_frame(core: &mut broker_core::Broker, id: ConnId, f: Frame) -> Res
                 Method::ConnectionClose(_) => {
                     core.send_raw(id, |out| encode_method_frame(out, 0, &Method::ConnectionCloseOk(Default::default())));
                     core.remove_connection(id);
-                    Ok(Some(ReadEnd::Gone))
+                    Ok(Some(ReadEnd::ClientClosed))
                 }
                 Method::ConnectionCloseOk(_) => Ok(Some(ReadEnd::Gone)),
                 Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(None),

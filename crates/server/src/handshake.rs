@@ -158,7 +158,7 @@ pub(crate) async fn run(
         Err(e) => {
             tracing::warn!("authentication failed: {}", e.text);
             if auth_close {
-                return Err(refuse(rd, wr, buf, e.code, e.text, (10, 11)).await);
+                return Err(refuse(rd, wr, buf, e.code, e.text, (0, 0)).await);
             }
             return Err(HandshakeEnd::Drop);
         }

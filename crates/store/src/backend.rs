@@ -37,8 +37,14 @@ pub trait Backend: Send + Sync {
     fn sync_dir(&self) -> io::Result<()>;
 }
 
-/// The real file system. Keeps each file open for appending after first use,
-/// so the steady state is one `write` and one `fdatasync` per file per sync.
+/// Most append handles kept open at once. Past this all are closed (a data
+/// folder can hold thousands of segments and acks files; file descriptors
+/// are limited). Closing is safe with unsynced data: fdatasync through a
+/// later handle flushes the file, not just that handle's writes.
+pub const FILE_HANDLES_MAX: usize = 64;
+
+/// The real file system. Keeps files open for appending after first use, so
+/// the steady state is one `write` and one `fdatasync` per file per sync.
 pub struct FsBackend {
     /// The data folder.
     dir: PathBuf,
@@ -63,6 +69,9 @@ impl FsBackend {
     ) -> io::Result<T> {
         let mut files = lock(&self.files);
         if !files.contains_key(name) {
+            if files.len() >= FILE_HANDLES_MAX {
+                files.clear();
+            }
             let file = OpenOptions::new().append(true).open(self.dir.join(name))?;
             files.insert(name.to_string(), file);
         }

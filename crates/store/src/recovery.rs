@@ -116,7 +116,7 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    /// Moves the results into the public shape.
+    /// Moves the results into the public shape (message contents move out).
     pub fn take_recovered(&mut self) -> Recovered {
         let mut queue_messages: BTreeMap<QueueId, Vec<MessageId>> = self
             .defs
@@ -125,13 +125,20 @@ impl Recovery {
             .map(|id| (*id, Vec::new()))
             .collect();
         let mut messages = Vec::with_capacity(self.live.len());
-        for (id, m) in &self.live {
+        for (id, m) in &mut self.live {
             for q in &m.queues {
                 if let Some(ids) = queue_messages.get_mut(q) {
                     ids.push(*id);
                 }
             }
-            messages.push((*id, m.msg.clone()));
+            // Move the body out: the store keeps only ids and holds.
+            let empty = MessageRecord {
+                exchange: String::new(),
+                routing_key: String::new(),
+                properties: bytes::Bytes::new(),
+                body: bytes::Bytes::new(),
+            };
+            messages.push((*id, std::mem::replace(&mut m.msg, empty)));
         }
         Recovered {
             exchanges: self.defs.exchanges.values().cloned().collect(),
@@ -378,9 +385,13 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
     b.rename(format::DEFS_TMP_FILE, format::DEFS_FILE)
         .map_err(io_err)?;
     b.sync_dir().map_err(io_err)?;
-    for w in &warnings {
-        tracing::warn!("store recovery: {w}");
-    }
+    // The caller logs `warnings`; here only a summary, to avoid doubling them.
+    tracing::info!(
+        messages = live.len(),
+        segments = segments.len(),
+        warnings = warnings.len(),
+        "store recovered"
+    );
     Ok(Recovery {
         defs,
         live,
