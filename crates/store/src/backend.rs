@@ -37,6 +37,9 @@ pub trait Backend: Send + Sync {
     fn sync_dir(&self) -> io::Result<()>;
 }
 
+/// Lock file guarding the folder against a second writer.
+pub const LOCK_FILE: &str = "LOCK";
+
 /// Most append handles kept open at once. Past this all are closed (a data
 /// folder can hold thousands of segments and acks files; file descriptors
 /// are limited). Closing is safe with unsynced data: fdatasync through a
@@ -50,15 +53,32 @@ pub struct FsBackend {
     dir: PathBuf,
     /// Open append handles by file name.
     files: Mutex<HashMap<String, File>>,
+    /// `LOCK`, held with an exclusive lock for our lifetime so two
+    /// processes never write one folder.
+    _lock: File,
 }
 
 impl FsBackend {
-    /// Uses `dir`, creating it if needed.
+    /// Uses `dir`, creating it if needed. Fails if another process (or
+    /// another open store in this one) holds the folder.
     pub fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        lock_file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("data folder {} is in use by another store", dir.display()),
+            ),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             files: Mutex::new(HashMap::new()),
+            _lock: lock_file,
         })
     }
 

@@ -226,3 +226,15 @@ fn concurrent_syncs_cover_all_earlier_appends() {
     let (_, _, rec) = open(dir.path(), StoreConfig::default()).expect("reopen");
     assert_eq!(rec.messages.len(), 800);
 }
+
+#[test]
+fn a_folder_cannot_be_opened_twice() {
+    let dir = TempDir::new("lock");
+    let first = open(dir.path(), StoreConfig::default()).expect("open");
+    assert!(
+        open(dir.path(), StoreConfig::default()).is_err(),
+        "second open must fail"
+    );
+    drop(first);
+    open(dir.path(), StoreConfig::default()).expect("open after the first closed");
+}
