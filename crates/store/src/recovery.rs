@@ -307,6 +307,7 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         let buf = b.read(&seg_name).map_err(io_err)?;
         let mut held: BTreeMap<MessageId, LiveMessage> = BTreeMap::new();
         let mut max_id = None::<MessageId>;
+        let mut seg_damaged = false;
         let scanned = scan(
             &seg_name,
             &buf,
@@ -336,10 +337,13 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         );
         match scanned {
             Scan::Ok {
-                value, valid_len, ..
+                value,
+                valid_len,
+                skipped,
             } => {
                 defs.next_message_id = defs.next_message_id.max(value);
                 truncate_tail(b, &seg_name, &buf, valid_len)?;
+                seg_damaged = skipped;
             }
             Scan::Empty => {
                 warnings.push(format!("{seg_name}: shorter than a header, removed"));
@@ -358,7 +362,9 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
             defs.next_message_id = defs.next_message_id.max(id.saturating_add(1));
         }
         let has_acks = acks_nums.remove(&n) && read_acks(b, cfg, n, &mut held, &mut warnings)?;
-        if held.is_empty() && defs_trusted {
+        // A segment with a skipped record is kept for inspection even when
+        // everything readable in it is settled.
+        if held.is_empty() && defs_trusted && !seg_damaged {
             // Every message here is settled: drop the segment, then its acks
             // (in that order, each made durable, so acks never vanish first).
             b.remove(&seg_name).map_err(io_err)?;
