@@ -307,7 +307,7 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         let buf = b.read(&seg_name).map_err(io_err)?;
         let mut held: BTreeMap<MessageId, LiveMessage> = BTreeMap::new();
         let mut max_id = None::<MessageId>;
-        let mut seg_damaged = false;
+        let seg_damaged;
         let scanned = scan(
             &seg_name,
             &buf,
