@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use amqp_codec::{
-    peek_delivery_mode, reply, BasicConsume, BasicGet, BasicProperties, BasicPublish, BasicQos,
+    peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties, BasicPublish, BasicQos,
     ContentHeader, Method, ShortStr,
 };
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use crate::broker::{Broker, ChannelConsumer};
 use crate::error::AmqpError;
 use crate::manage::{no_exchange, no_queue};
 use crate::message::Message;
-use crate::persist::MessageRecord;
+use crate::queue_args::parse_expiration;
 use crate::queue::ConsumerRef;
 use crate::ConnId;
 
@@ -55,9 +55,9 @@ impl Broker {
         } else {
             None
         };
-        let seq = self.route_and_enqueue(conn, ch, &vname, p, header, body)?;
+        let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, p, header, body)?;
         if let Some(tag) = confirm_tag {
-            self.confirm(conn, ch, tag, seq);
+            self.confirm(conn, ch, tag, seq, !rejected);
         }
         Ok(())
     }
@@ -73,7 +73,7 @@ impl Broker {
         p: BasicPublish,
         header: ContentHeader,
         body: Bytes,
-    ) -> Result<u64, AmqpError> {
+    ) -> Result<(u64, bool), AmqpError> {
         let v = self.vhosts.get(vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut targets = Vec::new();
         let raw = header.raw_properties.clone();
@@ -97,69 +97,60 @@ impl Broker {
                     amqp_codec::encode_body_frames(&mut c.out, ch, &body, frame_max);
                 }
             }
-            return Ok(0);
+            return Ok((0, false));
         }
         let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
+        let expiration = match peek_expiration(&header.raw_properties) {
+            None => None,
+            Some(e) => Some(parse_expiration(e).map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?),
+        };
         let message = Arc::new(Message { exchange: p.exchange, routing_key: p.routing_key, properties: header.raw_properties, body, persistent });
-        let mut store_id = None;
-        let mut seq = 0;
-        if persistent {
-            let durable: Vec<&str> = targets
-                .iter()
-                .filter(|q| v.queues.get(*q).is_some_and(|q| q.durable && q.exclusive_owner.is_none()))
-                .map(|q| q.as_str())
-                .collect();
-            if !durable.is_empty() {
-                let record = MessageRecord {
-                    exchange: message.exchange.to_string(),
-                    routing_key: message.routing_key.to_string(),
-                    properties: message.properties.clone(),
-                    body: message.body.clone(),
-                };
-                let (id, s) = self.persist.append_message(vname, &record, &durable).map_err(AmqpError::internal)?;
-                store_id = Some(id);
-                seq = s;
-            }
-        }
-        let v = self.vhosts.get_mut(vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        for t in &targets {
-            if let Some(q) = v.queues.get_mut(t) {
-                let id = if q.durable && q.exclusive_owner.is_none() { store_id } else { None };
-                q.push(message.clone(), id);
-            }
-        }
-        for t in &targets {
-            self.dispatch(vname, t);
-        }
-        Ok(seq)
+        let r = self.enqueue(vname, &targets, message, expiration);
+        // RabbitMQ nacks a publish that any queue refused.
+        Ok((r.seq, r.rejected))
     }
 
-    /// Records a publish to confirm once `seq` is durable (0 = at once).
-    fn confirm(&mut self, conn: ConnId, ch: u16, tag: u64, seq: u64) {
+    /// Records a publish to confirm (`ack`) or refuse once `seq` is durable
+    /// (0 = at once). Confirms leave in publish order.
+    fn confirm(&mut self, conn: ConnId, ch: u16, tag: u64, seq: u64, ack: bool) {
         let synced = self.synced_seq;
         let Ok(c) = self.channel_mut(conn, ch) else { return };
         if seq <= synced && c.confirm_pending.is_empty() {
-            c.confirm_ready = Some(tag);
+            c.confirm_ready.push((tag, ack));
         } else {
-            c.confirm_pending.push_back((tag, seq));
+            c.confirm_pending.push_back((tag, seq, ack));
             self.waiting_sync.insert((conn, ch));
         }
     }
 
-    /// Sends one basic.ack (multiple) per channel for confirms that became
-    /// ready in this batch.
+    /// Sends the confirms that became ready in this batch: runs of acks as
+    /// one basic.ack with `multiple`, refusals as single basic.nacks.
     pub(crate) fn emit_ready_confirms(&mut self) {
         for c in self.conns.values_mut() {
             if c.closing {
                 continue;
             }
             for (id, ch) in c.channels.iter_mut() {
-                if let Some(tag) = ch.confirm_ready.take() {
+                if ch.confirm_ready.is_empty() {
+                    continue;
+                }
+                let mut last_ack = None;
+                for (tag, ack) in ch.confirm_ready.drain(..) {
+                    if ack {
+                        last_ack = Some(tag);
+                        continue;
+                    }
+                    if let Some(t) = last_ack.take() {
+                        amqp_codec::encode_method_frame(&mut c.out, *id, &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: t, multiple: true }));
+                    }
                     amqp_codec::encode_method_frame(
                         &mut c.out,
                         *id,
-                        &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: tag, multiple: true }),
+                        &Method::BasicNack(amqp_codec::BasicNack { delivery_tag: tag, multiple: false, requeue: false }),
                     );
+                }
+                if let Some(t) = last_ack {
+                    amqp_codec::encode_method_frame(&mut c.out, *id, &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: t, multiple: true }));
                 }
             }
         }
@@ -174,7 +165,7 @@ impl Broker {
         let tx = std::mem::take(tx);
         let mut wait = 0;
         for (p, header, body) in tx.publishes {
-            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, p, header, body)?);
+            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, p, header, body)?.0);
         }
         for (tag, multiple, ack, requeue) in tx.settles {
             self.settle_now(conn, ch, tag, multiple, ack, requeue)?;
@@ -239,6 +230,7 @@ impl Broker {
         let q = v.queues.get_mut(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
         q.consumers.push(ConsumerRef { conn, channel: ch, tag: tag.clone() });
         q.had_consumer = true;
+        q.last_used_ms = crate::message::now_ms();
         q.exclusive_consumer = m.exclusive;
         if !m.no_wait {
             self.send(conn, ch, &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }));
@@ -274,11 +266,21 @@ impl Broker {
                 )));
             }
         }
-        let Some(msg) = q.messages.pop_front() else {
+        q.last_used_ms = crate::message::now_ms();
+        let now = crate::message::now_ms();
+        let mut expired = Vec::new();
+        while let Some(m) = q.pop_expired(now, false) {
+            expired.push(m);
+        }
+        let popped = q.pop();
+        let remaining = q.message_count();
+        for m in expired {
+            self.dead_letter(&vname, &qname, m, "expired");
+        }
+        let Some(msg) = popped else {
             self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
             return Ok(());
         };
-        let remaining = q.message_count();
         if m.no_ack {
             if let Some(id) = msg.store_id {
                 let _ = self.persist.remove_message(&vname, &qname, id);
@@ -334,20 +336,18 @@ impl Broker {
             };
             c.unacked.remove(i).into_iter().collect()
         };
-        self.release(conn, ch, &vname, taken, ack || !requeue, requeue && !ack);
+        let touched = self.release_quiet(conn, ch, &vname, taken, ack || !requeue, requeue && !ack, !ack && !requeue);
+        for q in touched {
+            self.dispatch(&vname, &q);
+        }
         Ok(())
     }
 
     /// Finishes unacked deliveries: `drop` removes them (ack, or
-    /// nack/reject without requeue), `requeue` puts them back.
-    pub(crate) fn release(&mut self, conn: ConnId, ch: u16, vname: &str, taken: Vec<crate::broker::Unacked>, drop: bool, requeue: bool) {
-        let touched = self.release_quiet(conn, ch, vname, taken, drop, requeue);
-        for q in touched {
-            self.dispatch(vname, &q);
-        }
-    }
-
-    /// `release` without re-dispatching; returns the queues touched.
+    /// nack/reject without requeue; `rejected` dead-letters them),
+    /// `requeue` puts them back. Returns the queues touched; the caller
+    /// re-dispatches them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn release_quiet(
         &mut self,
         conn: ConnId,
@@ -356,6 +356,7 @@ impl Broker {
         taken: Vec<crate::broker::Unacked>,
         drop: bool,
         requeue: bool,
+        rejected: bool,
     ) -> Vec<ShortStr> {
         let mut touched: Vec<ShortStr> = Vec::new();
         for u in taken {
@@ -365,10 +366,13 @@ impl Broker {
             let Some(q) = self.vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(&u.queue)) else { continue };
             if requeue {
                 q.requeue(u.msg);
-            } else if drop {
+            } else if drop && !rejected {
                 if let Some(id) = u.msg.store_id {
                     let _ = self.persist.remove_message(vname, &u.queue, id);
                 }
+            } else if drop {
+                let qn = u.queue.clone();
+                self.dead_letter(vname, &qn, u.msg, "rejected");
             }
             if !touched.contains(&u.queue) {
                 touched.push(u.queue);
@@ -386,7 +390,7 @@ impl Broker {
         let vname = self.vhost_of(conn)?;
         let c = self.channel_mut(conn, ch)?;
         let taken: Vec<_> = c.unacked.drain(..).collect();
-        let touched = self.release_quiet(conn, ch, &vname, taken, false, true);
+        let touched = self.release_quiet(conn, ch, &vname, taken, false, true, false);
         if reply {
             self.send(conn, ch, &Method::BasicRecoverOk(Default::default()));
         }

@@ -102,10 +102,10 @@ pub(crate) struct Channel {
     pub confirm: bool,
     /// Last publish sequence number handed out in confirm mode.
     pub publish_seq: u64,
-    /// Confirms waiting for the store: (publish seq, store seq), in order.
-    pub confirm_pending: VecDeque<(u64, Seq)>,
-    /// Highest publish seq ready to be confirmed with `multiple`.
-    pub confirm_ready: Option<u64>,
+    /// Confirms waiting for the store: (publish seq, store seq, ack), in order.
+    pub confirm_pending: VecDeque<(u64, Seq, bool)>,
+    /// Confirms ready to send at the next flush: (publish seq, ack).
+    pub confirm_ready: Vec<(u64, bool)>,
     pub tx: Option<Tx>,
     /// tx.commit-ok waiting for this store seq to be durable.
     pub commit_wait: Option<Seq>,
@@ -127,7 +127,7 @@ impl Channel {
             confirm: false,
             publish_seq: 0,
             confirm_pending: VecDeque::new(),
-            confirm_ready: None,
+            confirm_ready: Vec::new(),
             tx: None,
             commit_wait: None,
             last_queue: None,
@@ -148,6 +148,8 @@ pub struct Broker {
     next_conn: ConnId,
     /// State of the generator behind server-named queues and consumer tags.
     pub(crate) rng: u64,
+    /// Current nesting of dead-letter republishing (bounded).
+    pub(crate) dead_letter_depth: u32,
 }
 
 impl Broker {
@@ -170,6 +172,7 @@ impl Broker {
             waiting_sync: FxHashSet::default(),
             next_conn: 1,
             rng: seed,
+            dead_letter_depth: 0,
         }
     }
 
@@ -464,12 +467,12 @@ impl Broker {
         for (conn, ch_id) in waiting {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
-            while let Some(&(tag, s)) = ch.confirm_pending.front() {
+            while let Some(&(tag, s, ack)) = ch.confirm_pending.front() {
                 if s > seq {
                     break;
                 }
                 ch.confirm_pending.pop_front();
-                ch.confirm_ready = Some(tag);
+                ch.confirm_ready.push((tag, ack));
             }
             if ch.commit_wait.is_some_and(|s| s <= seq) {
                 ch.commit_wait = None;
@@ -493,7 +496,7 @@ impl Broker {
         for (conn, ch_id) in waiting {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
-            for (tag, _) in ch.confirm_pending.drain(..) {
+            for (tag, _, _) in ch.confirm_pending.drain(..) {
                 encode_method_frame(
                     &mut c.out,
                     ch_id,

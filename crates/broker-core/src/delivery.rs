@@ -19,11 +19,25 @@ impl Broker {
     /// Delivers ready messages of one queue to its consumers, round-robin,
     /// skipping consumers without credit, until one side runs out.
     pub(crate) fn dispatch(&mut self, vname: &str, qname: &ShortStr) {
+        let expired = self.dispatch_inner(vname, qname);
+        for m in expired {
+            self.dead_letter(vname, qname, m, "expired");
+        }
+    }
+
+    /// The delivery loop; returns messages found expired at the head.
+    fn dispatch_inner(&mut self, vname: &str, qname: &ShortStr) -> Vec<crate::message::QueuedMessage> {
+        let mut expired = Vec::new();
         let write_max = self.config.write_buffer_bytes_max;
+        let now = crate::message::now_ms();
         let Broker { vhosts, conns, persist, .. } = self;
-        let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else { return };
+        let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else { return expired };
         let n = q.consumers.len();
         while n > 0 && !q.messages.is_empty() {
+            if let Some(m) = q.pop_expired(now, true) {
+                expired.push(m);
+                continue;
+            }
             let mut chosen = None;
             for i in 0..n {
                 let idx = (q.next_consumer + i) % n;
@@ -51,7 +65,7 @@ impl Broker {
             }
             let Some(idx) = chosen else { break };
             q.next_consumer = (idx + 1) % n;
-            let Some(msg) = q.messages.pop_front() else { break };
+            let Some(msg) = q.pop() else { break };
             let k = &q.consumers[idx];
             let Some(c) = conns.get_mut(&k.conn) else { break };
             let frame_max = c.info.frame_max;
@@ -76,6 +90,7 @@ impl Broker {
                 ch.unacked.push_back(Unacked { tag, queue: qname.clone(), msg, consumer: Some(k.tag.clone()) });
             }
         }
+        expired
     }
 
     /// Re-runs delivery for every queue a channel consumes from.

@@ -13,6 +13,7 @@ mod broker;
 mod channel;
 pub mod config;
 mod delivery;
+mod enqueue;
 pub mod error;
 pub mod exchange;
 pub mod headers;
@@ -21,6 +22,7 @@ mod recover;
 pub mod message;
 pub mod persist;
 pub mod queue;
+pub mod queue_args;
 pub mod topic;
 mod vhost;
 

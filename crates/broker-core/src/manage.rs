@@ -352,6 +352,11 @@ impl Broker {
         } else if m.passive {
             return Err(no_queue(&name, &vname));
         } else {
+            if let Err(detail) = crate::queue_args::QueueLimits::parse(&m.arguments) {
+                return Err(AmqpError::precondition_failed(
+                    detail.replacen("': ", &format!("' for queue '{name}' in vhost '{vname}': "), 1),
+                ));
+            }
             if m.durable && !m.exclusive {
                 self.persist
                     .put_queue(&QueueDef {
@@ -374,8 +379,14 @@ impl Broker {
                 }
             }
         }
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let (messages, consumers) = v.queues.get(&name).map(|q| (q.message_count(), q.consumer_count())).unwrap_or((0, 0));
+        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let (messages, consumers) = match v.queues.get_mut(&name) {
+            Some(q) => {
+                q.last_used_ms = crate::message::now_ms();
+                (q.message_count(), q.consumer_count())
+            }
+            None => (0, 0),
+        };
         if let Ok(c) = self.channel_mut(conn, ch) {
             c.last_queue = Some(name.clone());
         }

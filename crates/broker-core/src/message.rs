@@ -32,4 +32,14 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// Set when the message is held in the durable store for this queue.
     pub store_id: Option<MessageId>,
+    /// When the message expires (milliseconds on [`now_ms`]'s clock); `u64::MAX` = never.
+    pub expires_at_ms: u64,
+}
+
+/// Milliseconds since the broker started, from the monotonic clock.
+/// Reading the clock is not I/O; keeping it here lets TTLs be computed
+/// without the server passing time around.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }

@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 
 use amqp_codec::{FieldTable, ShortStr};
 
-use crate::message::QueuedMessage;
+use crate::message::{now_ms, Message, QueuedMessage};
+use crate::queue_args::QueueLimits;
 use crate::ConnId;
 
 /// A consumer as the queue sees it: who to deliver to. Credit (prefetch)
@@ -35,11 +36,21 @@ pub struct Queue {
     pub had_consumer: bool,
     /// Next `position` for a newly enqueued message.
     next_position: u64,
+    /// Parsed behaviour-changing arguments.
+    pub limits: QueueLimits,
+    /// Body bytes of ready messages (for x-max-length-bytes).
+    pub ready_bytes: u64,
+    /// Last time the queue was used (declare, get, consume), for x-expires.
+    pub last_used_ms: u64,
 }
 
 impl Queue {
     pub fn new(name: ShortStr, durable: bool, exclusive_owner: Option<crate::ConnId>, auto_delete: bool, arguments: FieldTable) -> Queue {
+        let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
+            limits,
+            ready_bytes: 0,
+            last_used_ms: now_ms(),
             name,
             durable,
             exclusive_owner,
@@ -63,15 +74,24 @@ impl Queue {
     }
 
     /// Appends a newly routed message.
-    pub fn push(&mut self, message: std::sync::Arc<crate::message::Message>, store_id: Option<u64>) {
+    pub fn push(&mut self, message: std::sync::Arc<Message>, store_id: Option<u64>, expires_at_ms: u64) {
         let position = self.next_position;
         self.next_position += 1;
-        self.messages.push_back(QueuedMessage { message, position, redelivered: false, store_id });
+        self.ready_bytes += message.body.len() as u64;
+        self.messages.push_back(QueuedMessage { message, position, redelivered: false, store_id, expires_at_ms });
+    }
+
+    /// Takes the oldest ready message.
+    pub fn pop(&mut self) -> Option<QueuedMessage> {
+        let m = self.messages.pop_front()?;
+        self.ready_bytes = self.ready_bytes.saturating_sub(m.message.body.len() as u64);
+        Some(m)
     }
 
     /// Puts a message back where it was, flagged redelivered.
     pub fn requeue(&mut self, mut m: QueuedMessage) {
         m.redelivered = true;
+        self.ready_bytes += m.message.body.len() as u64;
         // Requeues usually land at or near the front: search from there.
         let at = self.messages.partition_point(|q| q.position < m.position);
         self.messages.insert(at, m);
@@ -79,7 +99,33 @@ impl Queue {
 
     /// Removes and returns every ready message.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
+        self.ready_bytes = 0;
         self.messages.drain(..).collect()
+    }
+
+    /// True when one more message of `size` bytes would exceed a length limit.
+    pub fn is_full_for(&self, size: u64) -> bool {
+        self.limits.max_length.is_some_and(|m| self.messages.len() as u64 >= m)
+            || self.limits.max_length_bytes.is_some_and(|m| self.ready_bytes + size > m)
+    }
+
+    /// True when the queue exceeds a length limit (after a push).
+    pub fn is_over_limit(&self) -> bool {
+        self.limits.max_length.is_some_and(|m| self.messages.len() as u64 > m)
+            || self.limits.max_length_bytes.is_some_and(|m| self.ready_bytes > m)
+    }
+
+    /// Pops head messages whose TTL has passed. `strict` (used right before
+    /// delivering) keeps a message that expires in this very millisecond, so
+    /// TTL 0 messages still reach a consumer that is ready now.
+    pub fn pop_expired(&mut self, now: u64, strict: bool) -> Option<QueuedMessage> {
+        let head = self.messages.front()?;
+        let expired = if strict { now > head.expires_at_ms } else { now >= head.expires_at_ms };
+        if expired {
+            self.pop()
+        } else {
+            None
+        }
     }
 
     pub fn remove_consumer(&mut self, conn: ConnId, channel: u16, tag: &str) -> bool {
@@ -87,6 +133,7 @@ impl Queue {
         self.consumers.retain(|c| !(c.conn == conn && c.channel == channel && c.tag.as_str() == tag));
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
+            self.last_used_ms = now_ms();
             if self.next_consumer >= self.consumers.len() {
                 self.next_consumer = 0;
             }
@@ -118,10 +165,10 @@ mod tests {
     fn requeue_restores_original_position() {
         let mut q = Queue::new("q".into(), false, None, false, FieldTable::default());
         for b in ["1", "2", "3", "4"] {
-            q.push(msg(b), None);
+            q.push(msg(b), None, u64::MAX);
         }
-        let one = q.messages.pop_front().unwrap();
-        let two = q.messages.pop_front().unwrap();
+        let one = q.pop().unwrap();
+        let two = q.pop().unwrap();
         q.requeue(two);
         q.requeue(one);
         let order: Vec<&[u8]> = q.messages.iter().map(|m| m.message.body.as_ref()).collect();

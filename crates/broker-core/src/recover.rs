@@ -86,7 +86,7 @@ impl Broker {
             let Some(q) = self.vhosts.get_mut(&vhost).and_then(|v| v.queues.get_mut(qname.as_str())) else { continue };
             for id in ids {
                 if let Some(m) = messages.get(&id) {
-                    q.push(m.clone(), Some(id));
+                    q.push(m.clone(), Some(id), u64::MAX);
                     if let Some(last) = q.messages.back_mut() {
                         last.redelivered = true;
                     }

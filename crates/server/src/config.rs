@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// Socket read buffer per connection; one read never exceeds it, and
     /// the frames of one read are processed under one lock acquisition.
     pub read_buffer_bytes: usize,
+    /// Period of housekeeping (message TTL at queue heads, queue expiry).
+    pub tick_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 5_000,
             connections_max: 65_536,
             read_buffer_bytes: 64 * 1024,
+            tick_interval_ms: 100,
         }
     }
 }

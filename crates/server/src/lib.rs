@@ -76,6 +76,20 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     tracing::info!("warren listening on {local} (amqp)");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ticker = {
+        let shared = shared.clone();
+        let period = Duration::from_millis(config.tick_interval_ms.max(1));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let mut core = shared.core.lock();
+                core.tick();
+                shared.after_batch(&mut core);
+            }
+        })
+    };
     let limit = Arc::new(Semaphore::new(config.connections_max));
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -108,6 +122,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         }
     }
     tracing::info!("shutting down: closing {} connections", tasks.len());
+    ticker.abort();
     drop(listener);
     {
         let mut core = shared.core.lock();

@@ -1,0 +1,130 @@
+//! Queue arguments that change behaviour: length limits, overflow mode,
+//! message TTL, dead-lettering and queue expiry (RabbitMQ's `x-` args).
+
+use amqp_codec::{FieldTable, FieldValue, ShortStr};
+
+/// What happens when a queue with a length limit is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest message to make room.
+    #[default]
+    DropHead,
+    /// Refuse the new message (publisher gets basic.nack in confirm mode).
+    RejectPublish,
+    /// Refuse and dead-letter the new message.
+    RejectPublishDlx,
+}
+
+/// Parsed behaviour-changing arguments of a queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueLimits {
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub message_ttl_ms: Option<u64>,
+    pub dead_letter_exchange: Option<ShortStr>,
+    pub dead_letter_routing_key: Option<ShortStr>,
+    /// Delete the queue after it has been unused this long.
+    pub expires_ms: Option<u64>,
+}
+
+fn non_negative(args: &FieldTable, key: &str, min: i64) -> Result<Option<u64>, String> {
+    match args.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= min => Ok(Some(n as u64)),
+            Some(n) => Err(format!("invalid arg '{key}': {{value_too_small,{n},{min}}}")),
+            None => Err(format!("invalid arg '{key}': {{unacceptable_type,{}}}", type_name(v))),
+        },
+    }
+}
+
+fn string_arg(args: &FieldTable, key: &str) -> Result<Option<ShortStr>, String> {
+    match args.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            Some(s) => ShortStr::try_from_str(s).map(Some).map_err(|_| format!("invalid arg '{key}': too long")),
+            None => Err(format!("invalid arg '{key}': {{unacceptable_type,{}}}", type_name(v))),
+        },
+    }
+}
+
+fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Bool(_) => "bool",
+        FieldValue::Table(_) => "table",
+        FieldValue::Array(_) => "array",
+        FieldValue::F32(_) | FieldValue::F64(_) => "double",
+        _ => "unknown",
+    }
+}
+
+impl QueueLimits {
+    /// Parses and validates; `Err` carries the detail of a 406 reply.
+    pub fn parse(args: &FieldTable) -> Result<QueueLimits, String> {
+        let overflow = match args.get("x-overflow") {
+            None => Overflow::DropHead,
+            Some(v) => match v.as_str() {
+                Some("drop-head") => Overflow::DropHead,
+                Some("reject-publish") => Overflow::RejectPublish,
+                Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                _ => return Err(format!("invalid arg 'x-overflow': {v:?}")),
+            },
+        };
+        let dlrk = string_arg(args, "x-dead-letter-routing-key")?;
+        let dlx = string_arg(args, "x-dead-letter-exchange")?;
+        if dlrk.is_some() && dlx.is_none() {
+            return Err("invalid arg 'x-dead-letter-routing-key': Key 'x-dead-letter-exchange' is mandatory if 'x-dead-letter-routing-key' is set".into());
+        }
+        Ok(QueueLimits {
+            max_length: non_negative(args, "x-max-length", 0)?,
+            max_length_bytes: non_negative(args, "x-max-length-bytes", 0)?,
+            overflow,
+            message_ttl_ms: non_negative(args, "x-message-ttl", 0)?,
+            dead_letter_exchange: dlx,
+            dead_letter_routing_key: dlrk,
+            expires_ms: non_negative(args, "x-expires", 1)?,
+        })
+    }
+
+    pub fn has_length_limit(&self) -> bool {
+        self.max_length.is_some() || self.max_length_bytes.is_some()
+    }
+}
+
+/// Parses a per-message `expiration` property (milliseconds as a decimal
+/// string). RabbitMQ rejects anything else with 406 at publish.
+pub fn parse_expiration(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid expiration '{s}': {{value_negative_or_not_integer}}"));
+    }
+    s.parse::<u64>().map_err(|_| format!("invalid expiration '{s}': too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_limits() {
+        let mut t = FieldTable::new();
+        t.insert("x-max-length".into(), FieldValue::I32(10));
+        t.insert("x-overflow".into(), FieldValue::LongStr("reject-publish".into()));
+        t.insert("x-message-ttl".into(), FieldValue::I64(500));
+        let l = QueueLimits::parse(&t).unwrap();
+        assert_eq!(l.max_length, Some(10));
+        assert_eq!(l.overflow, Overflow::RejectPublish);
+        assert_eq!(l.message_ttl_ms, Some(500));
+        t.insert("x-max-length".into(), FieldValue::I32(-1));
+        assert!(QueueLimits::parse(&t).is_err());
+    }
+
+    #[test]
+    fn expiration_strings() {
+        assert_eq!(parse_expiration("0"), Ok(0));
+        assert_eq!(parse_expiration("1500"), Ok(1500));
+        assert!(parse_expiration("-1").is_err());
+        assert!(parse_expiration("1.5").is_err());
+    }
+}
