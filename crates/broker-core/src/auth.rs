@@ -19,13 +19,24 @@ pub(crate) struct Users {
 impl Default for Users {
     fn default() -> Self {
         let mut users = FxHashMap::default();
-        users.insert("guest".to_string(), User { password: "guest".to_string(), loopback_only: true });
+        users.insert(
+            "guest".to_string(),
+            User {
+                password: "guest".to_string(),
+                loopback_only: true,
+            },
+        );
         Users { users }
     }
 }
 
 impl Users {
-    pub fn authenticate(&self, mechanism: &str, response: &[u8], from_loopback: bool) -> Result<String, AmqpError> {
+    pub fn authenticate(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+        from_loopback: bool,
+    ) -> Result<String, AmqpError> {
         let (user, pass) = match mechanism {
             "PLAIN" => parse_plain(response),
             "AMQPLAIN" => parse_amqplain(response),
@@ -76,7 +87,10 @@ mod tests {
     #[test]
     fn plain_and_loopback_rule() {
         let u = Users::default();
-        assert_eq!(u.authenticate("PLAIN", b"\0guest\0guest", true).unwrap(), "guest");
+        assert_eq!(
+            u.authenticate("PLAIN", b"\0guest\0guest", true).unwrap(),
+            "guest"
+        );
         assert!(u.authenticate("PLAIN", b"\0guest\0guest", false).is_err());
         assert!(u.authenticate("PLAIN", b"\0guest\0nope", true).is_err());
         assert!(u.authenticate("PLAIN", b"garbage", true).is_err());

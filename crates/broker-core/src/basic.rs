@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use amqp_codec::{
-    peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties, BasicPublish, BasicQos,
-    ContentHeader, Method, ShortStr,
+    peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties,
+    BasicPublish, BasicQos, ContentHeader, Method, ShortStr,
 };
 use bytes::Bytes;
 
@@ -12,15 +12,25 @@ use crate::broker::{Broker, ChannelConsumer};
 use crate::error::AmqpError;
 use crate::manage::{no_exchange, no_queue};
 use crate::message::Message;
-use crate::queue_args::parse_expiration;
 use crate::queue::ConsumerRef;
+use crate::queue_args::parse_expiration;
 use crate::ConnId;
 
 impl Broker {
     /// A complete basic.publish (method + header + body) arrived.
-    pub(crate) fn publish(&mut self, conn: ConnId, ch: u16, p: BasicPublish, header: ContentHeader, body: Bytes) -> Result<(), AmqpError> {
+    pub(crate) fn publish(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        p: BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         match v.exchanges.get(&p.exchange) {
             None => return Err(no_exchange(&p.exchange, &vname).during(60, 40)),
             Some(ex) if ex.internal => {
@@ -33,7 +43,11 @@ impl Broker {
             Some(_) => {}
         }
         if let Some(uid) = peek_user_id(&header.raw_properties) {
-            let user = &self.conns.get(&conn).map(|c| c.info.user.clone()).unwrap_or_default();
+            let user = &self
+                .conns
+                .get(&conn)
+                .map(|c| c.info.user.clone())
+                .unwrap_or_default();
             if uid != *user {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{user}'"
@@ -44,6 +58,8 @@ impl Broker {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
         }
+        let mut header = header;
+        header.raw_properties = self.reply_to_rewrite(conn, ch, header.raw_properties)?;
         let c = self.channel_mut(conn, ch)?;
         if let Some(tx) = c.tx.as_mut() {
             tx.publishes.push((p, header, body));
@@ -74,7 +90,23 @@ impl Broker {
         header: ContentHeader,
         body: Bytes,
     ) -> Result<(u64, bool), AmqpError> {
-        let v = self.vhosts.get(vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if p.exchange.is_empty() && crate::reply_to::is_reply_name(&p.routing_key) {
+            let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
+            let message = Message {
+                exchange: p.exchange.clone(),
+                routing_key: p.routing_key.clone(),
+                properties: header.raw_properties.clone(),
+                body: body.clone(),
+                persistent,
+            };
+            if self.reply_to_deliver(&p.routing_key, &message) {
+                return Ok((0, false));
+            }
+        }
+        let v = self
+            .vhosts
+            .get(vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut targets = Vec::new();
         let raw = header.raw_properties.clone();
         let mut headers = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
@@ -93,7 +125,13 @@ impl Broker {
                         }),
                     );
                     let frame_max = c.info.frame_max;
-                    amqp_codec::encode_content_header_frame(&mut c.out, ch, 60, body.len() as u64, &header.raw_properties);
+                    amqp_codec::encode_content_header_frame(
+                        &mut c.out,
+                        ch,
+                        60,
+                        body.len() as u64,
+                        &header.raw_properties,
+                    );
                     amqp_codec::encode_body_frames(&mut c.out, ch, &body, frame_max);
                 }
             }
@@ -102,9 +140,18 @@ impl Broker {
         let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
         let expiration = match peek_expiration(&header.raw_properties) {
             None => None,
-            Some(e) => Some(parse_expiration(e).map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?),
+            Some(e) => Some(
+                parse_expiration(e)
+                    .map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?,
+            ),
         };
-        let message = Arc::new(Message { exchange: p.exchange, routing_key: p.routing_key, properties: header.raw_properties, body, persistent });
+        let message = Arc::new(Message {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties: header.raw_properties,
+            body,
+            persistent,
+        });
         let r = self.enqueue(vname, &targets, message, expiration);
         // RabbitMQ nacks a publish that any queue refused.
         Ok((r.seq, r.rejected))
@@ -114,7 +161,9 @@ impl Broker {
     /// (0 = at once). Confirms leave in publish order.
     fn confirm(&mut self, conn: ConnId, ch: u16, tag: u64, seq: u64, ack: bool) {
         let synced = self.synced_seq;
-        let Ok(c) = self.channel_mut(conn, ch) else { return };
+        let Ok(c) = self.channel_mut(conn, ch) else {
+            return;
+        };
         if seq <= synced && c.confirm_pending.is_empty() {
             c.confirm_ready.push((tag, ack));
         } else {
@@ -141,16 +190,34 @@ impl Broker {
                         continue;
                     }
                     if let Some(t) = last_ack.take() {
-                        amqp_codec::encode_method_frame(&mut c.out, *id, &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: t, multiple: true }));
+                        amqp_codec::encode_method_frame(
+                            &mut c.out,
+                            *id,
+                            &Method::BasicAck(amqp_codec::BasicAck {
+                                delivery_tag: t,
+                                multiple: true,
+                            }),
+                        );
                     }
                     amqp_codec::encode_method_frame(
                         &mut c.out,
                         *id,
-                        &Method::BasicNack(amqp_codec::BasicNack { delivery_tag: tag, multiple: false, requeue: false }),
+                        &Method::BasicNack(amqp_codec::BasicNack {
+                            delivery_tag: tag,
+                            multiple: false,
+                            requeue: false,
+                        }),
                     );
                 }
                 if let Some(t) = last_ack {
-                    amqp_codec::encode_method_frame(&mut c.out, *id, &Method::BasicAck(amqp_codec::BasicAck { delivery_tag: t, multiple: true }));
+                    amqp_codec::encode_method_frame(
+                        &mut c.out,
+                        *id,
+                        &Method::BasicAck(amqp_codec::BasicAck {
+                            delivery_tag: t,
+                            multiple: true,
+                        }),
+                    );
                 }
             }
         }
@@ -160,7 +227,9 @@ impl Broker {
         let vname = self.vhost_of(conn)?;
         let c = self.channel_mut(conn, ch)?;
         let Some(tx) = c.tx.as_mut() else {
-            return Err(AmqpError::precondition_failed("channel is not transactional"));
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
         };
         let tx = std::mem::take(tx);
         let mut wait = 0;
@@ -179,9 +248,17 @@ impl Broker {
         Ok(())
     }
 
-    pub(crate) fn basic_qos(&mut self, conn: ConnId, ch: u16, m: BasicQos) -> Result<(), AmqpError> {
+    pub(crate) fn basic_qos(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: BasicQos,
+    ) -> Result<(), AmqpError> {
         if m.prefetch_size != 0 {
-            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
         }
         let c = self.channel_mut(conn, ch)?;
         if m.global {
@@ -195,7 +272,12 @@ impl Broker {
         Ok(())
     }
 
-    pub(crate) fn basic_consume(&mut self, conn: ConnId, ch: u16, m: BasicConsume) -> Result<(), AmqpError> {
+    pub(crate) fn basic_consume(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: BasicConsume,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
         let tag = if m.consumer_tag.is_empty() {
@@ -204,9 +286,18 @@ impl Broker {
         } else {
             m.consumer_tag
         };
+        if qname.as_str() == crate::reply_to::REPLY_QUEUE {
+            return self.reply_to_consume(conn, ch, tag, m.no_ack, m.no_wait);
+        }
         let max = self.config.consumers_per_channel_max;
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v.queues.get(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
+        let v = self
+            .vhosts
+            .get(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v
+            .queues
+            .get(&qname)
+            .ok_or_else(|| no_queue(&qname, &vname))?;
         if let Some(owner) = q.exclusive_owner {
             if owner != conn {
                 return Err(AmqpError::resource_locked(format!(
@@ -215,50 +306,110 @@ impl Broker {
             }
         }
         if q.exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!("queue '{qname}' in vhost '{vname}' in exclusive use")));
+            return Err(AmqpError::access_refused(format!(
+                "queue '{qname}' in vhost '{vname}' in exclusive use"
+            )));
         }
         let c = self.channel_mut(conn, ch)?;
         if c.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         if c.consumers.len() >= max {
-            return Err(AmqpError::not_allowed(format!("too many consumers on channel (max {max})")));
+            return Err(AmqpError::not_allowed(format!(
+                "too many consumers on channel (max {max})"
+            )));
         }
         let prefetch = c.prefetch_consumer;
-        c.consumers.insert(tag.clone(), ChannelConsumer { queue: qname.clone(), no_ack: m.no_ack, prefetch, unacked: 0 });
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v.queues.get_mut(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
-        q.consumers.push(ConsumerRef { conn, channel: ch, tag: tag.clone() });
+        c.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                queue: qname.clone(),
+                no_ack: m.no_ack,
+                prefetch,
+                unacked: 0,
+            },
+        );
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v
+            .queues
+            .get_mut(&qname)
+            .ok_or_else(|| no_queue(&qname, &vname))?;
+        q.consumers.push(ConsumerRef {
+            conn,
+            channel: ch,
+            tag: tag.clone(),
+        });
         q.had_consumer = true;
         q.last_used_ms = crate::message::now_ms();
         q.exclusive_consumer = m.exclusive;
         if !m.no_wait {
-            self.send(conn, ch, &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }));
+            self.send(
+                conn,
+                ch,
+                &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }),
+            );
         }
         self.dispatch(&vname, &qname);
         Ok(())
     }
 
-    pub(crate) fn basic_cancel(&mut self, conn: ConnId, ch: u16, m: amqp_codec::BasicCancel) -> Result<(), AmqpError> {
+    pub(crate) fn basic_cancel(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: amqp_codec::BasicCancel,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let c = self.channel_mut(conn, ch)?;
+        if c.reply_consumer
+            .as_ref()
+            .is_some_and(|(t, _)| *t == m.consumer_tag)
+        {
+            c.reply_consumer = None;
+        }
         if let Some(k) = c.consumers.remove(&m.consumer_tag) {
-            if let Some(q) = self.vhosts.get_mut(&vname).and_then(|v| v.queues.get_mut(&k.queue)) {
+            if let Some(q) = self
+                .vhosts
+                .get_mut(&vname)
+                .and_then(|v| v.queues.get_mut(&k.queue))
+            {
                 q.remove_consumer(conn, ch, &m.consumer_tag);
             }
             self.maybe_auto_delete_queue(&vname, &k.queue);
         }
         if !m.no_wait {
-            self.send(conn, ch, &Method::BasicCancelOk(amqp_codec::BasicCancelOk { consumer_tag: m.consumer_tag }));
+            self.send(
+                conn,
+                ch,
+                &Method::BasicCancelOk(amqp_codec::BasicCancelOk {
+                    consumer_tag: m.consumer_tag,
+                }),
+            );
         }
         Ok(())
     }
 
-    pub(crate) fn basic_get(&mut self, conn: ConnId, ch: u16, m: BasicGet) -> Result<(), AmqpError> {
+    pub(crate) fn basic_get(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: BasicGet,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v.queues.get_mut(&qname).ok_or_else(|| no_queue(&qname, &vname))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v
+            .queues
+            .get_mut(&qname)
+            .ok_or_else(|| no_queue(&qname, &vname))?;
         if let Some(owner) = q.exclusive_owner {
             if owner != conn {
                 return Err(AmqpError::resource_locked(format!(
@@ -286,9 +437,15 @@ impl Broker {
                 let _ = self.persist.remove_message(&vname, &qname, id);
             }
         }
-        let c = self.conns.get_mut(&conn).ok_or_else(|| AmqpError::internal("no connection"))?;
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(|| AmqpError::internal("no connection"))?;
         let frame_max = c.info.frame_max;
-        let chan = c.channels.get_mut(&ch).ok_or_else(|| AmqpError::channel_error("channel gone"))?;
+        let chan = c
+            .channels
+            .get_mut(&ch)
+            .ok_or_else(|| AmqpError::channel_error("channel gone"))?;
         let tag = chan.next_delivery_tag;
         chan.next_delivery_tag += 1;
         let method = Method::BasicGetOk(amqp_codec::BasicGetOk {
@@ -300,19 +457,34 @@ impl Broker {
         });
         crate::delivery::write_content(&mut c.out, ch, &method, &msg.message, frame_max);
         if !m.no_ack {
-            chan.unacked.push_back(crate::broker::Unacked { tag, queue: qname, msg, consumer: None });
+            chan.unacked.push_back(crate::broker::Unacked {
+                tag,
+                queue: qname,
+                msg,
+                consumer: None,
+            });
         }
         Ok(())
     }
 
     /// basic.ack / nack / reject; buffered when the channel is transactional.
-    pub(crate) fn settle(&mut self, conn: ConnId, ch: u16, tag: u64, multiple: bool, ack: bool, requeue: bool) -> Result<(), AmqpError> {
+    pub(crate) fn settle(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
         let c = self.channel_mut(conn, ch)?;
         if let Some(tx) = c.tx.as_mut() {
             // Validate now so an unknown tag fails at once, as in RabbitMQ.
             let known = (multiple && tag == 0) || c.unacked.iter().any(|u| u.tag == tag);
             if !known {
-                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "unknown delivery tag {tag}"
+                )));
             }
             tx.settles.push((tag, multiple, ack, requeue));
             return Ok(());
@@ -320,23 +492,43 @@ impl Broker {
         self.settle_now(conn, ch, tag, multiple, ack, requeue)
     }
 
-    pub(crate) fn settle_now(&mut self, conn: ConnId, ch: u16, tag: u64, multiple: bool, ack: bool, requeue: bool) -> Result<(), AmqpError> {
+    pub(crate) fn settle_now(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let c = self.channel_mut(conn, ch)?;
         let taken: Vec<crate::broker::Unacked> = if multiple {
             if tag != 0 && !c.unacked.iter().any(|u| u.tag == tag) {
-                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "unknown delivery tag {tag}"
+                )));
             }
             let upto = if tag == 0 { u64::MAX } else { tag };
             let n = c.unacked.partition_point(|u| u.tag <= upto);
             c.unacked.drain(..n).collect()
         } else {
             let Ok(i) = c.unacked.binary_search_by_key(&tag, |u| u.tag) else {
-                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "unknown delivery tag {tag}"
+                )));
             };
             c.unacked.remove(i).into_iter().collect()
         };
-        let touched = self.release_quiet(conn, ch, &vname, taken, ack || !requeue, requeue && !ack, !ack && !requeue);
+        let touched = self.release_quiet(
+            conn,
+            ch,
+            &vname,
+            taken,
+            ack || !requeue,
+            requeue && !ack,
+            !ack && !requeue,
+        );
         for q in touched {
             self.dispatch(&vname, &q);
         }
@@ -360,10 +552,23 @@ impl Broker {
     ) -> Vec<ShortStr> {
         let mut touched: Vec<ShortStr> = Vec::new();
         for u in taken {
-            if let Some(k) = u.consumer.as_ref().and_then(|t| self.conns.get_mut(&conn)?.channels.get_mut(&ch)?.consumers.get_mut(t)) {
+            if let Some(k) = u.consumer.as_ref().and_then(|t| {
+                self.conns
+                    .get_mut(&conn)?
+                    .channels
+                    .get_mut(&ch)?
+                    .consumers
+                    .get_mut(t)
+            }) {
                 k.unacked = k.unacked.saturating_sub(1);
             }
-            let Some(q) = self.vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(&u.queue)) else { continue };
+            let Some(q) = self
+                .vhosts
+                .get_mut(vname)
+                .and_then(|v| v.queues.get_mut(&u.queue))
+            else {
+                continue;
+            };
             if requeue {
                 q.requeue(u.msg);
             } else if drop && !rejected {
@@ -383,7 +588,13 @@ impl Broker {
 
     /// Requeues the channel's unacked messages; recover-ok (if `reply`) goes
     /// out before the redeliveries, as RabbitMQ orders them.
-    pub(crate) fn basic_recover(&mut self, conn: ConnId, ch: u16, requeue: bool, reply: bool) -> Result<(), AmqpError> {
+    pub(crate) fn basic_recover(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        requeue: bool,
+        reply: bool,
+    ) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
@@ -408,5 +619,8 @@ fn peek_user_id(raw: &Bytes) -> Option<String> {
     if flags & (1 << 4) == 0 {
         return None;
     }
-    BasicProperties::decode(raw).ok()?.user_id.map(|u| u.to_string())
+    BasicProperties::decode(raw)
+        .ok()?
+        .user_id
+        .map(|u| u.to_string())
 }

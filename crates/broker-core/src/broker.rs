@@ -58,7 +58,12 @@ pub(crate) struct Conn {
 pub(crate) enum Assembly {
     Idle,
     Header(amqp_codec::BasicPublish),
-    Body { publish: amqp_codec::BasicPublish, header: ContentHeader, parts: Vec<Bytes>, received: u64 },
+    Body {
+        publish: amqp_codec::BasicPublish,
+        header: ContentHeader,
+        parts: Vec<Bytes>,
+        received: u64,
+    },
 }
 
 /// A message delivered on a channel and not yet acknowledged.
@@ -111,6 +116,8 @@ pub(crate) struct Channel {
     pub commit_wait: Option<Seq>,
     /// Last queue declared on the channel, for methods naming queue "".
     pub last_queue: Option<ShortStr>,
+    /// Direct reply-to consumer: (consumer tag, secret in the reply name).
+    pub reply_consumer: Option<(ShortStr, u64)>,
 }
 
 impl Channel {
@@ -131,6 +138,7 @@ impl Channel {
             tx: None,
             commit_wait: None,
             last_queue: None,
+            reply_consumer: None,
         }
     }
 }
@@ -155,7 +163,7 @@ pub struct Broker {
 impl Broker {
     pub fn new(config: CoreConfig, persist: Box<dyn Persistence>) -> Broker {
         let mut vhosts = FxHashMap::default();
-        vhosts.insert("/".to_string(), Vhost::new("/"));
+        vhosts.insert("/".to_string(), Vhost::new());
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -185,7 +193,12 @@ impl Broker {
     }
 
     /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
-    pub fn authenticate(&self, mechanism: &str, response: &[u8], from_loopback: bool) -> Result<String, AmqpError> {
+    pub fn authenticate(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+        from_loopback: bool,
+    ) -> Result<String, AmqpError> {
         self.users.authenticate(mechanism, response, from_loopback)
     }
 
@@ -195,7 +208,14 @@ impl Broker {
         self.next_conn += 1;
         self.conns.insert(
             id,
-            Conn { info, channels: FxHashMap::default(), out: BytesMut::new(), closing: false, exclusive_queues: Vec::new(), throttled: false },
+            Conn {
+                info,
+                channels: FxHashMap::default(),
+                out: BytesMut::new(),
+                closing: false,
+                exclusive_queues: Vec::new(),
+                throttled: false,
+            },
         );
         id
     }
@@ -208,7 +228,9 @@ impl Broker {
     /// Forgets a connection: requeues its unacked messages, removes its
     /// consumers and deletes its exclusive queues.
     pub fn remove_connection(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let channels: Vec<u16> = c.channels.keys().copied().collect();
         for ch in channels {
             self.cleanup_channel(conn, ch);
@@ -227,7 +249,9 @@ impl Broker {
 
     /// Sends connection.close with `err` and stops processing this connection.
     pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.closing {
             return;
         }
@@ -253,7 +277,9 @@ impl Broker {
 
     /// Handles one frame on a channel other than 0.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         if c.closing {
             return;
         }
@@ -267,20 +293,34 @@ impl Broker {
         let ch_id = frame.channel;
         match frame.kind {
             FRAME_METHOD => {
-                let method = Method::decode(frame.payload)
-                    .map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 0, method_id: 0 })?;
+                let method = Method::decode(frame.payload).map_err(|e| AmqpError {
+                    code: e.reply_code(),
+                    text: e.reply_text(),
+                    class_id: 0,
+                    method_id: 0,
+                })?;
                 self.handle_method_frame(conn, ch_id, method)
             }
             FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
             FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
-            other => Err(AmqpError::frame_error(format!("unknown frame type {other}")).conn_level()),
+            other => {
+                Err(AmqpError::frame_error(format!("unknown frame type {other}")).conn_level())
+            }
         }
     }
 
-    fn handle_method_frame(&mut self, conn: ConnId, ch_id: u16, method: Method) -> Result<(), AmqpError> {
+    fn handle_method_frame(
+        &mut self,
+        conn: ConnId,
+        ch_id: u16,
+        method: Method,
+    ) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
-        let c = self.conns.get_mut(&conn).ok_or_else(|| AmqpError::internal("no connection"))?;
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(|| AmqpError::internal("no connection"))?;
         let channel_max = c.info.channel_max;
         let Some(ch) = c.channels.get_mut(&ch_id) else {
             if let Method::ChannelOpen(_) = method {
@@ -291,10 +331,16 @@ impl Broker {
                     .during(class_id, method_id));
                 }
                 c.channels.insert(ch_id, Channel::new());
-                encode_method_frame(&mut c.out, ch_id, &Method::ChannelOpenOk(Default::default()));
+                encode_method_frame(
+                    &mut c.out,
+                    ch_id,
+                    &Method::ChannelOpenOk(Default::default()),
+                );
                 return Ok(());
             }
-            return Err(AmqpError::channel_error("expected 'channel.open'").during(class_id, method_id).conn_level());
+            return Err(AmqpError::channel_error("expected 'channel.open'")
+                .during(class_id, method_id)
+                .conn_level());
         };
         if ch.closing {
             // Waiting for close-ok: RabbitMQ drops everything else.
@@ -303,7 +349,11 @@ impl Broker {
                     c.channels.remove(&ch_id);
                 }
                 Method::ChannelClose(_) => {
-                    encode_method_frame(&mut c.out, ch_id, &Method::ChannelCloseOk(Default::default()));
+                    encode_method_frame(
+                        &mut c.out,
+                        ch_id,
+                        &Method::ChannelCloseOk(Default::default()),
+                    );
                     c.channels.remove(&ch_id);
                 }
                 _ => {}
@@ -319,31 +369,50 @@ impl Broker {
                 .during(60, 40))
             }
             Assembly::Body { .. } => {
-                return Err(AmqpError::unexpected_frame("expected content body, got non content body frame instead")
-                    .during(60, 40))
+                return Err(AmqpError::unexpected_frame(
+                    "expected content body, got non content body frame instead",
+                )
+                .during(60, 40))
             }
         }
         if let Method::BasicPublish(p) = method {
             ch.assembly = Assembly::Header(p);
             return Ok(());
         }
-        self.handle_method(conn, ch_id, method).map_err(|e| e.during(class_id, method_id))
+        self.handle_method(conn, ch_id, method)
+            .map_err(|e| e.during(class_id, method_id))
     }
 
-    fn handle_header_frame(&mut self, conn: ConnId, ch_id: u16, payload: Bytes) -> Result<(), AmqpError> {
+    fn handle_header_frame(
+        &mut self,
+        conn: ConnId,
+        ch_id: u16,
+        payload: Bytes,
+    ) -> Result<(), AmqpError> {
         let max = self.config.message_size_max_bytes;
         let ch = self.channel_mut(conn, ch_id)?;
         let publish = match std::mem::replace(&mut ch.assembly, Assembly::Idle) {
             Assembly::Header(p) => p,
             other => {
                 ch.assembly = other;
-                return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead").conn_level());
+                return Err(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                )
+                .conn_level());
             }
         };
-        let header = ContentHeader::decode(payload)
-            .map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 60, method_id: 40 })?;
+        let header = ContentHeader::decode(payload).map_err(|e| AmqpError {
+            code: e.reply_code(),
+            text: e.reply_text(),
+            class_id: 60,
+            method_id: 40,
+        })?;
         if header.class_id != 60 {
-            return Err(AmqpError::frame_error(format!("content header for class {} does not match method class 60", header.class_id)).conn_level());
+            return Err(AmqpError::frame_error(format!(
+                "content header for class {} does not match method class 60",
+                header.class_id
+            ))
+            .conn_level());
         }
         if header.body_size > max {
             return Err(AmqpError::precondition_failed(format!(
@@ -355,24 +424,40 @@ impl Broker {
         if header.body_size == 0 {
             return self.publish(conn, ch_id, publish, header, Bytes::new());
         }
-        ch.assembly = Assembly::Body { publish, header, parts: Vec::new(), received: 0 };
+        ch.assembly = Assembly::Body {
+            publish,
+            header,
+            parts: Vec::new(),
+            received: 0,
+        };
         Ok(())
     }
 
-    fn handle_body_frame(&mut self, conn: ConnId, ch_id: u16, payload: Bytes) -> Result<(), AmqpError> {
+    fn handle_body_frame(
+        &mut self,
+        conn: ConnId,
+        ch_id: u16,
+        payload: Bytes,
+    ) -> Result<(), AmqpError> {
         let ch = self.channel_mut(conn, ch_id)?;
-        let (header, parts, received) = match &mut ch.assembly {
-            Assembly::Body { header, parts, received, .. } => (header, parts, received),
-            Assembly::Header(_) => {
-                return Err(AmqpError::unexpected_frame(
+        let (header, parts, received) =
+            match &mut ch.assembly {
+                Assembly::Body {
+                    header,
+                    parts,
+                    received,
+                    ..
+                } => (header, parts, received),
+                Assembly::Header(_) => return Err(AmqpError::unexpected_frame(
                     "expected content header for class 60, got non content header frame instead",
                 )
-                .during(60, 40))
-            }
-            Assembly::Idle => {
-                return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"))
-            }
-        };
+                .during(60, 40)),
+                Assembly::Idle => {
+                    return Err(AmqpError::unexpected_frame(
+                        "expected method frame, got non method frame instead",
+                    ))
+                }
+            };
         *received += payload.len() as u64;
         if *received > header.body_size {
             return Err(AmqpError::frame_error(format!(
@@ -385,7 +470,13 @@ impl Broker {
         if *received < header.body_size {
             return Ok(());
         }
-        let Assembly::Body { publish, header, mut parts, .. } = std::mem::replace(&mut ch.assembly, Assembly::Idle) else {
+        let Assembly::Body {
+            publish,
+            header,
+            mut parts,
+            ..
+        } = std::mem::replace(&mut ch.assembly, Assembly::Idle)
+        else {
             return Ok(());
         };
         let body = if parts.len() == 1 {
@@ -408,8 +499,12 @@ impl Broker {
         }
         tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
         self.cleanup_channel(conn, ch_id);
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let Some(ch) = c.channels.get_mut(&ch_id) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(ch) = c.channels.get_mut(&ch_id) else {
+            return;
+        };
         ch.closing = true;
         encode_method_frame(
             &mut c.out,
@@ -423,7 +518,11 @@ impl Broker {
         );
     }
 
-    pub(crate) fn channel_mut(&mut self, conn: ConnId, ch_id: u16) -> Result<&mut Channel, AmqpError> {
+    pub(crate) fn channel_mut(
+        &mut self,
+        conn: ConnId,
+        ch_id: u16,
+    ) -> Result<&mut Channel, AmqpError> {
         self.conns
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&ch_id))
@@ -465,8 +564,12 @@ impl Broker {
         self.synced_seq = seq;
         let waiting: Vec<(ConnId, u16)> = self.waiting_sync.iter().copied().collect();
         for (conn, ch_id) in waiting {
-            let Some(c) = self.conns.get_mut(&conn) else { continue };
-            let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let Some(ch) = c.channels.get_mut(&ch_id) else {
+                continue;
+            };
             while let Some(&(tag, s, ack)) = ch.confirm_pending.front() {
                 if s > seq {
                     break;
@@ -494,17 +597,26 @@ impl Broker {
     pub fn on_store_failed(&mut self) {
         let waiting: Vec<(ConnId, u16)> = self.waiting_sync.drain().collect();
         for (conn, ch_id) in waiting {
-            let Some(c) = self.conns.get_mut(&conn) else { continue };
-            let Some(ch) = c.channels.get_mut(&ch_id) else { continue };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let Some(ch) = c.channels.get_mut(&ch_id) else {
+                continue;
+            };
             for (tag, _, _) in ch.confirm_pending.drain(..) {
                 encode_method_frame(
                     &mut c.out,
                     ch_id,
-                    &Method::BasicNack(amqp_codec::BasicNack { delivery_tag: tag, multiple: false, requeue: false }),
+                    &Method::BasicNack(amqp_codec::BasicNack {
+                        delivery_tag: tag,
+                        multiple: false,
+                        requeue: false,
+                    }),
                 );
             }
             if ch.commit_wait.take().is_some() {
-                let err = AmqpError::internal("store failed; transaction not durable").during(90, 20);
+                let err =
+                    AmqpError::internal("store failed; transaction not durable").during(90, 20);
                 self.close_connection_with(conn, err);
             }
         }
@@ -512,13 +624,19 @@ impl Broker {
 
     /// The writer for `conn` drained its backlog: resume held deliveries.
     pub fn on_writable(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if !c.throttled {
             return;
         }
         c.throttled = false;
         let vhost = c.info.vhost.clone();
-        let queues: Vec<ShortStr> = c.channels.values().flat_map(|ch| ch.consumers.values().map(|k| k.queue.clone())).collect();
+        let queues: Vec<ShortStr> = c
+            .channels
+            .values()
+            .flat_map(|ch| ch.consumers.values().map(|k| k.queue.clone()))
+            .collect();
         for q in queues {
             self.dispatch(&vhost, &q);
         }
@@ -528,7 +646,10 @@ impl Broker {
     pub fn close_all(&mut self, text: &str) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            self.close_connection_with(id, AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, text));
+            self.close_connection_with(
+                id,
+                AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, text),
+            );
         }
     }
 

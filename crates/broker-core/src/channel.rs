@@ -8,7 +8,12 @@ use crate::ConnId;
 
 impl Broker {
     /// Handles one complete method (content methods arrive via `publish`).
-    pub(crate) fn handle_method(&mut self, conn: ConnId, ch: u16, method: Method) -> Result<(), AmqpError> {
+    pub(crate) fn handle_method(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        method: Method,
+    ) -> Result<(), AmqpError> {
         match method {
             Method::ChannelOpen(_) => Err(AmqpError::channel_error("second 'channel.open' seen")),
             Method::ChannelClose(_) => {
@@ -27,7 +32,11 @@ impl Broker {
                 }
                 let c = self.channel_mut(conn, ch)?;
                 c.flow_active = f.active;
-                self.send(conn, ch, &Method::ChannelFlowOk(amqp_codec::ChannelFlowOk { active: f.active }));
+                self.send(
+                    conn,
+                    ch,
+                    &Method::ChannelFlowOk(amqp_codec::ChannelFlowOk { active: f.active }),
+                );
                 if f.active {
                     self.dispatch_channel(conn, ch);
                 }
@@ -48,14 +57,20 @@ impl Broker {
             Method::BasicCancel(m) => self.basic_cancel(conn, ch, m),
             Method::BasicGet(m) => self.basic_get(conn, ch, m),
             Method::BasicAck(m) => self.settle(conn, ch, m.delivery_tag, m.multiple, true, false),
-            Method::BasicNack(m) => self.settle(conn, ch, m.delivery_tag, m.multiple, false, m.requeue),
-            Method::BasicReject(m) => self.settle(conn, ch, m.delivery_tag, false, false, m.requeue),
+            Method::BasicNack(m) => {
+                self.settle(conn, ch, m.delivery_tag, m.multiple, false, m.requeue)
+            }
+            Method::BasicReject(m) => {
+                self.settle(conn, ch, m.delivery_tag, false, false, m.requeue)
+            }
             Method::BasicRecover(m) => self.basic_recover(conn, ch, m.requeue, true),
             Method::BasicRecoverAsync(m) => self.basic_recover(conn, ch, m.requeue, false),
             Method::ConfirmSelect(m) => {
                 let c = self.channel_mut(conn, ch)?;
                 if c.tx.is_some() {
-                    return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from tx to confirm mode",
+                    ));
                 }
                 c.confirm = true;
                 if !m.nowait {
@@ -66,7 +81,9 @@ impl Broker {
             Method::TxSelect(_) => {
                 let c = self.channel_mut(conn, ch)?;
                 if c.confirm {
-                    return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ));
                 }
                 if c.tx.is_none() {
                     c.tx = Some(Default::default());
@@ -78,7 +95,9 @@ impl Broker {
             Method::TxRollback(_) => {
                 let c = self.channel_mut(conn, ch)?;
                 match c.tx.as_mut() {
-                    None => Err(AmqpError::precondition_failed("channel is not transactional")),
+                    None => Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    )),
                     Some(tx) => {
                         *tx = Default::default();
                         self.send(conn, ch, &Method::TxRollbackOk(Default::default()));
@@ -88,7 +107,12 @@ impl Broker {
             }
             other => Err(AmqpError::new(
                 reply::COMMAND_INVALID,
-                format!("method {} is not valid here (class {}, method {})", other.name(), other.class_id(), other.method_id()),
+                format!(
+                    "method {} is not valid here (class {}, method {})",
+                    other.name(),
+                    other.class_id(),
+                    other.method_id()
+                ),
             )),
         }
     }
@@ -96,9 +120,13 @@ impl Broker {
     /// Releases what a channel holds: requeues unacked messages (in their
     /// original positions) and removes its consumers.
     pub(crate) fn cleanup_channel(&mut self, conn: ConnId, ch_id: u16) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let vhost = c.info.vhost.clone();
-        let Some(ch) = c.channels.get_mut(&ch_id) else { return };
+        let Some(ch) = c.channels.get_mut(&ch_id) else {
+            return;
+        };
         ch.assembly = Assembly::Idle;
         ch.tx = None;
         ch.confirm_pending.clear();
@@ -108,7 +136,11 @@ impl Broker {
         self.waiting_sync.remove(&(conn, ch_id));
         let mut touched = Vec::new();
         for u in unacked {
-            if let Some(q) = self.vhosts.get_mut(&vhost).and_then(|v| v.queues.get_mut(&u.queue)) {
+            if let Some(q) = self
+                .vhosts
+                .get_mut(&vhost)
+                .and_then(|v| v.queues.get_mut(&u.queue))
+            {
                 q.requeue(u.msg);
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue);
@@ -116,7 +148,11 @@ impl Broker {
             }
         }
         for (tag, k) in consumers {
-            if let Some(q) = self.vhosts.get_mut(&vhost).and_then(|v| v.queues.get_mut(&k.queue)) {
+            if let Some(q) = self
+                .vhosts
+                .get_mut(&vhost)
+                .and_then(|v| v.queues.get_mut(&k.queue))
+            {
                 q.remove_consumer(conn, ch_id, &tag);
             }
             self.maybe_auto_delete_queue(&vhost, &k.queue);

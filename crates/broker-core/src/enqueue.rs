@@ -30,7 +30,13 @@ impl Broker {
     /// Enqueues `message` into `targets` (queue names in `vname`), applying
     /// each queue's limits and TTL, writing it once to the store when it is
     /// persistent and reaches durable queues, then dispatching.
-    pub(crate) fn enqueue(&mut self, vname: &str, targets: &[ShortStr], message: Arc<Message>, expiration_ms: Option<u64>) -> Enqueued {
+    pub(crate) fn enqueue(
+        &mut self,
+        vname: &str,
+        targets: &[ShortStr],
+        message: Arc<Message>,
+        expiration_ms: Option<u64>,
+    ) -> Enqueued {
         let mut out = Enqueued::default();
         let size = message.body.len() as u64;
         let mut accepted: Vec<&ShortStr> = Vec::with_capacity(targets.len());
@@ -52,7 +58,12 @@ impl Broker {
         if message.persistent {
             let durable: Vec<&str> = accepted
                 .iter()
-                .filter(|t| self.vhosts.get(vname).and_then(|v| v.queues.get(**t)).is_some_and(|q| q.durable && q.exclusive_owner.is_none()))
+                .filter(|t| {
+                    self.vhosts
+                        .get(vname)
+                        .and_then(|v| v.queues.get(**t))
+                        .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
+                })
                 .map(|t| t.as_str())
                 .collect();
             if !durable.is_empty() {
@@ -79,15 +90,23 @@ impl Broker {
         }
         let now = now_ms();
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
-        let Some(v) = self.vhosts.get_mut(vname) else { return out };
+        let Some(v) = self.vhosts.get_mut(vname) else {
+            return out;
+        };
         for t in &accepted {
-            let Some(q) = v.queues.get_mut(*t) else { continue };
+            let Some(q) = v.queues.get_mut(*t) else {
+                continue;
+            };
             let ttl = match (q.limits.message_ttl_ms, expiration_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             let expires = ttl.map_or(u64::MAX, |t| now.saturating_add(t));
-            let id = if q.durable && q.exclusive_owner.is_none() { store_id } else { None };
+            let id = if q.durable && q.exclusive_owner.is_none() {
+                store_id
+            } else {
+                None
+            };
             q.push(message.clone(), id, expires);
             out.queued += 1;
             while q.is_over_limit() {
@@ -102,7 +121,13 @@ impl Broker {
             self.dead_letter(vname, &q, m, "maxlen");
         }
         for q in refused_dlx {
-            let m = QueuedMessage { message: message.clone(), position: 0, redelivered: false, store_id: None, expires_at_ms: u64::MAX };
+            let m = QueuedMessage {
+                message: message.clone(),
+                position: 0,
+                redelivered: false,
+                store_id: None,
+                expires_at_ms: u64::MAX,
+            };
             self.dead_letter(vname, &q, m, "maxlen");
         }
         for t in &accepted {
@@ -115,12 +140,22 @@ impl Broker {
     /// (rejected, expired, or pushed out by a length limit). It is removed
     /// from the store and, if the queue has a dead-letter exchange,
     /// republished there with an `x-death` record, as RabbitMQ does.
-    pub(crate) fn dead_letter(&mut self, vname: &str, queue: &ShortStr, m: QueuedMessage, reason: &str) {
+    pub(crate) fn dead_letter(
+        &mut self,
+        vname: &str,
+        queue: &ShortStr,
+        m: QueuedMessage,
+        reason: &str,
+    ) {
         if let Some(id) = m.store_id {
             let _ = self.persist.remove_message(vname, queue, id);
         }
-        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(queue)) else { return };
-        let Some(dlx) = q.limits.dead_letter_exchange.clone() else { return };
+        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(queue)) else {
+            return;
+        };
+        let Some(dlx) = q.limits.dead_letter_exchange.clone() else {
+            return;
+        };
         let dlrk = q.limits.dead_letter_routing_key.clone();
         if self.dead_letter_depth >= DEAD_LETTER_DEPTH_MAX {
             tracing::warn!(queue = %queue, "dead-letter chain too deep; dropping message");
@@ -130,7 +165,14 @@ impl Broker {
         let mut props = BasicProperties::decode(&old.properties).unwrap_or_default();
         let original_expiration = props.expiration.take();
         let mut headers = props.headers.take().unwrap_or_default();
-        add_x_death(&mut headers, queue, reason, &old.exchange, &old.routing_key, original_expiration.as_ref());
+        add_x_death(
+            &mut headers,
+            queue,
+            reason,
+            &old.exchange,
+            &old.routing_key,
+            original_expiration.as_ref(),
+        );
         props.headers = Some(headers);
         let routing_key = dlrk.unwrap_or_else(|| old.routing_key.clone());
         let message = Arc::new(Message {
@@ -186,13 +228,23 @@ impl Broker {
 
 /// Adds or updates the `x-death` entry for (queue, reason) and the
 /// `x-first-death-*` headers, in RabbitMQ 3.10's layout.
-fn add_x_death(headers: &mut FieldTable, queue: &ShortStr, reason: &str, exchange: &ShortStr, routing_key: &ShortStr, expiration: Option<&ShortStr>) {
+fn add_x_death(
+    headers: &mut FieldTable,
+    queue: &ShortStr,
+    reason: &str,
+    exchange: &ShortStr,
+    routing_key: &ShortStr,
+    expiration: Option<&ShortStr>,
+) {
     let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
     let mut deaths: Vec<FieldValue> = match headers.remove("x-death") {
         Some(FieldValue::Array(a)) => a,
         _ => Vec::new(),
     };
-    let same = |t: &FieldTable| t.get("queue").and_then(|v| v.as_str()) == Some(queue.as_str()) && t.get("reason").and_then(|v| v.as_str()) == Some(reason);
+    let same = |t: &FieldTable| {
+        t.get("queue").and_then(|v| v.as_str()) == Some(queue.as_str())
+            && t.get("reason").and_then(|v| v.as_str()) == Some(reason)
+    };
     let existing = deaths.iter().position(|d| d.as_table().is_some_and(same));
     let entry = match existing {
         Some(i) => {
@@ -212,7 +264,10 @@ fn add_x_death(headers: &mut FieldTable, queue: &ShortStr, reason: &str, exchang
             t.insert("queue".into(), s(queue));
             t.insert("time".into(), FieldValue::Timestamp(unix_seconds()));
             t.insert("exchange".into(), s(exchange));
-            t.insert("routing-keys".into(), FieldValue::Array(vec![s(routing_key)]));
+            t.insert(
+                "routing-keys".into(),
+                FieldValue::Array(vec![s(routing_key)]),
+            );
             if let Some(e) = expiration {
                 t.insert("original-expiration".into(), s(e));
             }
@@ -234,5 +289,8 @@ fn unreachable_table() -> FieldTable {
 }
 
 fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

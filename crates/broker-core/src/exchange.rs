@@ -95,24 +95,53 @@ impl Exchange {
 
     /// Name of the alternate exchange, if the `alternate-exchange` argument is set.
     pub fn alternate_exchange(&self) -> Option<&str> {
-        self.arguments.get("alternate-exchange").and_then(|v| v.as_str())
+        self.arguments
+            .get("alternate-exchange")
+            .and_then(|v| v.as_str())
     }
 
     /// Adds a binding; returns false if an identical one already exists.
-    pub fn bind(&mut self, destination: Destination, routing_key: ShortStr, arguments: FieldTable) -> Result<bool, String> {
-        let x_match = if self.kind == ExchangeKind::Headers { x_match(&arguments)? } else { XMatch::All };
-        if self.bindings.iter().any(|b| b.destination == destination && b.routing_key == routing_key && b.arguments.equivalent(&arguments)) {
+    pub fn bind(
+        &mut self,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<bool, String> {
+        let x_match = if self.kind == ExchangeKind::Headers {
+            x_match(&arguments)?
+        } else {
+            XMatch::All
+        };
+        if self.bindings.iter().any(|b| {
+            b.destination == destination
+                && b.routing_key == routing_key
+                && b.arguments.equivalent(&arguments)
+        }) {
             return Ok(false);
         }
-        self.bindings.push(Binding { destination, routing_key, arguments, x_match });
+        self.bindings.push(Binding {
+            destination,
+            routing_key,
+            arguments,
+            x_match,
+        });
         self.reindex();
         Ok(true)
     }
 
     /// Removes a binding; returns false if there was none.
-    pub fn unbind(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+    pub fn unbind(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
         let before = self.bindings.len();
-        self.bindings.retain(|b| !(b.destination == *destination && b.routing_key.as_str() == routing_key && b.arguments.equivalent(arguments)));
+        self.bindings.retain(|b| {
+            !(b.destination == *destination
+                && b.routing_key.as_str() == routing_key
+                && b.arguments.equivalent(arguments))
+        });
         let removed = self.bindings.len() != before;
         if removed {
             self.reindex();
@@ -137,12 +166,20 @@ impl Exchange {
         }
         self.direct_index.clear();
         for (i, b) in self.bindings.iter().enumerate() {
-            self.direct_index.entry(b.routing_key.clone()).or_default().push(i);
+            self.direct_index
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(i);
         }
     }
 
     /// Appends the destinations matching a message to `out`.
-    pub fn route<'a>(&'a self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Destination>) {
+    pub fn route<'a>(
+        &'a self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<&'a Destination>,
+    ) {
         match self.kind {
             ExchangeKind::Direct => {
                 if let Some(idx) = self.direct_index.get(routing_key) {

@@ -23,7 +23,9 @@ pub fn x_match(args: &FieldTable) -> Result<XMatch, String> {
             Some("any") => Ok(XMatch::Any),
             Some("all-with-x") => Ok(XMatch::AllWithX),
             Some("any-with-x") => Ok(XMatch::AnyWithX),
-            _ => Err(format!("Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x")),
+            _ => Err(format!(
+                "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+            )),
         },
     }
 }
@@ -84,10 +86,26 @@ mod tests {
     #[test]
     fn all_and_any() {
         let args = table(&[("x-match", s("all")), ("a", s("1")), ("b", s("2"))]);
-        assert!(headers_match(XMatch::All, &args, Some(&table(&[("a", s("1")), ("b", s("2")), ("c", s("3"))]))));
-        assert!(!headers_match(XMatch::All, &args, Some(&table(&[("a", s("1"))]))));
-        assert!(headers_match(XMatch::Any, &args, Some(&table(&[("a", s("1"))]))));
-        assert!(!headers_match(XMatch::Any, &args, Some(&table(&[("a", s("2"))]))));
+        assert!(headers_match(
+            XMatch::All,
+            &args,
+            Some(&table(&[("a", s("1")), ("b", s("2")), ("c", s("3"))]))
+        ));
+        assert!(!headers_match(
+            XMatch::All,
+            &args,
+            Some(&table(&[("a", s("1"))]))
+        ));
+        assert!(headers_match(
+            XMatch::Any,
+            &args,
+            Some(&table(&[("a", s("1"))]))
+        ));
+        assert!(!headers_match(
+            XMatch::Any,
+            &args,
+            Some(&table(&[("a", s("2"))]))
+        ));
         assert!(!headers_match(XMatch::Any, &args, None));
     }
 
@@ -97,12 +115,20 @@ mod tests {
         let h = table(&[("x-foo", s("2"))]);
         assert!(headers_match(XMatch::All, &args, Some(&h)));
         assert!(!headers_match(XMatch::AllWithX, &args, Some(&h)));
-        assert!(headers_match(XMatch::AnyWithX, &args, Some(&table(&[("x-foo", s("1"))]))));
+        assert!(headers_match(
+            XMatch::AnyWithX,
+            &args,
+            Some(&table(&[("x-foo", s("1"))]))
+        ));
     }
 
     #[test]
     fn integers_compare_across_widths() {
         let args = table(&[("n", FieldValue::I32(5))]);
-        assert!(headers_match(XMatch::All, &args, Some(&table(&[("n", FieldValue::I64(5))]))));
+        assert!(headers_match(
+            XMatch::All,
+            &args,
+            Some(&table(&[("n", FieldValue::I64(5))]))
+        ));
     }
 }

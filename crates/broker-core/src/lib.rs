@@ -18,18 +18,19 @@ pub mod error;
 pub mod exchange;
 pub mod headers;
 mod manage;
-mod recover;
 pub mod message;
 pub mod persist;
 pub mod queue;
 pub mod queue_args;
+mod recover;
+mod reply_to;
 pub mod topic;
 mod vhost;
 
 pub use broker::{Broker, ConnInfo, ConnSink};
 pub use config::CoreConfig;
-pub use recover::RestoreStats;
 pub use error::AmqpError;
+pub use recover::RestoreStats;
 
 /// Identity of a client connection, assigned by [`Broker::open_connection`].
 pub type ConnId = u64;

@@ -27,7 +27,14 @@ fn locked(name: &str, vhost: &str) -> AmqpError {
 fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
-fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, received: impl std::fmt::Display, current: impl std::fmt::Display) -> AmqpError {
+fn inequivalent(
+    what: &str,
+    arg: &str,
+    name: &str,
+    vhost: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
     AmqpError::precondition_failed(format!(
         "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
     ))
@@ -69,7 +76,14 @@ fn show(v: Option<&amqp_codec::FieldValue>) -> String {
 }
 
 /// Compares declared arguments with existing ones as RabbitMQ does.
-fn check_args(keys: &[&str], what: &str, name: &str, vhost: &str, new: &FieldTable, cur: &FieldTable) -> Result<(), AmqpError> {
+fn check_args(
+    keys: &[&str],
+    what: &str,
+    name: &str,
+    vhost: &str,
+    new: &FieldTable,
+    cur: &FieldTable,
+) -> Result<(), AmqpError> {
     for k in keys {
         let (n, c) = (new.get(k), cur.get(k));
         let same = match (n, c) {
@@ -90,7 +104,10 @@ fn check_args(keys: &[&str], what: &str, name: &str, vhost: &str, new: &FieldTab
 
 impl Broker {
     pub(crate) fn vhost_of(&self, conn: ConnId) -> Result<String, AmqpError> {
-        self.conns.get(&conn).map(|c| c.info.vhost.clone()).ok_or_else(|| AmqpError::internal("no connection"))
+        self.conns
+            .get(&conn)
+            .map(|c| c.info.vhost.clone())
+            .ok_or_else(|| AmqpError::internal("no connection"))
     }
 
     /// Fails with 405 if the queue is exclusive to another connection.
@@ -101,11 +118,19 @@ impl Broker {
         }
     }
 
-    pub(crate) fn exchange_declare(&mut self, conn: ConnId, ch: u16, m: ExchangeDeclare) -> Result<(), AmqpError> {
+    pub(crate) fn exchange_declare(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: ExchangeDeclare,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let name = m.exchange.clone();
         let kind_str = m.kind.as_str();
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if m.passive {
             if name.is_empty() {
                 // RabbitMQ accepts a passive declare of the default exchange.
@@ -122,22 +147,54 @@ impl Broker {
                 )));
             }
             let Some(kind) = ExchangeKind::parse(kind_str) else {
-                return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind_str}'")));
+                return Err(AmqpError::command_invalid(format!(
+                    "unknown exchange type '{kind_str}'"
+                )));
             };
             if let Some(ex) = v.exchanges.get(&name) {
                 if ex.kind != kind {
-                    return Err(inequivalent("exchange", "type", &name, &vname, kind_str, ex.kind.as_str()));
+                    return Err(inequivalent(
+                        "exchange",
+                        "type",
+                        &name,
+                        &vname,
+                        kind_str,
+                        ex.kind.as_str(),
+                    ));
                 }
                 if ex.durable != m.durable {
-                    return Err(inequivalent("exchange", "durable", &name, &vname, m.durable, ex.durable));
+                    return Err(inequivalent(
+                        "exchange", "durable", &name, &vname, m.durable, ex.durable,
+                    ));
                 }
                 if ex.auto_delete != m.auto_delete {
-                    return Err(inequivalent("exchange", "auto_delete", &name, &vname, m.auto_delete, ex.auto_delete));
+                    return Err(inequivalent(
+                        "exchange",
+                        "auto_delete",
+                        &name,
+                        &vname,
+                        m.auto_delete,
+                        ex.auto_delete,
+                    ));
                 }
                 if ex.internal != m.internal {
-                    return Err(inequivalent("exchange", "internal", &name, &vname, m.internal, ex.internal));
+                    return Err(inequivalent(
+                        "exchange",
+                        "internal",
+                        &name,
+                        &vname,
+                        m.internal,
+                        ex.internal,
+                    ));
                 }
-                check_args(&EXCHANGE_ARGS_CHECKED, "exchange", &name, &vname, &m.arguments, &ex.arguments)?;
+                check_args(
+                    &EXCHANGE_ARGS_CHECKED,
+                    "exchange",
+                    &name,
+                    &vname,
+                    &m.arguments,
+                    &ex.arguments,
+                )?;
             } else {
                 if m.durable {
                     self.persist
@@ -149,11 +206,18 @@ impl Broker {
                             internal: m.internal,
                             arguments: encoded(&m.arguments),
                         })
-                        .map_err(|e| AmqpError::internal(e))?;
+                        .map_err(AmqpError::internal)?;
                 }
                 v.exchanges.insert(
                     name.clone(),
-                    Exchange::new(name.clone(), kind, m.durable, m.auto_delete, m.internal, m.arguments),
+                    Exchange::new(
+                        name.clone(),
+                        kind,
+                        m.durable,
+                        m.auto_delete,
+                        m.internal,
+                        m.arguments,
+                    ),
                 );
             }
         }
@@ -163,7 +227,12 @@ impl Broker {
         Ok(())
     }
 
-    pub(crate) fn exchange_delete(&mut self, conn: ConnId, ch: u16, m: ExchangeDelete) -> Result<(), AmqpError> {
+    pub(crate) fn exchange_delete(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: ExchangeDelete,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
@@ -174,7 +243,10 @@ impl Broker {
                 m.exchange
             )));
         }
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if let Some(ex) = v.exchanges.get(&m.exchange) {
             if m.if_unused && !ex.bindings.is_empty() {
                 return Err(AmqpError::precondition_failed(format!(
@@ -192,8 +264,12 @@ impl Broker {
 
     /// Deletes an exchange, its bindings, and bindings that lead to it.
     pub(crate) fn delete_exchange_internal(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get_mut(vname) else { return };
-        let Some(ex) = v.exchanges.remove(name) else { return };
+        let Some(v) = self.vhosts.get_mut(vname) else {
+            return;
+        };
+        let Some(ex) = v.exchanges.remove(name) else {
+            return;
+        };
         if ex.durable {
             let _ = self.persist.delete_exchange(vname, name);
         }
@@ -211,7 +287,9 @@ impl Broker {
 
     /// Auto-delete exchanges go when their last binding is removed.
     pub(crate) fn maybe_auto_delete_exchange(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get(vname) else { return };
+        let Some(v) = self.vhosts.get(vname) else {
+            return;
+        };
         if let Some(ex) = v.exchanges.get(name) {
             if ex.auto_delete && ex.bindings.is_empty() {
                 self.delete_exchange_internal(vname, name);
@@ -232,7 +310,10 @@ impl Broker {
         if source.is_empty() {
             return Err(default_exchange_refused());
         }
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let dest_durable = match &dest {
             Destination::Queue(q) => {
                 let queue = v.queues.get(q).ok_or_else(|| no_queue(q, &vname))?;
@@ -243,10 +324,16 @@ impl Broker {
                 if e.is_empty() {
                     return Err(default_exchange_refused());
                 }
-                v.exchanges.get(e).ok_or_else(|| no_exchange(e, &vname))?.durable
+                v.exchanges
+                    .get(e)
+                    .ok_or_else(|| no_exchange(e, &vname))?
+                    .durable
             }
         };
-        let ex = v.exchanges.get(source).ok_or_else(|| no_exchange(source, &vname))?;
+        let ex = v
+            .exchanges
+            .get(source)
+            .ok_or_else(|| no_exchange(source, &vname))?;
         let durable = ex.durable && dest_durable;
         let def = BindingDef {
             vhost: vname.clone(),
@@ -256,66 +343,138 @@ impl Broker {
             routing_key: routing_key.to_string(),
             arguments: encoded(&arguments),
         };
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let ex = v.exchanges.get_mut(source).ok_or_else(|| no_exchange(source, &vname))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let ex = v
+            .exchanges
+            .get_mut(source)
+            .ok_or_else(|| no_exchange(source, &vname))?;
         if bind {
-            let added = ex.bind(dest, routing_key, arguments).map_err(AmqpError::precondition_failed)?;
+            let added = ex
+                .bind(dest, routing_key, arguments)
+                .map_err(AmqpError::precondition_failed)?;
             if added && durable {
-                self.persist.put_binding(&def).map_err(AmqpError::internal)?;
+                self.persist
+                    .put_binding(&def)
+                    .map_err(AmqpError::internal)?;
             }
         } else {
             let removed = ex.unbind(&dest, &routing_key, &arguments);
             if removed && durable {
-                self.persist.delete_binding(&def).map_err(AmqpError::internal)?;
+                self.persist
+                    .delete_binding(&def)
+                    .map_err(AmqpError::internal)?;
             }
             self.maybe_auto_delete_exchange(&vname, source);
         }
         Ok(())
     }
 
-    pub(crate) fn exchange_bind(&mut self, conn: ConnId, ch: u16, m: ExchangeBind) -> Result<(), AmqpError> {
-        self.bind_common(conn, &m.source, Destination::Exchange(m.destination), m.routing_key, m.arguments, true)?;
+    pub(crate) fn exchange_bind(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: ExchangeBind,
+    ) -> Result<(), AmqpError> {
+        self.bind_common(
+            conn,
+            &m.source,
+            Destination::Exchange(m.destination),
+            m.routing_key,
+            m.arguments,
+            true,
+        )?;
         if !m.no_wait {
             self.send(conn, ch, &Method::ExchangeBindOk(Default::default()));
         }
         Ok(())
     }
 
-    pub(crate) fn exchange_unbind(&mut self, conn: ConnId, ch: u16, m: ExchangeUnbind) -> Result<(), AmqpError> {
-        self.bind_common(conn, &m.source, Destination::Exchange(m.destination), m.routing_key, m.arguments, false)?;
+    pub(crate) fn exchange_unbind(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: ExchangeUnbind,
+    ) -> Result<(), AmqpError> {
+        self.bind_common(
+            conn,
+            &m.source,
+            Destination::Exchange(m.destination),
+            m.routing_key,
+            m.arguments,
+            false,
+        )?;
         if !m.no_wait {
             self.send(conn, ch, &Method::ExchangeUnbindOk(Default::default()));
         }
         Ok(())
     }
 
-    pub(crate) fn queue_bind(&mut self, conn: ConnId, ch: u16, m: QueueBind) -> Result<(), AmqpError> {
+    pub(crate) fn queue_bind(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: QueueBind,
+    ) -> Result<(), AmqpError> {
         let queue = self.resolve_queue_name(conn, ch, m.queue)?;
-        self.bind_common(conn, &m.exchange, Destination::Queue(queue), m.routing_key, m.arguments, true)?;
+        self.bind_common(
+            conn,
+            &m.exchange,
+            Destination::Queue(queue),
+            m.routing_key,
+            m.arguments,
+            true,
+        )?;
         if !m.no_wait {
             self.send(conn, ch, &Method::QueueBindOk(Default::default()));
         }
         Ok(())
     }
 
-    pub(crate) fn queue_unbind(&mut self, conn: ConnId, ch: u16, m: QueueUnbind) -> Result<(), AmqpError> {
+    pub(crate) fn queue_unbind(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: QueueUnbind,
+    ) -> Result<(), AmqpError> {
         let queue = self.resolve_queue_name(conn, ch, m.queue)?;
-        self.bind_common(conn, &m.exchange, Destination::Queue(queue), m.routing_key, m.arguments, false)?;
+        self.bind_common(
+            conn,
+            &m.exchange,
+            Destination::Queue(queue),
+            m.routing_key,
+            m.arguments,
+            false,
+        )?;
         self.send(conn, ch, &Method::QueueUnbindOk(Default::default()));
         Ok(())
     }
 
     /// An empty queue name means "the last queue declared on this channel";
     /// we keep that per connection+channel in `last_queue`.
-    pub(crate) fn resolve_queue_name(&mut self, conn: ConnId, ch: u16, name: ShortStr) -> Result<ShortStr, AmqpError> {
+    pub(crate) fn resolve_queue_name(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        name: ShortStr,
+    ) -> Result<ShortStr, AmqpError> {
         if !name.is_empty() {
             return Ok(name);
         }
         let c = self.channel_mut(conn, ch)?;
-        c.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+        c.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    pub(crate) fn queue_declare(&mut self, conn: ConnId, ch: u16, m: QueueDeclare) -> Result<(), AmqpError> {
+    pub(crate) fn queue_declare(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: QueueDeclare,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         if !m.passive && m.queue.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -331,7 +490,22 @@ impl Broker {
         } else {
             self.resolve_queue_name(conn, ch, m.queue.clone())?
         };
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if m.passive && name.as_str() == crate::reply_to::REPLY_QUEUE {
+            self.send(
+                conn,
+                ch,
+                &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk {
+                    queue: name,
+                    message_count: 0,
+                    consumer_count: 0,
+                }),
+            );
+            return Ok(());
+        }
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if let Some(q) = v.queues.get(&name) {
             match q.exclusive_owner {
                 Some(owner) if owner != conn => return Err(locked(&name, &vname)),
@@ -339,23 +513,41 @@ impl Broker {
             }
             if !m.passive {
                 if q.durable != m.durable {
-                    return Err(inequivalent("queue", "durable", &name, &vname, m.durable, q.durable));
+                    return Err(inequivalent(
+                        "queue", "durable", &name, &vname, m.durable, q.durable,
+                    ));
                 }
                 if q.exclusive_owner.is_some() != m.exclusive {
                     return Err(locked(&name, &vname));
                 }
                 if q.auto_delete != m.auto_delete {
-                    return Err(inequivalent("queue", "auto_delete", &name, &vname, m.auto_delete, q.auto_delete));
+                    return Err(inequivalent(
+                        "queue",
+                        "auto_delete",
+                        &name,
+                        &vname,
+                        m.auto_delete,
+                        q.auto_delete,
+                    ));
                 }
-                check_args(&QUEUE_ARGS_CHECKED, "queue", &name, &vname, &m.arguments, &q.arguments)?;
+                check_args(
+                    &QUEUE_ARGS_CHECKED,
+                    "queue",
+                    &name,
+                    &vname,
+                    &m.arguments,
+                    &q.arguments,
+                )?;
             }
         } else if m.passive {
             return Err(no_queue(&name, &vname));
         } else {
             if let Err(detail) = crate::queue_args::QueueLimits::parse(&m.arguments) {
-                return Err(AmqpError::precondition_failed(
-                    detail.replacen("': ", &format!("' for queue '{name}' in vhost '{vname}': "), 1),
-                ));
+                return Err(AmqpError::precondition_failed(detail.replacen(
+                    "': ",
+                    &format!("' for queue '{name}' in vhost '{vname}': "),
+                    1,
+                )));
             }
             if m.durable && !m.exclusive {
                 self.persist
@@ -371,7 +563,10 @@ impl Broker {
             let owner = m.exclusive.then_some(conn);
             // Exclusive queues are never stored: they die with their connection.
             let durable = m.durable;
-            v.queues.insert(name.clone(), Queue::new(name.clone(), durable, owner, m.auto_delete, m.arguments));
+            v.queues.insert(
+                name.clone(),
+                Queue::new(name.clone(), durable, owner, m.auto_delete, m.arguments),
+            );
             // Bind to the default exchange implicitly (routing is special-cased).
             if m.exclusive {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -379,7 +574,10 @@ impl Broker {
                 }
             }
         }
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let (messages, consumers) = match v.queues.get_mut(&name) {
             Some(q) => {
                 q.last_used_ms = crate::message::now_ms();
@@ -394,20 +592,38 @@ impl Broker {
             self.send(
                 conn,
                 ch,
-                &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk { queue: name, message_count: messages, consumer_count: consumers }),
+                &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk {
+                    queue: name,
+                    message_count: messages,
+                    consumer_count: consumers,
+                }),
             );
         }
         Ok(())
     }
 
-    pub(crate) fn queue_purge(&mut self, conn: ConnId, ch: u16, m: QueuePurge) -> Result<(), AmqpError> {
+    pub(crate) fn queue_purge(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: QueuePurge,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
         self.check_exclusive(conn, &vname, q)?;
-        let v = self.vhosts.get_mut(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v.queues.get_mut(&name).ok_or_else(|| no_queue(&name, &vname))?;
+        let v = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let q = v
+            .queues
+            .get_mut(&name)
+            .ok_or_else(|| no_queue(&name, &vname))?;
         let purged = q.purge();
         for m in &purged {
             if let Some(id) = m.store_id {
@@ -416,29 +632,51 @@ impl Broker {
         }
         if !m.no_wait {
             let message_count = u32::try_from(purged.len()).unwrap_or(u32::MAX);
-            self.send(conn, ch, &Method::QueuePurgeOk(amqp_codec::QueuePurgeOk { message_count }));
+            self.send(
+                conn,
+                ch,
+                &Method::QueuePurgeOk(amqp_codec::QueuePurgeOk { message_count }),
+            );
         }
         Ok(())
     }
 
-    pub(crate) fn queue_delete(&mut self, conn: ConnId, ch: u16, m: QueueDelete) -> Result<(), AmqpError> {
+    pub(crate) fn queue_delete(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: QueueDelete,
+    ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self.vhosts.get(&vname).ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        let v = self
+            .vhosts
+            .get(&vname)
+            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut count = 0;
         if let Some(q) = v.queues.get(&name) {
             self.check_exclusive(conn, &vname, q)?;
             if m.if_unused && !q.consumers.is_empty() {
-                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' in use")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "queue '{name}' in vhost '{vname}' in use"
+                )));
             }
             if m.if_empty && !q.messages.is_empty() {
-                return Err(AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vname}' not empty")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "queue '{name}' in vhost '{vname}' not empty"
+                )));
             }
             count = q.message_count();
             self.delete_queue_internal(&vname, &name);
         }
         if !m.no_wait {
-            self.send(conn, ch, &Method::QueueDeleteOk(amqp_codec::QueueDeleteOk { message_count: count }));
+            self.send(
+                conn,
+                ch,
+                &Method::QueueDeleteOk(amqp_codec::QueueDeleteOk {
+                    message_count: count,
+                }),
+            );
         }
         Ok(())
     }
@@ -446,8 +684,12 @@ impl Broker {
     /// Deletes a queue: cancels its consumers (telling clients that asked
     /// for consumer_cancel_notify), removes bindings to it, drops its messages.
     pub(crate) fn delete_queue_internal(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get_mut(vname) else { return };
-        let Some(q) = v.queues.remove(name) else { return };
+        let Some(v) = self.vhosts.get_mut(vname) else {
+            return;
+        };
+        let Some(q) = v.queues.remove(name) else {
+            return;
+        };
         let dest = Destination::Queue(name.clone());
         let mut sources = Vec::new();
         for (ename, ex) in v.exchanges.iter_mut() {
@@ -459,7 +701,9 @@ impl Broker {
             let _ = self.persist.delete_queue(vname, name);
         }
         for c in &q.consumers {
-            let Some(conn) = self.conns.get_mut(&c.conn) else { continue };
+            let Some(conn) = self.conns.get_mut(&c.conn) else {
+                continue;
+            };
             let notify = conn.info.consumer_cancel_notify;
             if let Some(chan) = conn.channels.get_mut(&c.channel) {
                 chan.consumers.remove(&c.tag);
@@ -468,7 +712,10 @@ impl Broker {
                 amqp_codec::encode_method_frame(
                     &mut conn.out,
                     c.channel,
-                    &Method::BasicCancel(amqp_codec::BasicCancel { consumer_tag: c.tag.clone(), no_wait: true }),
+                    &Method::BasicCancel(amqp_codec::BasicCancel {
+                        consumer_tag: c.tag.clone(),
+                        no_wait: true,
+                    }),
                 );
             }
         }
@@ -484,7 +731,9 @@ impl Broker {
 
     /// Auto-delete queues go when their last consumer does.
     pub(crate) fn maybe_auto_delete_queue(&mut self, vname: &str, name: &ShortStr) {
-        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(name)) else { return };
+        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(name)) else {
+            return;
+        };
         if q.auto_delete && q.had_consumer && q.consumers.is_empty() {
             self.delete_queue_internal(vname, name);
         }
@@ -496,7 +745,11 @@ fn base64url(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(data.len() * 4 / 3 + 2);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {

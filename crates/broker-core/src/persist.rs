@@ -112,7 +112,12 @@ pub trait Persistence: Send {
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError>;
     /// The queue no longer holds the message (acked, purged, dropped).
-    fn remove_message(&mut self, vhost: &str, queue: &str, id: MessageId) -> Result<Seq, PersistError>;
+    fn remove_message(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        id: MessageId,
+    ) -> Result<Seq, PersistError>;
     /// Sequence number of the last record appended.
     fn last_seq(&self) -> Seq;
 }

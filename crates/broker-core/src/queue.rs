@@ -45,7 +45,13 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(name: ShortStr, durable: bool, exclusive_owner: Option<crate::ConnId>, auto_delete: bool, arguments: FieldTable) -> Queue {
+    pub fn new(
+        name: ShortStr,
+        durable: bool,
+        exclusive_owner: Option<crate::ConnId>,
+        auto_delete: bool,
+        arguments: FieldTable,
+    ) -> Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
             limits,
@@ -74,11 +80,22 @@ impl Queue {
     }
 
     /// Appends a newly routed message.
-    pub fn push(&mut self, message: std::sync::Arc<Message>, store_id: Option<u64>, expires_at_ms: u64) {
+    pub fn push(
+        &mut self,
+        message: std::sync::Arc<Message>,
+        store_id: Option<u64>,
+        expires_at_ms: u64,
+    ) {
         let position = self.next_position;
         self.next_position += 1;
         self.ready_bytes += message.body.len() as u64;
-        self.messages.push_back(QueuedMessage { message, position, redelivered: false, store_id, expires_at_ms });
+        self.messages.push_back(QueuedMessage {
+            message,
+            position,
+            redelivered: false,
+            store_id,
+            expires_at_ms,
+        });
     }
 
     /// Takes the oldest ready message.
@@ -105,14 +122,24 @@ impl Queue {
 
     /// True when one more message of `size` bytes would exceed a length limit.
     pub fn is_full_for(&self, size: u64) -> bool {
-        self.limits.max_length.is_some_and(|m| self.messages.len() as u64 >= m)
-            || self.limits.max_length_bytes.is_some_and(|m| self.ready_bytes + size > m)
+        self.limits
+            .max_length
+            .is_some_and(|m| self.messages.len() as u64 >= m)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes + size > m)
     }
 
     /// True when the queue exceeds a length limit (after a push).
     pub fn is_over_limit(&self) -> bool {
-        self.limits.max_length.is_some_and(|m| self.messages.len() as u64 > m)
-            || self.limits.max_length_bytes.is_some_and(|m| self.ready_bytes > m)
+        self.limits
+            .max_length
+            .is_some_and(|m| self.messages.len() as u64 > m)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes > m)
     }
 
     /// Pops head messages whose TTL has passed. `strict` (used right before
@@ -120,7 +147,11 @@ impl Queue {
     /// TTL 0 messages still reach a consumer that is ready now.
     pub fn pop_expired(&mut self, now: u64, strict: bool) -> Option<QueuedMessage> {
         let head = self.messages.front()?;
-        let expired = if strict { now > head.expires_at_ms } else { now >= head.expires_at_ms };
+        let expired = if strict {
+            now > head.expires_at_ms
+        } else {
+            now >= head.expires_at_ms
+        };
         if expired {
             self.pop()
         } else {
@@ -130,7 +161,8 @@ impl Queue {
 
     pub fn remove_consumer(&mut self, conn: ConnId, channel: u16, tag: &str) -> bool {
         let before = self.consumers.len();
-        self.consumers.retain(|c| !(c.conn == conn && c.channel == channel && c.tag.as_str() == tag));
+        self.consumers
+            .retain(|c| !(c.conn == conn && c.channel == channel && c.tag.as_str() == tag));
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.last_used_ms = now_ms();

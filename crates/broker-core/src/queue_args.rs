@@ -33,8 +33,13 @@ fn non_negative(args: &FieldTable, key: &str, min: i64) -> Result<Option<u64>, S
         None => Ok(None),
         Some(v) => match v.as_i64() {
             Some(n) if n >= min => Ok(Some(n as u64)),
-            Some(n) => Err(format!("invalid arg '{key}': {{value_too_small,{n},{min}}}")),
-            None => Err(format!("invalid arg '{key}': {{unacceptable_type,{}}}", type_name(v))),
+            Some(n) => Err(format!(
+                "invalid arg '{key}': {{value_too_small,{n},{min}}}"
+            )),
+            None => Err(format!(
+                "invalid arg '{key}': {{unacceptable_type,{}}}",
+                type_name(v)
+            )),
         },
     }
 }
@@ -43,8 +48,13 @@ fn string_arg(args: &FieldTable, key: &str) -> Result<Option<ShortStr>, String> 
     match args.get(key) {
         None => Ok(None),
         Some(v) => match v.as_str() {
-            Some(s) => ShortStr::try_from_str(s).map(Some).map_err(|_| format!("invalid arg '{key}': too long")),
-            None => Err(format!("invalid arg '{key}': {{unacceptable_type,{}}}", type_name(v))),
+            Some(s) => ShortStr::try_from_str(s)
+                .map(Some)
+                .map_err(|_| format!("invalid arg '{key}': too long")),
+            None => Err(format!(
+                "invalid arg '{key}': {{unacceptable_type,{}}}",
+                type_name(v)
+            )),
         },
     }
 }
@@ -97,9 +107,12 @@ impl QueueLimits {
 /// string). RabbitMQ rejects anything else with 406 at publish.
 pub fn parse_expiration(s: &str) -> Result<u64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid expiration '{s}': {{value_negative_or_not_integer}}"));
+        return Err(format!(
+            "invalid expiration '{s}': {{value_negative_or_not_integer}}"
+        ));
     }
-    s.parse::<u64>().map_err(|_| format!("invalid expiration '{s}': too large"))
+    s.parse::<u64>()
+        .map_err(|_| format!("invalid expiration '{s}': too large"))
 }
 
 #[cfg(test)]
@@ -110,7 +123,10 @@ mod tests {
     fn parses_limits() {
         let mut t = FieldTable::new();
         t.insert("x-max-length".into(), FieldValue::I32(10));
-        t.insert("x-overflow".into(), FieldValue::LongStr("reject-publish".into()));
+        t.insert(
+            "x-overflow".into(),
+            FieldValue::LongStr("reject-publish".into()),
+        );
         t.insert("x-message-ttl".into(), FieldValue::I64(500));
         let l = QueueLimits::parse(&t).unwrap();
         assert_eq!(l.max_length, Some(10));

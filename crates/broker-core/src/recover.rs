@@ -34,10 +34,25 @@ impl Broker {
     pub fn restore(&mut self, r: Recovered) -> RestoreStats {
         let mut stats = RestoreStats::default();
         for e in r.exchanges {
-            let Some(kind) = ExchangeKind::parse(&e.kind) else { continue };
-            let v = self.vhosts.entry(e.vhost.clone()).or_insert_with(|| Vhost::new(&e.vhost));
+            let Some(kind) = ExchangeKind::parse(&e.kind) else {
+                continue;
+            };
+            let v = self
+                .vhosts
+                .entry(e.vhost.clone())
+                .or_insert_with(Vhost::new);
             let name = ShortStr::from(e.name.as_str());
-            v.exchanges.insert(name.clone(), Exchange::new(name, kind, true, e.auto_delete, e.internal, table(&e.arguments)));
+            v.exchanges.insert(
+                name.clone(),
+                Exchange::new(
+                    name,
+                    kind,
+                    true,
+                    e.auto_delete,
+                    e.internal,
+                    table(&e.arguments),
+                ),
+            );
             stats.exchanges += 1;
         }
         for q in r.queues {
@@ -46,13 +61,21 @@ impl Broker {
                 let _ = self.persist.delete_queue(&q.vhost, &q.name);
                 continue;
             }
-            let v = self.vhosts.entry(q.vhost.clone()).or_insert_with(|| Vhost::new(&q.vhost));
+            let v = self
+                .vhosts
+                .entry(q.vhost.clone())
+                .or_insert_with(Vhost::new);
             let name = ShortStr::from(q.name.as_str());
-            v.queues.insert(name.clone(), Queue::new(name, true, None, q.auto_delete, table(&q.arguments)));
+            v.queues.insert(
+                name.clone(),
+                Queue::new(name, true, None, q.auto_delete, table(&q.arguments)),
+            );
             stats.queues += 1;
         }
         for b in r.bindings {
-            let Some(v) = self.vhosts.get_mut(&b.vhost) else { continue };
+            let Some(v) = self.vhosts.get_mut(&b.vhost) else {
+                continue;
+            };
             let dest_name = ShortStr::from(b.destination.as_str());
             let dest = if b.destination_is_queue {
                 if !v.queues.contains_key(&dest_name) {
@@ -63,7 +86,14 @@ impl Broker {
                 Destination::Exchange(dest_name)
             };
             if let Some(ex) = v.exchanges.get_mut(b.source.as_str()) {
-                if ex.bind(dest, ShortStr::from(b.routing_key.as_str()), table(&b.arguments)).is_ok() {
+                if ex
+                    .bind(
+                        dest,
+                        ShortStr::from(b.routing_key.as_str()),
+                        table(&b.arguments),
+                    )
+                    .is_ok()
+                {
                     stats.bindings += 1;
                 }
             }
@@ -83,7 +113,13 @@ impl Broker {
             );
         }
         for (vhost, qname, ids) in r.queue_messages {
-            let Some(q) = self.vhosts.get_mut(&vhost).and_then(|v| v.queues.get_mut(qname.as_str())) else { continue };
+            let Some(q) = self
+                .vhosts
+                .get_mut(&vhost)
+                .and_then(|v| v.queues.get_mut(qname.as_str()))
+            else {
+                continue;
+            };
             for id in ids {
                 if let Some(m) = messages.get(&id) {
                     q.push(m.clone(), Some(id), u64::MAX);

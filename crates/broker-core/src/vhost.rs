@@ -22,23 +22,42 @@ const ROUTE_EXCHANGES_MAX: usize = 64;
 
 #[derive(Debug)]
 pub struct Vhost {
-    pub name: String,
     pub exchanges: FxHashMap<ShortStr, Exchange>,
     pub queues: FxHashMap<ShortStr, Queue>,
 }
 
 impl Vhost {
-    pub fn new(name: &str) -> Vhost {
+    pub fn new() -> Vhost {
         let mut exchanges = FxHashMap::default();
         exchanges.insert(
             ShortStr::from(""),
-            Exchange::new(ShortStr::from(""), ExchangeKind::Direct, true, false, false, FieldTable::default()),
+            Exchange::new(
+                ShortStr::from(""),
+                ExchangeKind::Direct,
+                true,
+                false,
+                false,
+                FieldTable::default(),
+            ),
         );
         for (n, kind) in PREDECLARED {
             let internal = n == "amq.rabbitmq.trace";
-            exchanges.insert(ShortStr::from(n), Exchange::new(ShortStr::from(n), kind, true, false, internal, FieldTable::default()));
+            exchanges.insert(
+                ShortStr::from(n),
+                Exchange::new(
+                    ShortStr::from(n),
+                    kind,
+                    true,
+                    false,
+                    internal,
+                    FieldTable::default(),
+                ),
+            );
         }
-        Vhost { name: name.to_string(), exchanges, queues: FxHashMap::default() }
+        Vhost {
+            exchanges,
+            queues: FxHashMap::default(),
+        }
     }
 
     /// Queues a message published to `exchange` reaches, without duplicates.
@@ -58,7 +77,14 @@ impl Vhost {
         }
         let mut cached_headers: Option<Option<FieldTable>> = None;
         let mut visited: Vec<&str> = Vec::new();
-        self.route_from(exchange, routing_key, headers, &mut cached_headers, &mut visited, out);
+        self.route_from(
+            exchange,
+            routing_key,
+            headers,
+            &mut cached_headers,
+            &mut visited,
+            out,
+        );
     }
 
     fn route_from<'a>(
@@ -74,13 +100,19 @@ impl Vhost {
             return;
         }
         visited.push(exchange);
-        let Some(ex) = self.exchanges.get(exchange) else { return };
+        let Some(ex) = self.exchanges.get(exchange) else {
+            return;
+        };
         if ex.kind == ExchangeKind::Headers && cached.is_none() {
             *cached = Some(headers());
         }
         let before = out.len();
         let mut dests = Vec::new();
-        ex.route(routing_key, cached.as_ref().and_then(|h| h.as_ref()), &mut dests);
+        ex.route(
+            routing_key,
+            cached.as_ref().and_then(|h| h.as_ref()),
+            &mut dests,
+        );
         for d in dests {
             match d {
                 Destination::Queue(q) => {

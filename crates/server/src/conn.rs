@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amqp_codec::{
-    encode_heartbeat, encode_method_frame, parse_frame, reply, ConnectionClose, Frame, Method, ShortStr,
-    FRAME_HEARTBEAT, FRAME_METHOD,
+    encode_heartbeat, encode_method_frame, parse_frame, reply, ConnectionClose, Frame, Method,
+    ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
 };
 use broker_core::{AmqpError, ConnId, ConnInfo};
 use bytes::{Bytes, BytesMut};
@@ -34,12 +34,22 @@ enum ReadEnd {
     ClientClosed,
 }
 
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(shared.config.read_buffer_bytes);
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
-    let neg = match tokio::time::timeout(timeout, handshake::run(&mut rd, &mut wr, &mut buf, &shared, peer.ip().is_loopback())).await {
+    let neg = match tokio::time::timeout(
+        timeout,
+        handshake::run(&mut rd, &mut wr, &mut buf, &shared, peer.ip().is_loopback()),
+    )
+    .await
+    {
         Ok(Ok(n)) => n,
         _ => return,
     };
@@ -56,11 +66,22 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
     let writer = tokio::spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
-    let end = read_loop(&mut rd, &mut buf, &shared, id, neg.frame_max, heartbeat, &mut stop).await;
+    let end = read_loop(
+        &mut rd,
+        &mut buf,
+        &shared,
+        id,
+        neg.frame_max,
+        heartbeat,
+        &mut stop,
+    )
+    .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
     match end {
         ReadEnd::Closing => {
-            let _ = tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)).await;
+            let _ =
+                tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max))
+                    .await;
         }
         ReadEnd::ClientClosed => {
             let _ = tokio::time::timeout(wait, drain_until_eof(&mut rd, &mut buf)).await;
@@ -90,7 +111,11 @@ async fn drain_until_eof(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut Byte
 }
 
 /// After we sent connection.close: discard frames until close-ok or EOF.
-async fn drain_until_close_ok(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) {
+async fn drain_until_close_ok(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) {
     loop {
         while let Ok(Some(f)) = parse_frame(buf, frame_max) {
             if f.channel == 0 && f.kind == FRAME_METHOD {
@@ -120,7 +145,9 @@ async fn read_loop(
     stop: &mut watch::Receiver<bool>,
 ) -> ReadEnd {
     // A peer silent for two heartbeat intervals is dead.
-    let silence_max = heartbeat.map(|h| h * 2).unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let silence_max = heartbeat
+        .map(|h| h * 2)
+        .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let read_size = shared.config.read_buffer_bytes;
     let mut frames: Vec<Frame> = Vec::with_capacity(64);
     // The handshake may have read frames the client pipelined after
@@ -130,18 +157,22 @@ async fn read_loop(
         if buf.capacity() - buf.len() < read_size / 4 {
             buf.reserve(read_size);
         }
-        let n = if std::mem::take(&mut first) { buf.len() } else { tokio::select! {
-            r = tokio::time::timeout(silence_max, rd.read_buf(buf)) => match r {
-                Err(_) => {
-                    tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
-                    return ReadEnd::Gone;
-                }
-                Ok(Ok(0)) => { tracing::debug!(conn = id, "peer closed the socket"); return ReadEnd::Gone }
-                Ok(Err(e)) => { tracing::debug!(conn = id, "read failed: {e}"); return ReadEnd::Gone }
-                Ok(Ok(n)) => n,
-            },
-            _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
-        } };
+        let n = if std::mem::take(&mut first) {
+            buf.len()
+        } else {
+            tokio::select! {
+                r = tokio::time::timeout(silence_max, rd.read_buf(buf)) => match r {
+                    Err(_) => {
+                        tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
+                        return ReadEnd::Gone;
+                    }
+                    Ok(Ok(0)) => { tracing::debug!(conn = id, "peer closed the socket"); return ReadEnd::Gone }
+                    Ok(Err(e)) => { tracing::debug!(conn = id, "read failed: {e}"); return ReadEnd::Gone }
+                    Ok(Ok(n)) => n,
+                },
+                _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
+            }
+        };
         let _ = n;
         // Parse everything complete in the buffer.
         let mut frame_error = None;
@@ -150,7 +181,12 @@ async fn read_loop(
                 Ok(Some(f)) => frames.push(f),
                 Ok(None) => break,
                 Err(e) => {
-                    frame_error = Some(AmqpError { code: e.reply_code(), text: e.reply_text_for(buf), class_id: 0, method_id: 0 });
+                    frame_error = Some(AmqpError {
+                        code: e.reply_code(),
+                        text: e.reply_text_for(buf),
+                        class_id: 0,
+                        method_id: 0,
+                    });
                     break;
                 }
             }
@@ -158,7 +194,13 @@ async fn read_loop(
         let mut core = shared.core.lock();
         let mut end = None;
         for f in frames.drain(..) {
-            tracing::trace!(conn = id, kind = f.kind, channel = f.channel, len = f.payload.len(), "frame");
+            tracing::trace!(
+                conn = id,
+                kind = f.kind,
+                channel = f.channel,
+                len = f.payload.len(),
+                "frame"
+            );
             if f.channel == 0 {
                 match connection_frame(&mut core, id, f) {
                     Ok(None) => {}
@@ -194,26 +236,46 @@ async fn read_loop(
 }
 
 /// Channel-0 frames after the handshake: heartbeats and connection.close.
-fn connection_frame(core: &mut broker_core::Broker, id: ConnId, f: Frame) -> Result<Option<ReadEnd>, AmqpError> {
+fn connection_frame(
+    core: &mut broker_core::Broker,
+    id: ConnId,
+    f: Frame,
+) -> Result<Option<ReadEnd>, AmqpError> {
     match f.kind {
         FRAME_HEARTBEAT => Ok(None),
         FRAME_METHOD => {
-            let m = Method::decode(f.payload).map_err(|e| AmqpError { code: e.reply_code(), text: e.reply_text(), class_id: 0, method_id: 0 })?;
+            let m = Method::decode(f.payload).map_err(|e| AmqpError {
+                code: e.reply_code(),
+                text: e.reply_text(),
+                class_id: 0,
+                method_id: 0,
+            })?;
             match m {
                 Method::ConnectionClose(_) => {
-                    core.send_raw(id, |out| encode_method_frame(out, 0, &Method::ConnectionCloseOk(Default::default())));
+                    core.send_raw(id, |out| {
+                        encode_method_frame(out, 0, &Method::ConnectionCloseOk(Default::default()))
+                    });
                     core.remove_connection(id);
                     Ok(Some(ReadEnd::ClientClosed))
                 }
                 Method::ConnectionCloseOk(_) => Ok(Some(ReadEnd::Gone)),
                 Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(None),
                 Method::ConnectionUpdateSecret(_) => {
-                    core.send_raw(id, |out| encode_method_frame(out, 0, &Method::ConnectionUpdateSecretOk(Default::default())));
+                    core.send_raw(id, |out| {
+                        encode_method_frame(
+                            out,
+                            0,
+                            &Method::ConnectionUpdateSecretOk(Default::default()),
+                        )
+                    });
                     Ok(None)
                 }
                 other => Err(AmqpError {
                     code: reply::COMMAND_INVALID,
-                    text: format!("COMMAND_INVALID - unexpected method {} on channel 0", other.name()),
+                    text: format!(
+                        "COMMAND_INVALID - unexpected method {} on channel 0",
+                        other.name()
+                    ),
                     class_id: other.class_id(),
                     method_id: other.method_id(),
                 }),
@@ -228,7 +290,13 @@ fn connection_frame(core: &mut broker_core::Broker, id: ConnId, f: Frame) -> Res
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, io: Arc<ConnIo>, shared: Arc<Shared>, id: ConnId, heartbeat: Option<Duration>) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    io: Arc<ConnIo>,
+    shared: Arc<Shared>,
+    id: ConnId,
+    heartbeat: Option<Duration>,
+) {
     let mut chunks: Vec<Bytes> = Vec::new();
     let idle_max = heartbeat.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let write_max = shared.config.core.write_buffer_bytes_max;
@@ -283,10 +351,17 @@ fn io_pending(io: &ConnIo) -> usize {
 }
 
 /// Writes all chunks with writev, coping with partial writes.
-async fn write_all_vectored(wr: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all_vectored(
+    wr: &mut OwnedWriteHalf,
+    chunks: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
     let mut start = 0;
     while start < chunks.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks[start..].iter().take(64).map(|c| std::io::IoSlice::new(c)).collect();
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[start..]
+            .iter()
+            .take(64)
+            .map(|c| std::io::IoSlice::new(c))
+            .collect();
         let mut n = wr.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -309,5 +384,10 @@ async fn write_all_vectored(wr: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) ->
 
 #[allow(dead_code)]
 fn close_method(code: u16, text: &str) -> Method {
-    Method::ConnectionClose(ConnectionClose { reply_code: code, reply_text: ShortStr::from(text), class_id: 0, method_id: 0 })
+    Method::ConnectionClose(ConnectionClose {
+        reply_code: code,
+        reply_text: ShortStr::from(text),
+        class_id: 0,
+        method_id: 0,
+    })
 }

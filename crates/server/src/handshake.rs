@@ -3,8 +3,8 @@
 
 use amqp_codec::{
     encode_method_frame, parse_frame, reply, ConnectionClose, ConnectionStart, ConnectionTune,
-    FieldTable, FieldValue, Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE_BYTES,
-    PROTOCOL_HEADER,
+    FieldTable, FieldValue, Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
+    FRAME_MIN_SIZE_BYTES, PROTOCOL_HEADER,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +29,11 @@ pub(crate) enum HandshakeEnd {
 }
 
 /// Reads one frame, honouring `frame_max`; errors end the handshake.
-async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) -> Result<Frame, HandshakeEnd> {
+async fn read_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<Frame, HandshakeEnd> {
     loop {
         match parse_frame(buf, frame_max) {
             Ok(Some(f)) if f.kind == FRAME_HEARTBEAT => continue,
@@ -45,7 +49,11 @@ async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) 
     }
 }
 
-async fn read_method(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) -> Result<Method, HandshakeEnd> {
+async fn read_method(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<Method, HandshakeEnd> {
     let f = read_frame(rd, buf, frame_max).await?;
     if f.kind != FRAME_METHOD || f.channel != 0 {
         return Err(HandshakeEnd::Drop);
@@ -60,7 +68,14 @@ async fn send(wr: &mut OwnedWriteHalf, m: &Method) -> Result<(), HandshakeEnd> {
 }
 
 /// Sends connection.close and waits briefly for close-ok.
-async fn refuse(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, buf: &mut BytesMut, code: u16, text: String, class_method: (u16, u16)) -> HandshakeEnd {
+async fn refuse(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    code: u16,
+    text: String,
+    class_method: (u16, u16),
+) -> HandshakeEnd {
     let close = Method::ConnectionClose(ConnectionClose {
         reply_code: code,
         reply_text: ShortStr::from(text),
@@ -68,7 +83,8 @@ async fn refuse(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, buf: &mut Bytes
         method_id: class_method.1,
     });
     if send(wr, &close).await.is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read_method(rd, buf, 0)).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), read_method(rd, buf, 0)).await;
     }
     HandshakeEnd::Drop
 }
@@ -92,8 +108,14 @@ fn server_properties() -> FieldTable {
     props.insert("capabilities".into(), FieldValue::Table(caps));
     props.insert("cluster_name".into(), s("warren"));
     props.insert("copyright".into(), s("Copyright (c) the warren authors"));
-    props.insert("information".into(), s("Licensed under the Apache License 2.0"));
-    props.insert("platform".into(), s(&format!("Rust ({})", std::env::consts::OS)));
+    props.insert(
+        "information".into(),
+        s("Licensed under the Apache License 2.0"),
+    );
+    props.insert(
+        "platform".into(),
+        s(&format!("Rust ({})", std::env::consts::OS)),
+    );
     props.insert("product".into(), s("warren"));
     props.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
     props
@@ -125,7 +147,9 @@ pub(crate) async fn run(
     }
     let header = buf.split_to(8);
     // RabbitMQ also accepts the 0-9 and 0-8 headers and speaks 0-9-1 to them.
-    let accepted = &header[..] == PROTOCOL_HEADER || &header[..] == b"AMQP\x01\x01\x00\x09" || &header[..] == b"AMQP\x01\x01\x08\x00";
+    let accepted = &header[..] == PROTOCOL_HEADER
+        || &header[..] == b"AMQP\x01\x01\x00\x09"
+        || &header[..] == b"AMQP\x01\x01\x08\x00";
     if !accepted {
         let _ = wr.write_all(PROTOCOL_HEADER).await;
         let _ = wr.shutdown().await;
@@ -148,10 +172,15 @@ pub(crate) async fn run(
         return Err(HandshakeEnd::Drop);
     };
     let auth_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
-    let consumer_cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let consumer_cancel_notify =
+        client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let user = {
         let core = shared.core.lock();
-        core.authenticate(start_ok.mechanism.as_str(), &start_ok.response, from_loopback)
+        core.authenticate(
+            start_ok.mechanism.as_str(),
+            &start_ok.response,
+            from_loopback,
+        )
     };
     let user = match user {
         Ok(u) => u,
@@ -165,15 +194,26 @@ pub(crate) async fn run(
     };
     send(
         wr,
-        &Method::ConnectionTune(ConnectionTune { channel_max: cfg.core.channel_max, frame_max, heartbeat: cfg.heartbeat_s }),
+        &Method::ConnectionTune(ConnectionTune {
+            channel_max: cfg.core.channel_max,
+            frame_max,
+            heartbeat: cfg.heartbeat_s,
+        }),
     )
     .await?;
     let Method::ConnectionTuneOk(tune_ok) = read_method(rd, buf, frame_max).await? else {
         return Err(HandshakeEnd::Drop);
     };
-    let negotiated_frame_max = if tune_ok.frame_max == 0 { frame_max } else { tune_ok.frame_max.min(frame_max) };
+    let negotiated_frame_max = if tune_ok.frame_max == 0 {
+        frame_max
+    } else {
+        tune_ok.frame_max.min(frame_max)
+    };
     if negotiated_frame_max < FRAME_MIN_SIZE_BYTES {
-        let text = format!("NOT_ALLOWED - frame_max={} < {} min size", tune_ok.frame_max, FRAME_MIN_SIZE_BYTES);
+        let text = format!(
+            "NOT_ALLOWED - frame_max={} < {} min size",
+            tune_ok.frame_max, FRAME_MIN_SIZE_BYTES
+        );
         return Err(refuse(rd, wr, buf, reply::NOT_ALLOWED, text, (10, 31)).await);
     }
     let channel_max = match (tune_ok.channel_max, cfg.core.channel_max) {

@@ -44,18 +44,24 @@ impl Shared {
 /// Runs the broker until `shutdown` resolves, then closes every client with
 /// 320 CONNECTION_FORCED and returns.
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (persist, syncer, recovered): (Box<dyn Persistence>, Option<Arc<dyn Syncer>>, _) = match &config.data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-            let (store, syncer, recovered) = store::open(dir, store::StoreConfig::default())
-                .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
-            for w in &recovered.warnings {
-                tracing::warn!("recovery: {w}");
+    let (persist, syncer, recovered): (Box<dyn Persistence>, Option<Arc<dyn Syncer>>, _) =
+        match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating data dir {}", dir.display()))?;
+                let (store, syncer, recovered) = store::open(dir, store::StoreConfig::default())
+                    .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
+                for w in &recovered.warnings {
+                    tracing::warn!("recovery: {w}");
+                }
+                (
+                    Box::new(store),
+                    Some(syncer as Arc<dyn Syncer>),
+                    Some(recovered),
+                )
             }
-            (Box::new(store), Some(syncer as Arc<dyn Syncer>), Some(recovered))
-        }
-        None => (Box::new(NoPersistence::default()), None, None),
-    };
+            None => (Box::new(NoPersistence::default()), None, None),
+        };
     let mut broker = Broker::new(config.core.clone(), persist);
     if let Some(recovered) = recovered {
         let started = std::time::Instant::now();
@@ -67,11 +73,17 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             "recovered durable state"
         );
     }
-    let shared = Arc::new(Shared { core: Mutex::new(broker), config: config.clone(), sync: sync::SyncSignal::default() });
+    let shared = Arc::new(Shared {
+        core: Mutex::new(broker),
+        config: config.clone(),
+        sync: sync::SyncSignal::default(),
+    });
     let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
 
     let addr = std::net::SocketAddr::new(config.bind, config.port);
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("warren listening on {local} (amqp)");
 
@@ -144,4 +156,3 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     }
     Ok(())
 }
-

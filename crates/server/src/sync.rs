@@ -59,7 +59,9 @@ pub(crate) fn spawn(shared: Arc<Shared>, syncer: Arc<dyn Syncer>) -> JoinHandle<
                         shared.after_batch(&mut core);
                     }
                     Err(e) => {
-                        tracing::error!("store sync failed; refusing further persistent writes: {e}");
+                        tracing::error!(
+                            "store sync failed; refusing further persistent writes: {e}"
+                        );
                         failed = true;
                         let mut core = shared.core.lock();
                         core.on_store_failed();

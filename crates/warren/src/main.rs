@@ -6,7 +6,11 @@ mod settings;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker compatible with RabbitMQ clients")]
+#[command(
+    name = "warren",
+    version,
+    about = "An AMQP 0-9-1 message broker compatible with RabbitMQ clients"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,13 +27,16 @@ fn main() -> anyhow::Result<()> {
     let Command::Serve(args) = cli.command;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
     let config = settings::resolve(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(server::serve(config, shutdown_signal()))
 }
 

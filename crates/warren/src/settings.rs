@@ -36,7 +36,8 @@ pub struct ServeArgs {
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let mut cfg = ServerConfig::default();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
         apply_file(&mut cfg, &text).with_context(|| format!("in config {}", path.display()))?;
     }
     if let Some(b) = args.bind {
@@ -74,11 +75,17 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "port" => cfg.port = value.parse().with_context(bad)?,
             "data_dir" => cfg.data_dir = Some(PathBuf::from(value)),
             "heartbeat_s" => cfg.heartbeat_s = value.parse().with_context(bad)?,
-            "frame_size_max_bytes" => cfg.core.frame_size_max_bytes = value.parse().with_context(bad)?,
+            "frame_size_max_bytes" => {
+                cfg.core.frame_size_max_bytes = value.parse().with_context(bad)?
+            }
             "channel_max" => cfg.core.channel_max = value.parse().with_context(bad)?,
             "connections_max" => cfg.connections_max = value.parse().with_context(bad)?,
-            "message_size_max_bytes" => cfg.core.message_size_max_bytes = value.parse().with_context(bad)?,
-            "write_buffer_bytes_max" => cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?,
+            "message_size_max_bytes" => {
+                cfg.core.message_size_max_bytes = value.parse().with_context(bad)?
+            }
+            "write_buffer_bytes_max" => {
+                cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?
+            }
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }
@@ -92,7 +99,11 @@ mod tests {
     #[test]
     fn file_values_apply() {
         let mut cfg = ServerConfig::default();
-        apply_file(&mut cfg, "# comment\nport = 5673\nbind = \"0.0.0.0\"\ndata_dir = /tmp/w\n").unwrap();
+        apply_file(
+            &mut cfg,
+            "# comment\nport = 5673\nbind = \"0.0.0.0\"\ndata_dir = /tmp/w\n",
+        )
+        .unwrap();
         assert_eq!(cfg.port, 5673);
         assert_eq!(cfg.bind.to_string(), "0.0.0.0");
         assert!(apply_file(&mut cfg, "nope = 1").is_err());
