@@ -236,8 +236,14 @@ impl Broker {
         for (p, header, body) in tx.publishes {
             wait = wait.max(self.route_and_enqueue(conn, ch, &vname, p, header, body)?.0);
         }
+        let settled = !tx.settles.is_empty();
         for (tag, multiple, ack, requeue) in tx.settles {
             self.settle_now(conn, ch, tag, multiple, ack, requeue)?;
+        }
+        if settled {
+            // commit-ok promises the acks are durable too: an acked
+            // persistent message must never come back after a crash.
+            wait = wait.max(self.persist.last_seq());
         }
         if wait > self.synced_seq {
             self.channel_mut(conn, ch)?.commit_wait = Some(wait);
