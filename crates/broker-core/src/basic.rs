@@ -145,13 +145,13 @@ impl Broker {
                     .map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?,
             ),
         };
-        let message = Arc::new(Message {
-            exchange: p.exchange,
-            routing_key: p.routing_key,
-            properties: header.raw_properties,
+        let message = Arc::new(Message::compact(
+            &p.exchange,
+            &p.routing_key,
+            &header.raw_properties,
             body,
             persistent,
-        });
+        ));
         let r = self.enqueue(vname, &targets, message, expiration);
         // RabbitMQ nacks a publish that any queue refused.
         Ok((r.seq, r.rejected))

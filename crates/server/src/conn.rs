@@ -23,6 +23,9 @@ use crate::handshake;
 use crate::sink::ConnIo;
 use crate::Shared;
 
+/// A read smaller than this marks the connection as quiet (small buffer).
+const READ_SMALL_BYTES: usize = 4096;
+
 /// How the read loop ended.
 enum ReadEnd {
     /// Peer closed, errored or went silent: nothing more to send.
@@ -42,7 +45,7 @@ pub(crate) async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(shared.config.read_buffer_bytes);
+    let mut buf = BytesMut::with_capacity(1024);
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
     let neg = match tokio::time::timeout(
         timeout,
@@ -153,27 +156,43 @@ async fn read_loop(
     // The handshake may have read frames the client pipelined after
     // connection.open: process those before waiting for more.
     let mut first = !buf.is_empty();
+    // Bytes of the last read: a connection that reads little gets a small
+    // buffer, and an idle one holds none (memory per idle connection).
+    let mut last_read = read_size;
     loop {
-        if buf.capacity() - buf.len() < read_size / 4 {
-            buf.reserve(read_size);
-        }
-        let n = if std::mem::take(&mut first) {
-            buf.len()
-        } else {
+        if !std::mem::take(&mut first) {
             tokio::select! {
-                r = tokio::time::timeout(silence_max, rd.read_buf(buf)) => match r {
+                r = tokio::time::timeout(silence_max, rd.readable()) => match r {
                     Err(_) => {
                         tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
                         return ReadEnd::Gone;
                     }
-                    Ok(Ok(0)) => { tracing::debug!(conn = id, "peer closed the socket"); return ReadEnd::Gone }
                     Ok(Err(e)) => { tracing::debug!(conn = id, "read failed: {e}"); return ReadEnd::Gone }
-                    Ok(Ok(n)) => n,
+                    Ok(Ok(())) => {}
                 },
                 _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
             }
-        };
-        let _ = n;
+            let want = if last_read >= READ_SMALL_BYTES {
+                read_size
+            } else {
+                READ_SMALL_BYTES * 2
+            };
+            if buf.capacity() - buf.len() < want / 4 {
+                buf.reserve(want);
+            }
+            match rd.try_read_buf(buf) {
+                Ok(0) => {
+                    tracing::debug!(conn = id, "peer closed the socket");
+                    return ReadEnd::Gone;
+                }
+                Ok(n) => last_read = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    tracing::debug!(conn = id, "read failed: {e}");
+                    return ReadEnd::Gone;
+                }
+            }
+        }
         // Parse everything complete in the buffer.
         let mut frame_error = None;
         loop {
@@ -226,6 +245,10 @@ async fn read_loop(
         let closing = core.is_closing(id);
         shared.after_batch(&mut core);
         drop(core);
+        if buf.is_empty() && last_read < READ_SMALL_BYTES {
+            // Quiet connection: give the buffer back until data arrives.
+            *buf = BytesMut::new();
+        }
         if let Some(e) = end {
             return e;
         }
