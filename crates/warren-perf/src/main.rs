@@ -1,1 +1,55 @@
-fn main() {}
+//! `warren-perf`: argument parsing only; every scenario lives in the library.
+
+use clap::{Parser, Subcommand};
+use warren_perf::{
+    connection_churn, idle_connections, latency, publish_drain, queue_churn, sink, throughput,
+};
+
+/// Load generator for any AMQP 0-9-1 broker.
+#[derive(Parser, Debug)]
+#[command(name = "warren-perf", version)]
+struct Cli {
+    /// Worker threads for the async runtime (0 = one per core)
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Producers and consumers for a fixed duration; rates per second
+    Throughput(throughput::ThroughputArgs),
+    /// Fixed-rate publish→deliver latency percentiles
+    Latency(latency::LatencyArgs),
+    /// Publish N messages with no consumer, then drain them
+    PublishDrain(publish_drain::PublishDrainArgs),
+    /// Open and close connections
+    ConnectionChurn(connection_churn::ConnectionChurnArgs),
+    /// Declare and delete queues
+    QueueChurn(queue_churn::QueueChurnArgs),
+    /// Hold many idle connections and measure broker RSS per connection
+    IdleConnections(idle_connections::IdleConnectionsArgs),
+    /// A fake broker that discards everything (measures the generator itself)
+    Sink(sink::SinkArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if cli.threads > 0 {
+        rt.worker_threads(cli.threads);
+    }
+    let rt = rt.enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Throughput(a) => throughput::run(a).await,
+            Command::Latency(a) => latency::run(a).await,
+            Command::PublishDrain(a) => publish_drain::run(a).await,
+            Command::ConnectionChurn(a) => connection_churn::run(a).await,
+            Command::QueueChurn(a) => queue_churn::run(a).await,
+            Command::IdleConnections(a) => idle_connections::run(a).await,
+            Command::Sink(a) => sink::run(a).await,
+        }
+    })
+}
