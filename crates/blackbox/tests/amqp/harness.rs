@@ -58,7 +58,8 @@ pub async fn broker() -> Broker {
     spawn_warren()
 }
 
-fn spawn_warren() -> Broker {
+/// Path of the warren binary (WARREN_BIN or target/debug/warren).
+pub fn warren_bin() -> PathBuf {
     let bin = match std::env::var("WARREN_BIN") {
         Ok(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/warren"),
@@ -70,11 +71,23 @@ fn spawn_warren() -> Broker {
             bin.display()
         );
     }
-    let data_dir = std::env::temp_dir().join(uniq("warren-data"));
-    std::fs::create_dir_all(&data_dir).expect("create temp data dir");
+    bin
+}
+
+/// Spawn `warren serve` on `data_dir` and `port` (0 = any free port).
+/// Returns the child and a receiver that yields the port once warren logs
+/// `listening on 127.0.0.1:PORT` (the sender is dropped if stderr closes first).
+pub fn spawn_process(
+    data_dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+) -> (Child, mpsc::Receiver<u16>) {
+    let bin = warren_bin();
     let mut child = Command::new(&bin)
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--data-dir"])
-        .arg(&data_dir)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -98,6 +111,13 @@ fn spawn_warren() -> Broker {
             }
         }
     });
+    (child, rx)
+}
+
+fn spawn_warren() -> Broker {
+    let data_dir = std::env::temp_dir().join(uniq("warren-data"));
+    std::fs::create_dir_all(&data_dir).expect("create temp data dir");
+    let (child, rx) = spawn_process(&data_dir, 0, &[]);
     let mut broker = Broker {
         url: String::new(),
         child: Some(child),
@@ -117,7 +137,22 @@ fn spawn_warren() -> Broker {
     }
 }
 
+/// True when tests run against an external broker (WARREN_TEST_URL), so
+/// tests that must start, kill and restart warren themselves are skipped.
+pub fn external_broker() -> bool {
+    matches!(std::env::var("WARREN_TEST_URL"), Ok(u) if !u.is_empty())
+}
+
 impl Broker {
+    /// A handle on a broker someone else runs (nothing is killed on drop).
+    pub fn at(url: String) -> Broker {
+        Broker {
+            url,
+            child: None,
+            data_dir: None,
+        }
+    }
+
     pub async fn connect(&self) -> Connection {
         tokio::time::timeout(
             WAIT,

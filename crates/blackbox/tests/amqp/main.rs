@@ -6,11 +6,13 @@
 //! spawned per test.
 
 mod harness;
+mod node;
 mod raw;
 
 mod basic;
 mod confirms_tx;
 mod connection;
+mod durability;
 mod errors;
 mod exchanges;
 mod queues;

@@ -138,6 +138,12 @@ impl Raw {
             .expect("write frame");
     }
 
+    async fn try_write(&mut self, frame: &AMQPFrame) -> std::io::Result<()> {
+        let buf: Vec<u8> = Vec::new();
+        let ctx = gen_frame(frame)(WriteContext::from(buf)).expect("encode frame");
+        self.stream.write_all(&ctx.write).await
+    }
+
     pub async fn send(&mut self, ch: u16, method: AMQPClass) {
         self.write(&AMQPFrame::Method(ch, method)).await;
     }
@@ -215,13 +221,16 @@ impl Raw {
                     0,
                     AMQPClass::Connection(connection::AMQPMethod::Close(c)),
                 )) => {
-                    self.send(
-                        0,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
-                            connection::CloseOk {},
-                        )),
-                    )
-                    .await;
+                    // The server may already have dropped the socket (e.g.
+                    // while shutting down): close-ok is then best effort.
+                    let _ = self
+                        .try_write(&AMQPFrame::Method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                connection::CloseOk {},
+                            )),
+                        ))
+                        .await;
                     return c;
                 }
                 Some(_) => {}
