@@ -70,7 +70,7 @@ class Broker:
 
 
 class _WarrenProcess:
-    def __init__(self, binary):
+    def __init__(self, binary, extra_args=()):
         self.tmpdir = tempfile.mkdtemp(prefix="warren-pytest-")
         self.data_dir = os.path.join(self.tmpdir, "data")
         os.makedirs(self.data_dir)
@@ -78,7 +78,7 @@ class _WarrenProcess:
         self._log = open(self.log_path, "w", buffering=1)
         self.proc = subprocess.Popen(
             [binary, "serve", "--bind", "127.0.0.1", "--port", "0",
-             "--data-dir", self.data_dir],
+             "--data-dir", self.data_dir, *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.PIPE,

@@ -55,6 +55,9 @@ impl Broker {
                 .during(60, 40));
             }
         }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.has_published = true;
+        }
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
         }

@@ -37,6 +37,8 @@ pub struct ConnInfo {
     pub channel_max: u16,
     /// Client advertised `consumer_cancel_notify`.
     pub consumer_cancel_notify: bool,
+    /// Client advertised `connection.blocked`.
+    pub connection_blocked: bool,
     pub sink: Arc<dyn ConnSink>,
 }
 
@@ -52,6 +54,8 @@ pub(crate) struct Conn {
     pub exclusive_queues: Vec<ShortStr>,
     /// A delivery was held back because the socket was full.
     pub throttled: bool,
+    /// The connection has published: it is the kind an alarm blocks.
+    pub has_published: bool,
 }
 
 /// Content being assembled from method, header and body frames.
@@ -158,6 +162,8 @@ pub struct Broker {
     pub(crate) rng: u64,
     /// Current nesting of dead-letter republishing (bounded).
     pub(crate) dead_letter_depth: u32,
+    /// Why publishing is blocked (low disk, failed store), if it is.
+    pub(crate) alarm: Option<String>,
 }
 
 impl Broker {
@@ -181,6 +187,7 @@ impl Broker {
             next_conn: 1,
             rng: seed,
             dead_letter_depth: 0,
+            alarm: None,
         }
     }
 
@@ -206,12 +213,23 @@ impl Broker {
     pub fn open_connection(&mut self, info: ConnInfo) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
+        let mut out = BytesMut::new();
+        if let (Some(reason), true) = (&self.alarm, info.connection_blocked) {
+            encode_method_frame(
+                &mut out,
+                0,
+                &Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
+                    reason: ShortStr::from(truncate(reason)),
+                }),
+            );
+        }
         self.conns.insert(
             id,
             Conn {
+                has_published: false,
                 info,
                 channels: FxHashMap::default(),
-                out: BytesMut::new(),
+                out,
                 closing: false,
                 exclusive_queues: Vec::new(),
                 throttled: false,
@@ -640,6 +658,38 @@ impl Broker {
         for q in queues {
             self.dispatch(&vhost, &q);
         }
+    }
+
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
+    /// clients that asked for it get connection.blocked / unblocked, and the
+    /// server stops reading from connections that publish while it is raised.
+    pub fn set_alarm(&mut self, reason: Option<String>) {
+        if self.alarm == reason {
+            return;
+        }
+        match &reason {
+            Some(r) => tracing::warn!("resource alarm: {r}; blocking publishers"),
+            None => tracing::info!("resource alarm cleared; unblocking publishers"),
+        }
+        for c in self.conns.values_mut() {
+            if !c.info.connection_blocked || c.closing {
+                continue;
+            }
+            let m = match &reason {
+                Some(r) => Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
+                    reason: ShortStr::from(truncate(r)),
+                }),
+                None => Method::ConnectionUnblocked(amqp_codec::ConnectionUnblocked),
+            };
+            encode_method_frame(&mut c.out, 0, &m);
+        }
+        self.alarm = reason;
+    }
+
+    /// True while an alarm is raised and `conn` is a publisher: the server
+    /// then stops reading its socket (as RabbitMQ blocks publishers).
+    pub fn should_pause_reading(&self, conn: ConnId) -> bool {
+        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.has_published)
     }
 
     /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.

@@ -28,6 +28,11 @@ pub struct ServerConfig {
     pub read_buffer_bytes: usize,
     /// Period of housekeeping (message TTL at queue heads, queue expiry).
     pub tick_interval_ms: u64,
+    /// Publishers are blocked while the data folder's filesystem has less
+    /// free space than this (RabbitMQ's default disk_free_limit is 50 MB).
+    pub disk_free_limit_bytes: u64,
+    /// How often free disk space is checked.
+    pub disk_check_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +49,8 @@ impl Default for ServerConfig {
             connections_max: 65_536,
             read_buffer_bytes: 64 * 1024,
             tick_interval_ms: 100,
+            disk_free_limit_bytes: 50_000_000,
+            disk_check_interval_ms: 1000,
         }
     }
 }

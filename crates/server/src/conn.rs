@@ -64,6 +64,7 @@ pub(crate) async fn run(
         frame_max: neg.frame_max,
         channel_max: neg.channel_max,
         consumer_cancel_notify: neg.consumer_cancel_notify,
+        connection_blocked: neg.connection_blocked,
         sink: io.clone(),
     });
     let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
@@ -210,41 +211,58 @@ async fn read_loop(
                 }
             }
         }
-        let mut core = shared.core.lock();
-        let mut end = None;
-        for f in frames.drain(..) {
-            tracing::trace!(
-                conn = id,
-                kind = f.kind,
-                channel = f.channel,
-                len = f.payload.len(),
-                "frame"
-            );
-            if f.channel == 0 {
-                match connection_frame(&mut core, id, f) {
-                    Ok(None) => {}
-                    Ok(Some(e)) => {
-                        end = Some(e);
-                        break;
+        let (end, closing, pause) = {
+            let mut core = shared.core.lock();
+            let mut end = None;
+            for f in frames.drain(..) {
+                tracing::trace!(
+                    conn = id,
+                    kind = f.kind,
+                    channel = f.channel,
+                    len = f.payload.len(),
+                    "frame"
+                );
+                if f.channel == 0 {
+                    match connection_frame(&mut core, id, f) {
+                        Ok(None) => {}
+                        Ok(Some(e)) => {
+                            end = Some(e);
+                            break;
+                        }
+                        Err(err) => {
+                            core.close_connection_with(id, err);
+                            break;
+                        }
                     }
-                    Err(err) => {
-                        core.close_connection_with(id, err);
-                        break;
-                    }
+                } else {
+                    core.handle_frame(id, f);
                 }
-            } else {
-                core.handle_frame(id, f);
+                if core.is_closing(id) {
+                    break;
+                }
             }
-            if core.is_closing(id) {
-                break;
+            if let Some(err) = frame_error {
+                core.close_connection_with(id, err);
+            }
+            let closing = core.is_closing(id);
+            let pause = core.should_pause_reading(id);
+            shared.after_batch(&mut core);
+            (end, closing, pause)
+        };
+        if pause && !closing {
+            // Resource alarm: stop reading this publisher until it clears.
+            let mut alarm = shared.alarm.subscribe();
+            loop {
+                let blocked = *alarm.borrow_and_update();
+                if !blocked {
+                    break;
+                }
+                tokio::select! {
+                    r = alarm.changed() => if r.is_err() { break },
+                    _ = stop.changed() => return ReadEnd::Closing,
+                }
             }
         }
-        if let Some(err) = frame_error {
-            core.close_connection_with(id, err);
-        }
-        let closing = core.is_closing(id);
-        shared.after_batch(&mut core);
-        drop(core);
         if buf.is_empty() && last_read < READ_SMALL_BYTES {
             // Quiet connection: give the buffer back until data arrives.
             *buf = BytesMut::new();

@@ -20,6 +20,7 @@ pub(crate) struct Negotiated {
     pub channel_max: u16,
     pub heartbeat_s: u16,
     pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
 }
 
 /// Why the handshake ended without a connection.
@@ -174,6 +175,7 @@ pub(crate) async fn run(
     let auth_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
     let consumer_cancel_notify =
         client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let connection_blocked = client_capability(&start_ok.client_properties, "connection.blocked");
     let user = {
         let core = shared.core.lock();
         core.authenticate(
@@ -237,5 +239,6 @@ pub(crate) async fn run(
         channel_max,
         heartbeat_s: tune_ok.heartbeat,
         consumer_cancel_notify,
+        connection_blocked,
     })
 }

@@ -22,15 +22,45 @@ use tokio::sync::{watch, Semaphore};
 
 pub use config::ServerConfig;
 
+/// The disk alarm's reason if free space in `dir` is below `limit_bytes`.
+fn disk_alarm(dir: &std::path::Path, limit_bytes: u64) -> Option<String> {
+    match store::disk_free_bytes(dir) {
+        Ok(free) if free < limit_bytes => Some(format!(
+            "low on disk: {free} bytes free, limit {limit_bytes}"
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("cannot read free disk space of {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
 /// State shared by every connection task.
 pub(crate) struct Shared {
     pub core: Mutex<Broker>,
     pub config: ServerConfig,
     /// Wakes the sync thread when the core waits on the store.
     pub sync: sync::SyncSignal,
+    /// True while a resource alarm blocks publishers; readers of publishing
+    /// connections wait on it.
+    pub alarm: watch::Sender<bool>,
+    /// Set once the store failed: the alarm then stays raised.
+    pub store_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// Raises or clears the resource alarm in the core and for readers.
+    pub fn set_alarm(&self, core: &mut Broker, reason: Option<String>) {
+        let reason = if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
+            Some("store failed; see the broker log".to_string())
+        } else {
+            reason
+        };
+        self.alarm.send_replace(reason.is_some());
+        core.set_alarm(reason);
+    }
+
     /// Called after every batch of work with the core lock held: hands out
     /// output and wakes the syncer if confirms wait on the disk.
     pub fn after_batch(&self, core: &mut Broker) {
@@ -73,7 +103,10 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             "recovered durable state"
         );
     }
+    let data_dir = config.data_dir.clone();
     let shared = Arc::new(Shared {
+        alarm: watch::channel(false).0,
+        store_failed: std::sync::atomic::AtomicBool::new(false),
         core: Mutex::new(broker),
         config: config.clone(),
         sync: sync::SyncSignal::default(),
@@ -94,10 +127,21 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let disk_every =
+                (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);
+            let mut n: u64 = 0;
             loop {
                 interval.tick().await;
+                n += 1;
+                let disk_alarm = match (&data_dir, n % disk_every == 0) {
+                    (Some(dir), true) => Some(disk_alarm(dir, shared.config.disk_free_limit_bytes)),
+                    _ => None,
+                };
                 let mut core = shared.core.lock();
                 core.tick();
+                if let Some(reason) = disk_alarm {
+                    shared.set_alarm(&mut core, reason);
+                }
                 shared.after_batch(&mut core);
             }
         })

@@ -63,8 +63,12 @@ pub(crate) fn spawn(shared: Arc<Shared>, syncer: Arc<dyn Syncer>) -> JoinHandle<
                             "store sync failed; refusing further persistent writes: {e}"
                         );
                         failed = true;
+                        shared
+                            .store_failed
+                            .store(true, std::sync::atomic::Ordering::Release);
                         let mut core = shared.core.lock();
                         core.on_store_failed();
+                        shared.set_alarm(&mut core, None);
                         core.flush();
                     }
                 }

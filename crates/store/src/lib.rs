@@ -94,3 +94,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn io_err(e: std::io::Error) -> PersistError {
     PersistError::Io(e.to_string())
 }
+
+/// Free space, in bytes, available to unprivileged writers on the
+/// filesystem holding `dir` (statvfs `f_bavail * f_frsize`). The server
+/// polls this to block publishers before the disk fills.
+pub fn disk_free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `path` is a valid NUL-terminated string and `stat` is a plain
+    // C struct that statvfs fills in; we read it only on success.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}

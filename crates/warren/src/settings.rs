@@ -3,7 +3,7 @@
 //! The config file is `key = value` lines (TOML-compatible for these keys);
 //! `#` starts a comment. Keys: bind, port, data_dir, heartbeat_s,
 //! frame_size_max_bytes, channel_max, connections_max,
-//! message_size_max_bytes, write_buffer_bytes_max.
+//! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Heartbeat interval offered to clients, seconds [default: 60]
     #[arg(long, env = "WARREN_HEARTBEAT_S")]
     heartbeat_s: Option<u16>,
+    /// Block publishers while the data folder's disk has less free space [default: 50000000]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT_BYTES")]
+    disk_free_limit_bytes: Option<u64>,
 }
 
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -54,6 +57,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(h) = args.heartbeat_s {
         cfg.heartbeat_s = h;
+    }
+    if let Some(d) = args.disk_free_limit_bytes {
+        cfg.disk_free_limit_bytes = d;
     }
     Ok(cfg)
 }
@@ -82,6 +88,9 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "connections_max" => cfg.connections_max = value.parse().with_context(bad)?,
             "message_size_max_bytes" => {
                 cfg.core.message_size_max_bytes = value.parse().with_context(bad)?
+            }
+            "disk_free_limit_bytes" => {
+                cfg.disk_free_limit_bytes = value.parse().with_context(bad)?
             }
             "write_buffer_bytes_max" => {
                 cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?
