@@ -133,7 +133,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             loop {
                 interval.tick().await;
                 n += 1;
-                let disk_alarm = match (&data_dir, n % disk_every == 0) {
+                let disk_alarm = match (&data_dir, n.is_multiple_of(disk_every)) {
                     (Some(dir), true) => Some(disk_alarm(dir, shared.config.disk_free_limit_bytes)),
                     _ => None,
                 };
