@@ -15,4 +15,5 @@ mod connection;
 mod durability;
 mod errors;
 mod exchanges;
+mod kill;
 mod queues;
