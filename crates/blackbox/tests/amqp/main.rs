@@ -16,4 +16,5 @@ mod durability;
 mod errors;
 mod exchanges;
 mod kill;
+mod queue_features;
 mod queues;
