@@ -1,7 +1,5 @@
 //! basic.* methods, publisher confirms and transactions.
 
-use std::sync::Arc;
-
 use amqp_codec::{
     peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties,
     BasicPublish, BasicQos, ContentHeader, Method, ShortStr,
@@ -9,9 +7,10 @@ use amqp_codec::{
 use bytes::Bytes;
 
 use crate::broker::{Broker, ChannelConsumer};
+use crate::delivery::{write_content, write_view, ContentMethod};
+use crate::enqueue::Incoming;
 use crate::error::AmqpError;
 use crate::manage::{no_exchange, no_queue};
-use crate::message::Message;
 use crate::queue::ConsumerRef;
 use crate::queue_args::parse_expiration;
 use crate::ConnId;
@@ -94,15 +93,13 @@ impl Broker {
         body: Bytes,
     ) -> Result<(u64, bool), AmqpError> {
         if p.exchange.is_empty() && crate::reply_to::is_reply_name(&p.routing_key) {
-            let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
-            let message = Message {
-                exchange: p.exchange.clone(),
-                routing_key: p.routing_key.clone(),
-                properties: header.raw_properties.clone(),
-                body: body.clone(),
-                persistent,
+            let m = Incoming {
+                exchange: &p.exchange,
+                routing_key: &p.routing_key,
+                properties: &header.raw_properties,
+                body: &body,
             };
-            if self.reply_to_deliver(&p.routing_key, &message) {
+            if self.reply_to_deliver(&m) {
                 return Ok((0, false));
             }
         }
@@ -117,25 +114,21 @@ impl Broker {
         if targets.is_empty() {
             if p.mandatory {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    amqp_codec::encode_method_frame(
-                        &mut c.out,
-                        ch,
-                        &Method::BasicReturn(amqp_codec::BasicReturn {
-                            reply_code: reply::NO_ROUTE,
-                            reply_text: ShortStr::from_static("NO_ROUTE"),
-                            exchange: p.exchange,
-                            routing_key: p.routing_key,
-                        }),
-                    );
                     let frame_max = c.info.frame_max;
-                    amqp_codec::encode_content_header_frame(
+                    let method = ContentMethod::Return {
+                        reply_code: reply::NO_ROUTE,
+                        reply_text: "NO_ROUTE",
+                    };
+                    write_content(
                         &mut c.out,
                         ch,
-                        60,
-                        body.len() as u64,
+                        method,
+                        &p.exchange,
+                        &p.routing_key,
                         &header.raw_properties,
+                        &body,
+                        frame_max,
                     );
-                    amqp_codec::encode_body_frames(&mut c.out, ch, &body, frame_max);
                 }
             }
             return Ok((0, false));
@@ -148,14 +141,13 @@ impl Broker {
                     .map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?,
             ),
         };
-        let message = Arc::new(Message::compact(
-            &p.exchange,
-            &p.routing_key,
-            &header.raw_properties,
-            body,
-            persistent,
-        ));
-        let r = self.enqueue(vname, &targets, message, expiration);
+        let m = Incoming {
+            exchange: &p.exchange,
+            routing_key: &p.routing_key,
+            properties: &header.raw_properties,
+            body: &body,
+        };
+        let r = self.enqueue(vname, &targets, &m, persistent, expiration);
         // RabbitMQ nacks a publish that any queue refused.
         Ok((r.seq, r.rejected))
     }
@@ -428,11 +420,12 @@ impl Broker {
         }
         q.last_used_ms = crate::message::now_ms();
         let now = crate::message::now_ms();
+        let durable = q.durable;
         let mut expired = Vec::new();
-        while let Some(m) = q.pop_expired(now, false) {
+        while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
             expired.push(m);
         }
-        let popped = q.pop();
+        let popped = q.pop(self.arena.as_ref());
         let remaining = q.message_count();
         for m in expired {
             self.dead_letter(&vname, &qname, m, "expired");
@@ -441,13 +434,8 @@ impl Broker {
             self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
             return Ok(());
         };
-        if m.no_ack {
-            if let Some(id) = msg.store_id {
-                let _ = self.persist.remove_message(&vname, &qname, id);
-            }
-        }
-        let c = self
-            .conns
+        let Broker { conns, arena, .. } = self;
+        let c = conns
             .get_mut(&conn)
             .ok_or_else(|| AmqpError::internal("no connection"))?;
         let frame_max = c.info.frame_max;
@@ -457,15 +445,17 @@ impl Broker {
             .ok_or_else(|| AmqpError::channel_error("channel gone"))?;
         let tag = chan.next_delivery_tag;
         chan.next_delivery_tag += 1;
-        let method = Method::BasicGetOk(amqp_codec::BasicGetOk {
-            delivery_tag: tag,
-            redelivered: msg.redelivered,
-            exchange: msg.message.exchange.clone(),
-            routing_key: msg.message.routing_key.clone(),
-            message_count: remaining,
-        });
-        crate::delivery::write_content(&mut c.out, ch, &method, &msg.message, frame_max);
-        if !m.no_ack {
+        if let Some(view) = arena.get(msg.loc()) {
+            let method = ContentMethod::GetOk {
+                delivery_tag: tag,
+                redelivered: msg.redelivered(),
+                message_count: remaining,
+            };
+            write_view(&mut c.out, ch, method, &view, frame_max);
+        }
+        if m.no_ack {
+            self.settle_message(&vname, &qname, durable, msg);
+        } else {
             chan.unacked.push_back(crate::broker::Unacked {
                 tag,
                 queue: qname,
@@ -576,14 +566,15 @@ impl Broker {
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(&u.queue))
             else {
+                // Its queue was deleted meanwhile: only the arena holds it.
+                self.arena.release(u.msg.loc());
                 continue;
             };
             if requeue {
-                q.requeue(u.msg);
+                q.requeue(u.msg, self.arena.as_ref());
             } else if drop && !rejected {
-                if let Some(id) = u.msg.store_id {
-                    let _ = self.persist.remove_message(vname, &u.queue, id);
-                }
+                let durable = q.durable;
+                self.settle_message(vname, &u.queue, durable, u.msg);
             } else if drop {
                 let qn = u.queue.clone();
                 self.dead_letter(vname, &qn, u.msg, "rejected");

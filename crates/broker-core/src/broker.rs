@@ -153,6 +153,8 @@ pub struct Broker {
     pub(crate) conns: FxHashMap<ConnId, Conn>,
     pub(crate) users: Users,
     pub(crate) persist: Box<dyn Persistence>,
+    /// Contents of every queued message; queues hold locations into it.
+    pub(crate) arena: Box<dyn crate::arena::Arena>,
     /// Highest store seq known durable.
     pub(crate) synced_seq: Seq,
     /// Channels with confirms or a commit waiting on the store.
@@ -167,7 +169,11 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: CoreConfig, persist: Box<dyn Persistence>) -> Broker {
+    pub fn new(
+        config: CoreConfig,
+        persist: Box<dyn Persistence>,
+        arena: Box<dyn crate::arena::Arena>,
+    ) -> Broker {
         let mut vhosts = FxHashMap::default();
         vhosts.insert("/".to_string(), Vhost::new());
         let seed = {
@@ -182,6 +188,7 @@ impl Broker {
             conns: FxHashMap::default(),
             users: Users::default(),
             persist,
+            arena,
             synced_seq: 0,
             waiting_sync: FxHashSet::default(),
             next_conn: 1,

@@ -141,10 +141,12 @@ impl Broker {
                 .get_mut(&vhost)
                 .and_then(|v| v.queues.get_mut(&u.queue))
             {
-                q.requeue(u.msg);
+                q.requeue(u.msg, self.arena.as_ref());
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue);
                 }
+            } else {
+                self.arena.release(u.msg.loc());
             }
         }
         for (tag, k) in consumers {

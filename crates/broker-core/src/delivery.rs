@@ -2,25 +2,126 @@
 //! prefetch credit and each socket's write budget.
 
 use amqp_codec::{
-    encode_body_frames, encode_content_header_frame, encode_method_frame, Method, ShortStr,
+    encode_body_frames, encode_content_header_frame, ShortStr, FRAME_END, FRAME_METHOD,
 };
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
+use crate::arena::MessageView;
 use crate::broker::{Broker, Unacked};
-use crate::message::Message;
+use crate::message::QueuedMessage;
 use crate::ConnId;
 
-/// Writes a content-carrying method (deliver, get-ok, return) and its content.
+/// The content-carrying method to write in front of a message.
+pub(crate) enum ContentMethod<'a> {
+    Deliver {
+        consumer_tag: &'a str,
+        delivery_tag: u64,
+        redelivered: bool,
+    },
+    GetOk {
+        delivery_tag: u64,
+        redelivered: bool,
+        message_count: u32,
+    },
+    Return {
+        reply_code: u16,
+        reply_text: &'a str,
+    },
+}
+
+fn put_shortstr(out: &mut BytesMut, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.put_u8(b.len() as u8);
+    out.put_slice(b);
+}
+
+/// Writes basic.deliver / get-ok / return plus the content header and body
+/// frames, straight from the arena's bytes (no intermediate structs, no
+/// allocation beyond `out` growing).
 pub(crate) fn write_content(
     out: &mut BytesMut,
     ch: u16,
-    method: &Method,
-    msg: &Message,
+    method: ContentMethod<'_>,
+    exchange: &str,
+    routing_key: &str,
+    properties: &[u8],
+    body: &[u8],
     frame_max: u32,
 ) {
-    encode_method_frame(out, ch, method);
-    encode_content_header_frame(out, ch, 60, msg.body.len() as u64, &msg.properties);
-    encode_body_frames(out, ch, &msg.body, frame_max);
+    out.reserve(
+        64 + exchange.len()
+            + routing_key.len()
+            + properties.len()
+            + body.len()
+            + 8 * (1 + body.len() / 4096),
+    );
+    out.put_u8(FRAME_METHOD);
+    out.put_u16(ch);
+    let size_at = out.len();
+    out.put_u32(0);
+    let start = out.len();
+    out.put_u16(60);
+    match method {
+        ContentMethod::Deliver {
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+        } => {
+            out.put_u16(60);
+            put_shortstr(out, consumer_tag);
+            out.put_u64(delivery_tag);
+            out.put_u8(u8::from(redelivered));
+            put_shortstr(out, exchange);
+            put_shortstr(out, routing_key);
+        }
+        ContentMethod::GetOk {
+            delivery_tag,
+            redelivered,
+            message_count,
+        } => {
+            out.put_u16(71);
+            out.put_u64(delivery_tag);
+            out.put_u8(u8::from(redelivered));
+            put_shortstr(out, exchange);
+            put_shortstr(out, routing_key);
+            out.put_u32(message_count);
+        }
+        ContentMethod::Return {
+            reply_code,
+            reply_text,
+        } => {
+            out.put_u16(50);
+            out.put_u16(reply_code);
+            put_shortstr(out, reply_text);
+            put_shortstr(out, exchange);
+            put_shortstr(out, routing_key);
+        }
+    }
+    let size = (out.len() - start) as u32;
+    out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
+    out.put_u8(FRAME_END);
+    encode_content_header_frame(out, ch, 60, body.len() as u64, properties);
+    encode_body_frames(out, ch, body, frame_max);
+}
+
+/// Writes a message view with the given method.
+pub(crate) fn write_view(
+    out: &mut BytesMut,
+    ch: u16,
+    method: ContentMethod<'_>,
+    v: &MessageView<'_>,
+    frame_max: u32,
+) {
+    write_content(
+        out,
+        ch,
+        method,
+        v.exchange,
+        v.routing_key,
+        v.properties,
+        v.body,
+        frame_max,
+    );
 }
 
 impl Broker {
@@ -34,11 +135,7 @@ impl Broker {
     }
 
     /// The delivery loop; returns messages found expired at the head.
-    fn dispatch_inner(
-        &mut self,
-        vname: &str,
-        qname: &ShortStr,
-    ) -> Vec<crate::message::QueuedMessage> {
+    fn dispatch_inner(&mut self, vname: &str, qname: &ShortStr) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         let write_max = self.config.write_buffer_bytes_max;
         let now = crate::message::now_ms();
@@ -46,6 +143,7 @@ impl Broker {
             vhosts,
             conns,
             persist,
+            arena,
             ..
         } = self;
         let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else {
@@ -53,7 +151,7 @@ impl Broker {
         };
         let n = q.consumers.len();
         while n > 0 && !q.messages.is_empty() {
-            if let Some(m) = q.pop_expired(now, true) {
+            if let Some(m) = q.pop_expired(now, true, arena.as_ref()) {
                 expired.push(m);
                 continue;
             }
@@ -91,7 +189,9 @@ impl Broker {
             }
             let Some(idx) = chosen else { break };
             q.next_consumer = (idx + 1) % n;
-            let Some(msg) = q.pop() else { break };
+            let Some(msg) = q.pop(arena.as_ref()) else {
+                break;
+            };
             let k = &q.consumers[idx];
             let Some(c) = conns.get_mut(&k.conn) else {
                 break;
@@ -105,18 +205,22 @@ impl Broker {
             };
             let tag = ch.next_delivery_tag;
             ch.next_delivery_tag += 1;
-            let method = Method::BasicDeliver(amqp_codec::BasicDeliver {
-                consumer_tag: k.tag.clone(),
+            let Some(view) = arena.get(msg.loc()) else {
+                tracing::error!(queue = %qname, "queued message missing from the arena; dropped");
+                continue;
+            };
+            let method = ContentMethod::Deliver {
+                consumer_tag: &k.tag,
                 delivery_tag: tag,
-                redelivered: msg.redelivered,
-                exchange: msg.message.exchange.clone(),
-                routing_key: msg.message.routing_key.clone(),
-            });
-            write_content(&mut c.out, k.channel, &method, &msg.message, frame_max);
+                redelivered: msg.redelivered(),
+            };
+            write_view(&mut c.out, k.channel, method, &view, frame_max);
             if cons.no_ack {
-                if let Some(id) = msg.store_id {
-                    let _ = persist.remove_message(vname, qname, id);
+                let store_id = view.meta.store_id;
+                if q.durable && store_id != 0 {
+                    let _ = persist.remove_message(vname, qname, store_id);
                 }
+                arena.release(msg.loc());
             } else {
                 cons.unacked += 1;
                 ch.unacked.push_back(Unacked {
@@ -144,5 +248,27 @@ impl Broker {
         for q in queues {
             self.dispatch(&vhost, &q);
         }
+    }
+
+    /// A message leaves a queue for good (acked, dropped, purged): forget its
+    /// store record for that queue and its arena reference.
+    pub(crate) fn settle_message(
+        &mut self,
+        vname: &str,
+        qname: &str,
+        durable: bool,
+        m: QueuedMessage,
+    ) {
+        if durable {
+            if let Some(id) = self
+                .arena
+                .get(m.loc())
+                .map(|v| v.meta.store_id)
+                .filter(|id| *id != 0)
+            {
+                let _ = self.persist.remove_message(vname, qname, id);
+            }
+        }
+        self.arena.release(m.loc());
     }
 }

@@ -1,19 +1,27 @@
 //! Putting a routed message into queues (length limits, TTL, persistence),
 //! dead-lettering, and the periodic tick that expires messages and queues.
 
-use std::sync::Arc;
-
 use amqp_codec::{BasicProperties, FieldTable, FieldValue, ShortStr};
 use bytes::Bytes;
 
+use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
-use crate::message::{now_ms, Message, QueuedMessage};
+use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageRecord, Seq};
 use crate::queue_args::Overflow;
 
 /// Dead-lettering can cascade (a DLX queue that is itself full and
 /// dead-letters onward); this bounds the depth so a cycle cannot recurse.
 const DEAD_LETTER_DEPTH_MAX: u32 = 8;
+
+/// A message on its way into queues, borrowed from the frames it came in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Incoming<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
 
 /// Outcome of enqueueing one message.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,20 +35,23 @@ pub(crate) struct Enqueued {
 }
 
 impl Broker {
-    /// Enqueues `message` into `targets` (queue names in `vname`), applying
-    /// each queue's limits and TTL, writing it once to the store when it is
-    /// persistent and reaches durable queues, then dispatching.
+    /// Enqueues a message into `targets` (queue names in `vname`): applies
+    /// each queue's length limit, writes it once to the durable store when it
+    /// is persistent and reaches durable queues, once to the arena for all
+    /// of them, then dispatches.
     pub(crate) fn enqueue(
         &mut self,
         vname: &str,
         targets: &[ShortStr],
-        message: Arc<Message>,
+        m: &Incoming<'_>,
+        persistent: bool,
         expiration_ms: Option<u64>,
     ) -> Enqueued {
         let mut out = Enqueued::default();
-        let size = message.body.len() as u64;
-        let mut accepted: Vec<&ShortStr> = Vec::with_capacity(targets.len());
+        let size = m.body.len() as u64;
+        let mut accepted: Vec<ShortStr> = Vec::with_capacity(targets.len());
         let mut refused_dlx: Vec<ShortStr> = Vec::new();
+        let mut durable: Vec<&str> = Vec::new();
         if let Some(v) = self.vhosts.get(vname) {
             for t in targets {
                 let Some(q) = v.queues.get(t) else { continue };
@@ -51,84 +62,81 @@ impl Broker {
                     }
                     continue;
                 }
-                accepted.push(t);
+                if persistent && q.durable && q.exclusive_owner.is_none() {
+                    durable.push(t.as_str());
+                }
+                accepted.push(t.clone());
             }
         }
-        let mut store_id = None;
-        if message.persistent {
-            let durable: Vec<&str> = accepted
-                .iter()
-                .filter(|t| {
-                    self.vhosts
-                        .get(vname)
-                        .and_then(|v| v.queues.get(**t))
-                        .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
-                })
-                .map(|t| t.as_str())
-                .collect();
-            if !durable.is_empty() {
-                let record = MessageRecord {
-                    exchange: message.exchange.to_string(),
-                    routing_key: message.routing_key.to_string(),
-                    properties: message.properties.clone(),
-                    body: message.body.clone(),
-                };
-                match self.persist.append_message(vname, &record, &durable) {
-                    Ok((id, seq)) => {
-                        store_id = Some(id);
-                        out.seq = seq;
-                    }
-                    Err(e) => {
-                        // The store refuses writes (I/O error, full disk):
-                        // refuse the message rather than pretend it is safe.
-                        tracing::warn!("store refused a persistent message: {e}");
-                        out.rejected = true;
-                        return out;
-                    }
+        let mut store_id = 0;
+        if !durable.is_empty() {
+            let record = MessageRecord {
+                exchange: m.exchange.to_string(),
+                routing_key: m.routing_key.to_string(),
+                properties: Bytes::copy_from_slice(m.properties),
+                body: Bytes::copy_from_slice(m.body),
+            };
+            match self.persist.append_message(vname, &record, &durable) {
+                Ok((id, seq)) => {
+                    store_id = id;
+                    out.seq = seq;
+                }
+                Err(e) => {
+                    // The store refuses writes (I/O error, full disk): refuse
+                    // the message rather than pretend it is safe.
+                    tracing::warn!("store refused a persistent message: {e}");
+                    out.rejected = true;
+                    return out;
                 }
             }
         }
         let now = now_ms();
-        let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
-        let Some(v) = self.vhosts.get_mut(vname) else {
-            return out;
-        };
-        for t in &accepted {
-            let Some(q) = v.queues.get_mut(*t) else {
-                continue;
+        if !accepted.is_empty() {
+            let meta = RecordMeta {
+                published_ms: now,
+                expiration_ms: expiration_ms.unwrap_or(u64::MAX),
+                store_id,
+                persistent,
             };
-            let ttl = match (q.limits.message_ttl_ms, expiration_ms) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            let new = NewMessage {
+                meta,
+                exchange: m.exchange,
+                routing_key: m.routing_key,
+                properties: m.properties,
+                body: m.body,
             };
-            let expires = ttl.map_or(u64::MAX, |t| now.saturating_add(t));
-            let id = if q.durable && q.exclusive_owner.is_none() {
-                store_id
-            } else {
-                None
+            let loc = match self.arena.append(&new, accepted.len() as u32) {
+                Ok(loc) => loc,
+                Err(e) => {
+                    tracing::warn!("message arena refused a message: {e}");
+                    out.rejected = true;
+                    return out;
+                }
             };
-            q.push(message.clone(), id, expires);
-            out.queued += 1;
-            while q.is_over_limit() {
-                match q.pop() {
-                    Some(m) => dropped.push(((*t).clone(), m)),
-                    None => break,
+            let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
+            let Broker { vhosts, arena, .. } = self;
+            if let Some(v) = vhosts.get_mut(vname) {
+                for t in &accepted {
+                    let Some(q) = v.queues.get_mut(t) else {
+                        arena.release(loc);
+                        continue;
+                    };
+                    q.push(QueuedMessage::new(loc), size, expiration_ms.is_some());
+                    out.queued += 1;
+                    while q.is_over_limit() {
+                        match q.pop(arena.as_ref()) {
+                            Some(old) => dropped.push((t.clone(), old)),
+                            None => break,
+                        }
+                    }
                 }
             }
-        }
-        let accepted: Vec<ShortStr> = accepted.into_iter().cloned().collect();
-        for (q, m) in dropped {
-            self.dead_letter(vname, &q, m, "maxlen");
+            for (q, old) in dropped {
+                self.dead_letter(vname, &q, old, "maxlen");
+            }
         }
         for q in refused_dlx {
-            let m = QueuedMessage {
-                message: message.clone(),
-                position: 0,
-                redelivered: false,
-                store_id: None,
-                expires_at_ms: u64::MAX,
-            };
-            self.dead_letter(vname, &q, m, "maxlen");
+            self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
         for t in &accepted {
             self.dispatch(vname, t);
@@ -136,20 +144,65 @@ impl Broker {
         out
     }
 
-    /// A message leaves `queue` without being delivered successfully
-    /// (rejected, expired, or pushed out by a length limit). It is removed
-    /// from the store and, if the queue has a dead-letter exchange,
-    /// republished there with an `x-death` record, as RabbitMQ does.
+    /// A queued message leaves `queue` without being delivered successfully
+    /// (rejected, expired, or pushed out by a length limit): it is settled
+    /// and, if the queue has a dead-letter exchange, republished there.
     pub(crate) fn dead_letter(
         &mut self,
         vname: &str,
         queue: &ShortStr,
-        m: QueuedMessage,
+        msg: QueuedMessage,
         reason: &str,
     ) {
-        if let Some(id) = m.store_id {
-            let _ = self.persist.remove_message(vname, queue, id);
+        let has_dlx = self
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(queue))
+            .is_some_and(|q| q.limits.dead_letter_exchange.is_some());
+        if has_dlx {
+            // Copy out before the arena reference goes.
+            if let Some(v) = self.arena.get(msg.loc()) {
+                let (ex, rk, props, body) = (
+                    v.exchange.to_string(),
+                    v.routing_key.to_string(),
+                    v.properties.to_vec(),
+                    v.body.to_vec(),
+                );
+                let persistent = v.meta.persistent;
+                let durable = self
+                    .vhosts
+                    .get(vname)
+                    .and_then(|v| v.queues.get(queue))
+                    .is_some_and(|q| q.durable);
+                self.settle_message(vname, queue, durable, msg);
+                let m = Incoming {
+                    exchange: &ex,
+                    routing_key: &rk,
+                    properties: &props,
+                    body: &body,
+                };
+                self.dead_letter_new(vname, queue, &m, persistent, reason);
+                return;
+            }
         }
+        let durable = self
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(queue))
+            .is_some_and(|q| q.durable);
+        self.settle_message(vname, queue, durable, msg);
+    }
+
+    /// Republishes `m` (which left `queue`) to the queue's dead-letter
+    /// exchange with an `x-death` record, as RabbitMQ does.
+    fn dead_letter_new(
+        &mut self,
+        vname: &str,
+        queue: &ShortStr,
+        m: &Incoming<'_>,
+        persistent: bool,
+        reason: &str,
+    ) {
         let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(queue)) else {
             return;
         };
@@ -161,40 +214,42 @@ impl Broker {
             tracing::warn!(queue = %queue, "dead-letter chain too deep; dropping message");
             return;
         }
-        let old = &m.message;
-        let mut props = BasicProperties::decode(&old.properties).unwrap_or_default();
+        let raw = Bytes::copy_from_slice(m.properties);
+        let mut props = BasicProperties::decode(&raw).unwrap_or_default();
         let original_expiration = props.expiration.take();
         let mut headers = props.headers.take().unwrap_or_default();
         add_x_death(
             &mut headers,
             queue,
             reason,
-            &old.exchange,
-            &old.routing_key,
+            m.exchange,
+            m.routing_key,
             original_expiration.as_ref(),
         );
         props.headers = Some(headers);
-        let routing_key = dlrk.unwrap_or_else(|| old.routing_key.clone());
-        let message = Arc::new(Message {
-            exchange: dlx.clone(),
-            routing_key: routing_key.clone(),
-            properties: props.to_bytes(),
-            body: old.body.clone(),
-            persistent: old.persistent,
-        });
+        let routing_key = dlrk
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| m.routing_key.to_string());
+        let properties = props.to_bytes();
         let mut targets = Vec::new();
         if let Some(v) = self.vhosts.get(vname) {
-            let raw = message.properties.clone();
+            let raw = properties.clone();
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
             v.route(&dlx, &routing_key, &mut h, &mut targets);
         }
         if targets.is_empty() {
             return;
         }
+        let next = Incoming {
+            exchange: &dlx,
+            routing_key: &routing_key,
+            properties: &properties,
+            body: m.body,
+        };
         self.dead_letter_depth += 1;
         // Dead-lettered messages are not confirmed to anyone; their store
         // record is synced with the next group commit.
-        let _ = self.enqueue(vname, &targets, message, None);
+        let _ = self.enqueue(vname, &targets, &next, persistent, None);
         self.dead_letter_depth -= 1;
     }
 
@@ -207,7 +262,7 @@ impl Broker {
         let mut idle: Vec<(String, ShortStr)> = Vec::new();
         for (vname, v) in self.vhosts.iter_mut() {
             for (name, q) in v.queues.iter_mut() {
-                while let Some(m) = q.pop_expired(now, false) {
+                while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
                     expired.push((vname.clone(), name.clone(), m));
                 }
                 if let Some(ttl) = q.limits.expires_ms {
@@ -223,6 +278,7 @@ impl Broker {
         for (v, q) in idle {
             self.delete_queue_internal(&v, &q);
         }
+        self.arena.maintain();
     }
 }
 
@@ -232,8 +288,8 @@ fn add_x_death(
     headers: &mut FieldTable,
     queue: &ShortStr,
     reason: &str,
-    exchange: &ShortStr,
-    routing_key: &ShortStr,
+    exchange: &str,
+    routing_key: &str,
     expiration: Option<&ShortStr>,
 ) {
     let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));

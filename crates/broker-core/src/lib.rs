@@ -7,6 +7,7 @@
 //! Everything lives behind one lock held by the server, taken once per batch
 //! of frames read from a socket, so per-message cost is a few map lookups.
 
+pub mod arena;
 mod auth;
 mod basic;
 mod broker;

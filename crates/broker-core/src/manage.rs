@@ -625,10 +625,9 @@ impl Broker {
             .get_mut(&name)
             .ok_or_else(|| no_queue(&name, &vname))?;
         let purged = q.purge();
+        let durable = q.durable;
         for m in &purged {
-            if let Some(id) = m.store_id {
-                let _ = self.persist.remove_message(&vname, &name, id);
-            }
+            self.settle_message(&vname, &name, durable, *m);
         }
         if !m.no_wait {
             let message_count = u32::try_from(purged.len()).unwrap_or(u32::MAX);
@@ -699,6 +698,10 @@ impl Broker {
         }
         if q.durable && q.exclusive_owner.is_none() {
             let _ = self.persist.delete_queue(vname, name);
+        }
+        // The store forgot the queue's messages with it; drop arena references.
+        for m in &q.messages {
+            self.arena.release(m.loc());
         }
         for c in &q.consumers {
             let Some(conn) = self.conns.get_mut(&c.conn) else {

@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 
 use amqp_codec::{FieldTable, ShortStr};
 
-use crate::message::{now_ms, Message, QueuedMessage};
+use crate::arena::Arena;
+use crate::message::{now_ms, QueuedMessage};
 use crate::queue_args::QueueLimits;
 use crate::ConnId;
 
@@ -25,7 +26,7 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// Ready messages, ordered by `position`.
+    /// Ready messages, ordered by position.
     pub messages: VecDeque<QueuedMessage>,
     pub consumers: Vec<ConsumerRef>,
     /// Set while one consumer holds exclusive access.
@@ -34,26 +35,27 @@ pub struct Queue {
     pub next_consumer: usize,
     /// Auto-delete applies only after the queue has had a consumer.
     pub had_consumer: bool,
-    /// Next `position` for a newly enqueued message.
-    next_position: u64,
     /// Parsed behaviour-changing arguments.
     pub limits: QueueLimits,
-    /// Body bytes of ready messages (for x-max-length-bytes).
+    /// Body bytes of ready messages; kept only for x-max-length-bytes.
     pub ready_bytes: u64,
     /// Last time the queue was used (declare, get, consume), for x-expires.
     pub last_used_ms: u64,
+    /// Some message here may carry a TTL: head expiry must be checked.
+    pub ttl_possible: bool,
 }
 
 impl Queue {
     pub fn new(
         name: ShortStr,
         durable: bool,
-        exclusive_owner: Option<crate::ConnId>,
+        exclusive_owner: Option<ConnId>,
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
+            ttl_possible: limits.message_ttl_ms.is_some(),
             limits,
             ready_bytes: 0,
             last_used_ms: now_ms(),
@@ -67,7 +69,6 @@ impl Queue {
             exclusive_consumer: false,
             next_consumer: 0,
             had_consumer: false,
-            next_position: 0,
         }
     }
 
@@ -79,38 +80,42 @@ impl Queue {
         u32::try_from(self.consumers.len()).unwrap_or(u32::MAX)
     }
 
+    fn body_len(arena: &dyn Arena, m: QueuedMessage) -> u64 {
+        arena.get(m.loc()).map_or(0, |v| v.body.len() as u64)
+    }
+
+    fn counts_bytes(&self) -> bool {
+        self.limits.max_length_bytes.is_some()
+    }
+
     /// Appends a newly routed message.
-    pub fn push(
-        &mut self,
-        message: std::sync::Arc<Message>,
-        store_id: Option<u64>,
-        expires_at_ms: u64,
-    ) {
-        let position = self.next_position;
-        self.next_position += 1;
-        self.ready_bytes += message.body.len() as u64;
-        self.messages.push_back(QueuedMessage {
-            message,
-            position,
-            redelivered: false,
-            store_id,
-            expires_at_ms,
-        });
+    pub fn push(&mut self, m: QueuedMessage, body_len: u64, has_expiration: bool) {
+        if self.counts_bytes() {
+            self.ready_bytes += body_len;
+        }
+        self.ttl_possible |= has_expiration;
+        self.messages.push_back(m);
     }
 
     /// Takes the oldest ready message.
-    pub fn pop(&mut self) -> Option<QueuedMessage> {
+    pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
         let m = self.messages.pop_front()?;
-        self.ready_bytes = self.ready_bytes.saturating_sub(m.message.body.len() as u64);
+        if self.counts_bytes() {
+            self.ready_bytes = self.ready_bytes.saturating_sub(Self::body_len(arena, m));
+        }
         Some(m)
     }
 
     /// Puts a message back where it was, flagged redelivered.
-    pub fn requeue(&mut self, mut m: QueuedMessage) {
-        m.redelivered = true;
-        self.ready_bytes += m.message.body.len() as u64;
+    pub fn requeue(&mut self, mut m: QueuedMessage, arena: &dyn Arena) {
+        m.set_redelivered();
+        if self.counts_bytes() {
+            self.ready_bytes += Self::body_len(arena, m);
+        }
         // Requeues usually land at or near the front: search from there.
-        let at = self.messages.partition_point(|q| q.position < m.position);
+        let at = self
+            .messages
+            .partition_point(|q| q.position() < m.position());
         self.messages.insert(at, m);
     }
 
@@ -142,18 +147,35 @@ impl Queue {
                 .is_some_and(|m| self.ready_bytes > m)
     }
 
-    /// Pops head messages whose TTL has passed. `strict` (used right before
-    /// delivering) keeps a message that expires in this very millisecond, so
-    /// TTL 0 messages still reach a consumer that is ready now.
-    pub fn pop_expired(&mut self, now: u64, strict: bool) -> Option<QueuedMessage> {
-        let head = self.messages.front()?;
+    /// Pops the head message if its TTL has passed. `strict` (used right
+    /// before delivering) keeps a message that expires in this very
+    /// millisecond, so TTL 0 messages still reach a consumer that is ready.
+    pub fn pop_expired(
+        &mut self,
+        now: u64,
+        strict: bool,
+        arena: &dyn Arena,
+    ) -> Option<QueuedMessage> {
+        if !self.ttl_possible {
+            return None;
+        }
+        let head = *self.messages.front()?;
+        let meta = arena.get(head.loc())?.meta;
+        let ttl = match self.limits.message_ttl_ms {
+            Some(q) => q.min(meta.expiration_ms),
+            None => meta.expiration_ms,
+        };
+        if ttl == u64::MAX {
+            return None;
+        }
+        let expires = meta.published_ms.saturating_add(ttl);
         let expired = if strict {
-            now > head.expires_at_ms
+            now > expires
         } else {
-            now >= head.expires_at_ms
+            now >= expires
         };
         if expired {
-            self.pop()
+            self.pop(arena)
         } else {
             None
         }
@@ -179,32 +201,43 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
-    use bytes::Bytes;
-    use std::sync::Arc;
-
-    fn msg(body: &'static str) -> Arc<Message> {
-        Arc::new(Message {
-            exchange: ShortStr::from(""),
-            routing_key: ShortStr::from("q"),
-            properties: Bytes::new(),
-            body: Bytes::from_static(body.as_bytes()),
-            persistent: false,
-        })
-    }
+    use crate::arena::{MemArena, NewMessage, RecordMeta};
 
     #[test]
     fn requeue_restores_original_position() {
+        let mut arena = MemArena::new(1 << 16);
         let mut q = Queue::new("q".into(), false, None, false, FieldTable::default());
         for b in ["1", "2", "3", "4"] {
-            q.push(msg(b), None, u64::MAX);
+            let meta = RecordMeta {
+                published_ms: 0,
+                expiration_ms: u64::MAX,
+                store_id: 0,
+                persistent: false,
+            };
+            let loc = arena
+                .append(
+                    &NewMessage {
+                        meta,
+                        exchange: "",
+                        routing_key: "q",
+                        properties: b"",
+                        body: b.as_bytes(),
+                    },
+                    1,
+                )
+                .unwrap();
+            q.push(QueuedMessage::new(loc), 1, false);
         }
-        let one = q.pop().unwrap();
-        let two = q.pop().unwrap();
-        q.requeue(two);
-        q.requeue(one);
-        let order: Vec<&[u8]> = q.messages.iter().map(|m| m.message.body.as_ref()).collect();
+        let one = q.pop(&arena).unwrap();
+        let two = q.pop(&arena).unwrap();
+        q.requeue(two, &arena);
+        q.requeue(one, &arena);
+        let order: Vec<&[u8]> = q
+            .messages
+            .iter()
+            .map(|m| arena.get(m.loc()).unwrap().body)
+            .collect();
         assert_eq!(order, vec![b"1".as_ref(), b"2", b"3", b"4"]);
-        assert!(q.messages[0].redelivered && !q.messages[2].redelivered);
+        assert!(q.messages[0].redelivered() && !q.messages[2].redelivered());
     }
 }

@@ -1,14 +1,13 @@
 //! Rebuilding the broker from what the store recovered at startup.
 
-use std::sync::Arc;
-
 use amqp_codec::{FieldTable, ShortStr};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use crate::arena::{Loc, NewMessage, RecordMeta};
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
-use crate::message::Message;
+use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageId, Recovered};
 use crate::queue::Queue;
 use crate::vhost::Vhost;
@@ -98,19 +97,52 @@ impl Broker {
                 }
             }
         }
-        let mut messages: FxHashMap<MessageId, Arc<Message>> = FxHashMap::default();
-        for (id, m) in r.messages {
+        // How many recovered queues hold each message, so the arena record
+        // gets the right reference count.
+        let mut holders: FxHashMap<MessageId, u32> = FxHashMap::default();
+        for (vhost, qname, ids) in &r.queue_messages {
+            if self
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.queues.contains_key(qname.as_str()))
+            {
+                for id in ids {
+                    *holders.entry(*id).or_default() += 1;
+                }
+            }
+        }
+        let now = now_ms();
+        let mut locs: FxHashMap<MessageId, Loc> = FxHashMap::default();
+        let mut messages = r.messages;
+        messages.sort_unstable_by_key(|(id, _)| *id);
+        for (id, m) in messages {
+            let Some(&refs) = holders.get(&id) else {
+                continue;
+            };
             let persistent = amqp_codec::peek_delivery_mode(&m.properties) == Some(2);
-            messages.insert(
-                id,
-                Arc::new(Message {
-                    exchange: ShortStr::from(m.exchange.as_str()),
-                    routing_key: ShortStr::from(m.routing_key.as_str()),
-                    properties: m.properties,
-                    body: m.body,
-                    persistent,
-                }),
-            );
+            // Per-message expiration restarts from recovery time.
+            let expiration_ms = amqp_codec::peek_expiration(&m.properties)
+                .and_then(|e| crate::queue_args::parse_expiration(e).ok())
+                .unwrap_or(u64::MAX);
+            let meta = RecordMeta {
+                published_ms: now,
+                expiration_ms,
+                store_id: id,
+                persistent,
+            };
+            let new = NewMessage {
+                meta,
+                exchange: &m.exchange,
+                routing_key: &m.routing_key,
+                properties: &m.properties,
+                body: &m.body,
+            };
+            match self.arena.append(&new, refs) {
+                Ok(loc) => {
+                    locs.insert(id, loc);
+                }
+                Err(e) => tracing::error!("recovery: cannot place message {id} in the arena: {e}"),
+            }
         }
         for (vhost, qname, ids) in r.queue_messages {
             let Some(q) = self
@@ -121,14 +153,15 @@ impl Broker {
                 continue;
             };
             for id in ids {
-                if let Some(m) = messages.get(&id) {
-                    q.push(m.clone(), Some(id), u64::MAX);
-                    if let Some(last) = q.messages.back_mut() {
-                        last.redelivered = true;
-                    }
+                if let Some(&loc) = locs.get(&id) {
+                    let mut qm = QueuedMessage::new(loc);
+                    // It may have been delivered before the restart.
+                    qm.set_redelivered();
+                    q.push(qm, 0, false);
                     stats.messages += 1;
                 }
             }
+            q.ttl_possible = true;
         }
         stats
     }

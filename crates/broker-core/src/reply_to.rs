@@ -9,8 +9,9 @@ use amqp_codec::{BasicProperties, Method, ShortStr};
 use bytes::Bytes;
 
 use crate::broker::Broker;
+use crate::delivery::{write_content, ContentMethod};
+use crate::enqueue::Incoming;
 use crate::error::AmqpError;
-use crate::message::Message;
 use crate::ConnId;
 
 pub(crate) const REPLY_QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -79,8 +80,8 @@ impl Broker {
 
     /// A publish to the default exchange addressed to a reply name: delivers
     /// it to the waiting consumer. Returns false if nobody waits (unroutable).
-    pub(crate) fn reply_to_deliver(&mut self, routing_key: &str, message: &Message) -> bool {
-        let Some(rest) = routing_key.strip_prefix(REPLY_PREFIX) else {
+    pub(crate) fn reply_to_deliver(&mut self, m: &Incoming<'_>) -> bool {
+        let Some(rest) = m.routing_key.strip_prefix(REPLY_PREFIX) else {
             return false;
         };
         let mut parts = rest.split('.');
@@ -114,14 +115,21 @@ impl Broker {
         }
         let delivery_tag = chan.next_delivery_tag;
         chan.next_delivery_tag += 1;
-        let method = Method::BasicDeliver(amqp_codec::BasicDeliver {
-            consumer_tag: tag,
+        let method = ContentMethod::Deliver {
+            consumer_tag: &tag,
             delivery_tag,
             redelivered: false,
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-        });
-        crate::delivery::write_content(&mut c.out, ch, &method, message, frame_max);
+        };
+        write_content(
+            &mut c.out,
+            ch,
+            method,
+            m.exchange,
+            m.routing_key,
+            m.properties,
+            m.body,
+            frame_max,
+        );
         true
     }
 }

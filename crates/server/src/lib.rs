@@ -92,7 +92,8 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             }
             None => (Box::new(NoPersistence::default()), None, None),
         };
-    let mut broker = Broker::new(config.core.clone(), persist);
+    let arena = Box::new(broker_core::arena::MemArena::new(8 << 20));
+    let mut broker = Broker::new(config.core.clone(), persist, arena);
     if let Some(recovered) = recovered {
         let started = std::time::Instant::now();
         let stats = broker.restore(recovered);
