@@ -123,10 +123,12 @@ impl Broker {
                         &mut c.out,
                         ch,
                         method,
-                        &p.exchange,
-                        &p.routing_key,
-                        &header.raw_properties,
-                        &body,
+                        &Incoming {
+                            exchange: &p.exchange,
+                            routing_key: &p.routing_key,
+                            properties: &header.raw_properties,
+                            body: &body,
+                        },
                         frame_max,
                     );
                 }

@@ -8,6 +8,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::arena::MessageView;
 use crate::broker::{Broker, Unacked};
+use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::ConnId;
 
@@ -42,12 +43,15 @@ pub(crate) fn write_content(
     out: &mut BytesMut,
     ch: u16,
     method: ContentMethod<'_>,
-    exchange: &str,
-    routing_key: &str,
-    properties: &[u8],
-    body: &[u8],
+    m: &Incoming<'_>,
     frame_max: u32,
 ) {
+    let Incoming {
+        exchange,
+        routing_key,
+        properties,
+        body,
+    } = *m;
     out.reserve(
         64 + exchange.len()
             + routing_key.len()
@@ -116,10 +120,12 @@ pub(crate) fn write_view(
         out,
         ch,
         method,
-        v.exchange,
-        v.routing_key,
-        v.properties,
-        v.body,
+        &Incoming {
+            exchange: v.exchange,
+            routing_key: v.routing_key,
+            properties: v.properties,
+            body: v.body,
+        },
         frame_max,
     );
 }

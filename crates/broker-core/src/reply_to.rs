@@ -120,16 +120,7 @@ impl Broker {
             delivery_tag,
             redelivered: false,
         };
-        write_content(
-            &mut c.out,
-            ch,
-            method,
-            m.exchange,
-            m.routing_key,
-            m.properties,
-            m.body,
-            frame_max,
-        );
+        write_content(&mut c.out, ch, method, m, frame_max);
         true
     }
 }
