@@ -16,5 +16,6 @@ mod durability;
 mod errors;
 mod exchanges;
 mod kill;
+mod lifecycle;
 mod queue_features;
 mod queues;

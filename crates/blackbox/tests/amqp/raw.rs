@@ -47,6 +47,37 @@ impl Raw {
     }
 
     pub async fn handshake(b: &Broker, user: &str, pass: &str, vhost: &str) -> Handshake {
+        Self::handshake_tuned(b, user, pass, vhost, 0, None).await
+    }
+
+    /// Open a connection as the URL's user, answering tune with `heartbeat`
+    /// seconds and `channel_max` (None: accept the server's).
+    pub async fn connect_tuned(b: &Broker, heartbeat: u16, channel_max: Option<u16>) -> Raw {
+        let u = b.uri();
+        match Self::handshake_tuned(
+            b,
+            &u.authority.userinfo.username,
+            &u.authority.userinfo.password,
+            &u.vhost,
+            heartbeat,
+            channel_max,
+        )
+        .await
+        {
+            Handshake::Open(r) => r,
+            Handshake::Closed(c) => panic!("handshake refused: {c:?}"),
+            Handshake::Eof => panic!("handshake: connection dropped"),
+        }
+    }
+
+    pub async fn handshake_tuned(
+        b: &Broker,
+        user: &str,
+        pass: &str,
+        vhost: &str,
+        heartbeat: u16,
+        channel_max: Option<u16>,
+    ) -> Handshake {
         let u = b.uri();
         let stream = tokio::time::timeout(
             WAIT,
@@ -107,9 +138,9 @@ impl Raw {
         raw.send(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                channel_max: tune.channel_max,
+                channel_max: channel_max.unwrap_or(tune.channel_max),
                 frame_max: tune.frame_max.min(131072),
-                heartbeat: 0,
+                heartbeat,
             })),
         )
         .await;
@@ -316,5 +347,40 @@ impl Raw {
         if !body.is_empty() {
             self.write(&AMQPFrame::Body(ch, body.to_vec())).await;
         }
+    }
+}
+
+/// One read attempt with a deadline.
+pub enum Recv {
+    Frame(AMQPFrame),
+    Eof,
+    Timeout,
+}
+
+impl Raw {
+    /// Next frame, heartbeats included, or EOF, or Timeout after `limit`.
+    pub async fn recv_within(&mut self, limit: std::time::Duration) -> Recv {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut head = [0u8; 7];
+        match tokio::time::timeout_at(deadline, self.stream.read_exact(&mut head)).await {
+            Err(_) => return Recv::Timeout,
+            Ok(Err(_)) => return Recv::Eof,
+            Ok(Ok(_)) => {}
+        }
+        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+        let mut full = head.to_vec();
+        full.resize(7 + size + 1, 0);
+        match tokio::time::timeout(WAIT, self.stream.read_exact(&mut full[7..])).await {
+            Err(_) => panic!("timed out reading frame payload"),
+            Ok(Err(_)) => return Recv::Eof,
+            Ok(Ok(_)) => {}
+        }
+        assert_eq!(full[7 + size], 0xCE, "bad frame-end octet");
+        let (_, frame) = parse_frame(full.as_slice()).expect("parse frame");
+        Recv::Frame(frame)
+    }
+
+    pub async fn send_heartbeat(&mut self) {
+        self.write(&AMQPFrame::Heartbeat(0)).await;
     }
 }
