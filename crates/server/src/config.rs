@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub disk_free_limit_bytes: u64,
     /// How often free disk space is checked.
     pub disk_check_interval_ms: u64,
+    /// Size of one message-arena segment file. Smaller segments are freed
+    /// sooner once their messages are consumed; larger ones mean fewer files.
+    pub arena_segment_size_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             tick_interval_ms: 100,
             disk_free_limit_bytes: 50_000_000,
             disk_check_interval_ms: 1000,
+            arena_segment_size_bytes: 8 << 20,
         }
     }
 }

@@ -92,7 +92,15 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             }
             None => (Box::new(NoPersistence::default()), None, None),
         };
-    let arena = Box::new(broker_core::arena::MemArena::new(8 << 20));
+    let arena: Box<dyn broker_core::arena::Arena> = match &config.data_dir {
+        Some(dir) => Box::new(
+            store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
+                .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?,
+        ),
+        None => Box::new(broker_core::arena::MemArena::new(
+            config.arena_segment_size_bytes,
+        )),
+    };
     let mut broker = Broker::new(config.core.clone(), persist, arena);
     if let Some(recovered) = recovered {
         let started = std::time::Instant::now();

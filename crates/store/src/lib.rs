@@ -16,6 +16,7 @@
 //! [`Persistence`]: broker_core::persist::Persistence
 //! [`Syncer`]: broker_core::persist::Syncer
 
+pub mod arena;
 pub mod backend;
 pub mod format;
 pub mod record;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use broker_core::persist::{PersistError, Recovered};
 
+pub use arena::FileArena;
 pub use backend::{Backend, FsBackend};
 pub use sim::SimBackend;
 pub use store::FileStore;
