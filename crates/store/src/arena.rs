@@ -144,7 +144,7 @@ impl Arena for FileArena {
 
     fn maintain(&mut self) {
         self.ticks += 1;
-        if self.ticks % MAINTAIN_EVERY_TICKS != 0 {
+        if !self.ticks.is_multiple_of(MAINTAIN_EVERY_TICKS) {
             return;
         }
         for (seg, s) in self.segments.iter() {
