@@ -164,15 +164,20 @@ class RawConn:
             data += chunk
 
     def handshake(self, frame_max=131072, heartbeat=0, vhost="/",
-                  user="guest", password="guest"):
+                  user="guest", password="guest", mechanism="PLAIN"):
         self.send(PROTOCOL_HEADER)
         ch, cls, mth, args = self.read_method()
         assert (ch, cls, mth) == (0, 10, 10), "expected connection.start"
-        response = b"\x00" + user.encode() + b"\x00" + password.encode()
+        if mechanism == "AMQPLAIN":
+            # A field table without its 4-byte length prefix.
+            response = table({"LOGIN": user, "PASSWORD": password})[4:]
+        else:
+            response = b"\x00" + user.encode() + b"\x00" + password.encode()
         self.send(method(0, 10, 11,
                          table({"product": "warren-raw-test",
-                                "capabilities": {"publisher_confirms": True}})
-                         + shortstr("PLAIN") + longstr(response) + shortstr("en_US")))
+                                "capabilities": {"publisher_confirms": True,
+                                                 "authentication_failure_close": True}})
+                         + shortstr(mechanism) + longstr(response) + shortstr("en_US")))
         ch, cls, mth, args = self.read_method()
         assert (ch, cls, mth) == (0, 10, 30), "expected connection.tune"
         srv_ch_max, srv_frame_max, srv_hb = struct.unpack(">HIH", args[:8])

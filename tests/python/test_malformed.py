@@ -159,6 +159,21 @@ def test_handshake_by_hand_then_clean_close(rawconn, bystander):
     bystander.check()
 
 
+def test_amqplain_login(rawconn, bystander):
+    """AMQPLAIN (a LOGIN/PASSWORD field table) works like PLAIN."""
+    c = rawconn()
+    c.handshake(mechanism="AMQPLAIN")
+    c.open_channel(1)
+    bystander.check()
+
+
+def test_amqplain_wrong_password_is_refused(rawconn, bystander):
+    c = rawconn()
+    with pytest.raises(Exception):
+        c.handshake(mechanism="AMQPLAIN", password="wrong")
+    bystander.check()
+
+
 def test_truncated_frame_then_socket_close(rawconn, bystander):
     c = rawconn()
     c.handshake()
