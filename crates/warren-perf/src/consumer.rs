@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use bytes::{BufMut, BytesMut};
 
 use crate::client::{check_close, method_frame, Connection, Reader, Writer, CLOSE_TIMEOUT};
-use crate::stats::{now_ns, Counters, Stop};
+use crate::stats::{now_ns, Counters, Signal};
 
 /// The channel every consumer consumes on.
 const CHANNEL: u16 = 1;
@@ -58,7 +58,7 @@ pub async fn run(
     mut conn: Connection,
     cfg: ConsumerConfig,
     counters: Arc<Counters>,
-    mut stop: Stop,
+    mut stop: Signal,
 ) -> anyhow::Result<ConsumerOutcome> {
     conn.open_channel(CHANNEL).await?;
     let ack_every = match cfg.ack {

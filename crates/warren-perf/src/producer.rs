@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use crate::client::{check_close, Connection, Reader, CLOSE_TIMEOUT};
-use crate::stats::{now_ns, Counters, Stop};
+use crate::stats::{now_ns, Counters, Signal};
 
 /// The channel every producer publishes on.
 const CHANNEL: u16 = 1;
@@ -67,17 +67,27 @@ struct Window {
     moved: Notify,
 }
 
-/// Runs one producer on an already open connection until `stop` (or `count`).
-pub async fn run(
-    mut conn: Connection,
-    cfg: ProducerConfig,
-    counters: Arc<Counters>,
-    mut stop: Stop,
-) -> anyhow::Result<ProducerOutcome> {
+/// A connection whose publishing channel is open (and in confirm mode if asked).
+pub struct Prepared(Connection);
+
+/// Opens the publishing channel; separate from [`run`] so that a run can open every
+/// connection before any load begins (a broker busy with the first producer must
+/// not skew, or starve, the setup of the others).
+pub async fn prepare(mut conn: Connection, cfg: &ProducerConfig) -> anyhow::Result<Prepared> {
     conn.open_channel(CHANNEL).await?;
     if cfg.confirm_window.is_some() {
         conn.confirm_select(CHANNEL).await?;
     }
+    Ok(Prepared(conn))
+}
+
+/// Publishes until `stop` (or `count`).
+pub async fn run(
+    Prepared(conn): Prepared,
+    cfg: ProducerConfig,
+    counters: Arc<Counters>,
+    mut stop: Signal,
+) -> anyhow::Result<ProducerOutcome> {
     let template = encode_message(&cfg, conn.frame_max)?;
     let (reader, mut writer) = conn.into_split();
     let window = Arc::new(Window::default());
@@ -160,7 +170,7 @@ fn outcome(sent: u64, w: &Window) -> ProducerOutcome {
 
 /// Waits until fewer than `window` messages are unconfirmed; returns the free room,
 /// or `None` if stopped first.
-async fn wait_for_room(w: &Window, window: u64, sent: u64, stop: &mut Stop) -> Option<u64> {
+async fn wait_for_room(w: &Window, window: u64, sent: u64, stop: &mut Signal) -> Option<u64> {
     loop {
         let outstanding = sent - w.settled.load(Relaxed).min(sent);
         if outstanding < window {

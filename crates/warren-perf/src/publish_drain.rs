@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::client::Connection;
-use crate::stats::{self, maybe_rss, Counters, Json, Stop};
+use crate::stats::{self, maybe_rss, Counters, Json, Signal};
 use crate::throughput::FlowArgs;
 use crate::uri::AmqpUri;
 use crate::{consumer, producer};
@@ -40,11 +40,12 @@ pub async fn run(args: PublishDrainArgs) -> anyhow::Result<()> {
     let rss_before = maybe_rss(args.broker_pid);
     let counters = Arc::new(Counters::default());
 
-    let (stop_tx, stop) = Stop::new();
+    let (stop_tx, stop) = Signal::new();
     let reporter = tokio::spawn(stats::report(counters.clone(), stop.clone()));
     let conn = Connection::connect(&uri).await?;
     let cfg = args.flow.producer(&queue, 0.0, Some(args.count));
     let started = Instant::now();
+    let conn = producer::prepare(conn, &cfg).await?;
     let published = producer::run(conn, cfg, counters.clone(), stop.clone()).await?;
     let publish_s = started.elapsed().as_secs_f64();
     let in_queue = admin

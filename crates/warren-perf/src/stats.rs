@@ -25,28 +25,29 @@ pub struct Sample {
     pub received: f64,
 }
 
-/// Tells every task of a run to stop (a `watch` so late subscribers see it too).
+/// A one-shot signal (start, stop) for every task of a run; a `watch`, so late
+/// subscribers see it too.
 #[derive(Clone)]
-pub struct Stop(watch::Receiver<bool>);
+pub struct Signal(watch::Receiver<bool>);
 
-impl Stop {
-    pub fn new() -> (watch::Sender<bool>, Stop) {
+impl Signal {
+    pub fn new() -> (watch::Sender<bool>, Signal) {
         let (tx, rx) = watch::channel(false);
-        (tx, Stop(rx))
+        (tx, Signal(rx))
     }
 
     pub fn is_set(&self) -> bool {
         *self.0.borrow()
     }
 
-    /// Resolves once stop is requested (or the sender is gone).
+    /// Resolves once the signal is set (or the sender is gone).
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|s| *s).await;
     }
 }
 
 /// Prints rates to stderr once a second until `stop`; returns one sample per full second.
-pub async fn report(counters: Arc<Counters>, mut stop: Stop) -> Vec<Sample> {
+pub async fn report(counters: Arc<Counters>, mut stop: Signal) -> Vec<Sample> {
     let mut samples = Vec::new();
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(

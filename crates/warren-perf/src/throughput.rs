@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::client::Connection;
 use crate::consumer::{self, AckMode, ConsumerConfig, ConsumerOutcome};
 use crate::producer::{self, ProducerConfig, ProducerOutcome, CONFIRM_WINDOW_MAX};
-use crate::stats::{self, median, Counters, Json, Sample, Stop};
+use crate::stats::{self, median, Counters, Json, Sample, Signal};
 use crate::uri::AmqpUri;
 
 /// Options shared by the message-flow scenarios.
@@ -140,7 +140,7 @@ pub async fn run_timed(
         admin.declare_queue(1, q, durable).await?;
     }
     let counters = Arc::new(Counters::default());
-    let (stop_tx, stop) = Stop::new();
+    let (stop_tx, stop) = Signal::new();
     let mut consumer_tasks = JoinSet::new();
     for cfg in consumers {
         let conn = Connection::connect(uri)
@@ -148,11 +148,17 @@ pub async fn run_timed(
             .context("consumer connection")?;
         consumer_tasks.spawn(consumer::run(conn, cfg, counters.clone(), stop.clone()));
     }
-    let mut producer_tasks = JoinSet::new();
+    // Publishing starts only once every connection is open and set up: a broker
+    // busy with the first producer must not skew (or starve) the others' setup.
+    let mut prepared = Vec::with_capacity(producers.len());
     for cfg in producers {
         let conn = Connection::connect(uri)
             .await
             .context("producer connection")?;
+        prepared.push((producer::prepare(conn, &cfg).await?, cfg));
+    }
+    let mut producer_tasks = JoinSet::new();
+    for (conn, cfg) in prepared {
         producer_tasks.spawn(producer::run(conn, cfg, counters.clone(), stop.clone()));
     }
     let reporter = tokio::spawn(stats::report(counters.clone(), stop.clone()));

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# warren vs RabbitMQ with warren-perf; writes the results table into
+# docs/benchmarks.md (between the bench:begin/bench:end markers).
+#
+# Not part of the test suite. Knobs (environment):
+#   BENCH_SECONDS=10        duration of each timed run
+#   BENCH_ROUNDS=3          rounds per scenario and broker (medians are reported)
+#   BENCH_DRAIN_COUNT=1000000   messages in the publish-then-drain scenario
+#   BENCH_IDLE_CONNS=10000  idle connections (needs ulimit -n above this)
+#   BENCH_CHURN_COUNT=2000  connections / queues in the churn scenarios
+#   BENCH_PROFILE=1         perf-record warren during the 1p1c 16 B scenario
+#   BENCH_RABBIT=dedicated  start a private RabbitMQ node on port 5674 (own fd limit,
+#                           no load from others); "system" uses the node on 5672
+#   BENCH_OUT=docs/benchmarks.md
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_DRAIN_COUNT=${BENCH_DRAIN_COUNT:-1000000}
+BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BENCH_CHURN_COUNT=${BENCH_CHURN_COUNT:-2000}
+BENCH_PROFILE=${BENCH_PROFILE:-1}
+BENCH_RABBIT=${BENCH_RABBIT:-dedicated}
+BENCH_OUT=${BENCH_OUT:-docs/benchmarks.md}
+WARREN_PORT=${WARREN_PORT:-5673}
+RUN_DIR=$(mktemp -d /tmp/warren-bench.XXXXXX)
+chmod 755 "$RUN_DIR" # the private RabbitMQ node runs as user rabbitmq
+PERF=$ROOT/target/release/warren-perf
+WARREN=$ROOT/target/release/warren
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+# --- file descriptors: 10k idle connections need >10k fds in every process ---------
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+if [ "$FD_LIMIT" != unlimited ] && [ "$FD_LIMIT" -lt $((BENCH_IDLE_CONNS + 200)) ]; then
+  BENCH_IDLE_CONNS=$((FD_LIMIT - 200))
+  log "ulimit -n is $FD_LIMIT; idle connections reduced to $BENCH_IDLE_CONNS"
+fi
+
+# --- build -------------------------------------------------------------------------
+log "building warren and warren-perf (release)"
+cargo build --release -p warren -p warren-perf >&2
+
+# --- brokers -----------------------------------------------------------------------
+WARREN_PID=
+RABBIT_NODE=
+cleanup() {
+  if [ -n "$WARREN_PID" ]; then kill "$WARREN_PID" 2>/dev/null || true; fi
+  if [ -n "$RABBIT_NODE" ]; then rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+start_warren() {
+  local data=$RUN_DIR/warren-data
+  rm -rf "$data"
+  "$WARREN" serve --port "$WARREN_PORT" --data-dir "$data" >"$RUN_DIR/warren.log" 2>&1 &
+  WARREN_PID=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$RUN_DIR/warren.log" && return 0
+    sleep 0.1
+  done
+  log "warren did not start:"; cat "$RUN_DIR/warren.log" >&2; exit 1
+}
+
+start_rabbit() {
+  if ! command -v rabbitmq-server >/dev/null; then
+    log "installing rabbitmq-server"
+    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2
+  fi
+  if [ "$BENCH_RABBIT" = dedicated ] && id rabbitmq >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+    # A private node: its own port, data and fd limit (su/PAM would reset ulimit -n,
+    # setpriv keeps it), and no queues or load from anyone else.
+    local d=$RUN_DIR/rabbit
+    mkdir -p "$d/mnesia" "$d/log" && echo "[]." >"$d/enabled_plugins" && chown -R rabbitmq:rabbitmq "$d"
+    RABBIT_NODE=warrenbench$$@localhost
+    RABBIT_PORT=${RABBIT_PORT:-5674}
+    (cd /var/lib/rabbitmq && env HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=$RABBIT_NODE \
+      RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$((RABBIT_PORT + 20000)) \
+      RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log \
+      RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_PID_FILE=$d/pid \
+      setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+      /usr/lib/rabbitmq/bin/rabbitmq-server -detached)
+    # The node registers with epmd a few seconds after -detached returns.
+    for _ in $(seq 60); do
+      rabbitmqctl -n "$RABBIT_NODE" await_startup >/dev/null 2>&1 && break
+      sleep 1
+    done
+    rabbitmqctl -n "$RABBIT_NODE" await_startup >&2
+    RABBIT_PID=$(cat "$d/pid")
+  else
+    RABBIT_PORT=5672
+    if ! rabbitmqctl status >/dev/null 2>&1; then
+      log "starting rabbitmq-server"
+      rabbitmq-server -detached
+    fi
+    rabbitmqctl await_startup >&2
+    RABBIT_PID=$(rabbitmqctl eval 'os:getpid().' | tr -d '"')
+  fi
+}
+
+start_warren
+start_rabbit
+declare -A URI=([warren]="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
+                [rabbitmq]="amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2f")
+declare -A PID=([warren]=$WARREN_PID [rabbitmq]=$RABBIT_PID)
+log "warren pid $WARREN_PID on $WARREN_PORT; rabbitmq pid $RABBIT_PID on $RABBIT_PORT; results in $RUN_DIR"
+: >"$RUN_DIR/commands.txt"
+
+# run_case CASE ROUNDS warren-perf-args... ; "{URI}" and "{PID}" are substituted per broker.
+# Brokers alternate within each round so drift (page cache, thermal) hits both alike.
+run_case() {
+  local case=$1 rounds=$2; shift 2
+  echo "warren-perf $* --json FILE" >>"$RUN_DIR/commands.txt"
+  for round in $(seq "$rounds"); do
+    for broker in warren rabbitmq; do
+      local args=() a
+      for a in "$@"; do
+        a=${a//\{URI\}/${URI[$broker]}}
+        args+=("${a//\{PID\}/${PID[$broker]}}")
+      done
+      local out=$RUN_DIR/${case}__${broker}__${round}.json
+      log "$case / $broker / round $round"
+      if ! timeout $((BENCH_SECONDS * 3 + 300)) "$PERF" "${args[@]}" --json "$out" \
+          >>"$RUN_DIR/perf.log" 2>>"$RUN_DIR/$case.$broker.stderr"; then
+        log "FAILED: $case against $broker (see $RUN_DIR/$case.$broker.stderr)"
+        echo "{\"error\":\"failed, see stderr\"}" >"$out"
+        kill -0 "${PID[$broker]}" 2>/dev/null || { log "$broker is gone!"; exit 1; }
+      fi
+    done
+  done
+}
+
+S=$BENCH_SECONDS
+R=$BENCH_ROUNDS
+# Generator ceiling: publish-only against the discard-everything sink.
+"$PERF" sink --port 0 >"$RUN_DIR/sink.out" 2>/dev/null &
+SINK_PID=$!
+sleep 0.5
+SINK_URI="amqp://guest:guest@$(sed -n 's/listening on //p' "$RUN_DIR/sink.out")/%2f"
+for c in none 1000; do
+  conf=(); [ $c = none ] || conf=(--confirm "$c")
+  "$PERF" throughput --uri "$SINK_URI" --consumers 0 --size 16 --duration "$S" "${conf[@]}" \
+    --json "$RUN_DIR/sink-16B-confirm-$c.json" >>"$RUN_DIR/perf.log" 2>&1
+done
+kill "$SINK_PID"
+
+T=(throughput --uri {URI} --duration "$S")
+run_case tp-1p1c-16B "$R" "${T[@]}" --size 16 --auto-ack
+run_case tp-1p1c-1KiB "$R" "${T[@]}" --size 1024 --auto-ack
+run_case tp-persistent-confirm "$R" "${T[@]}" --size 16 --persistent --durable-queue \
+  --confirm 1000 --prefetch 1000 --multiple-ack 100
+run_case tp-10p10c10q-256B "$R" "${T[@]}" --producers 10 --consumers 10 --queues 10 --size 256 \
+  --prefetch 1000 --multiple-ack 100
+run_case latency-1k-persistent "$R" latency --uri {URI} --duration "$S" --rate 1000 --size 16 \
+  --persistent --durable-queue --confirm 1000 --prefetch 1000 --multiple-ack 1
+run_case publish-drain "$R" publish-drain --uri {URI} --count "$BENCH_DRAIN_COUNT" --size 16 \
+  --persistent --durable-queue --confirm 1000 --prefetch 1000 --multiple-ack 100 --broker-pid {PID}
+run_case connection-churn "$R" connection-churn --uri {URI} --count "$BENCH_CHURN_COUNT"
+run_case queue-churn "$R" queue-churn --uri {URI} --count "$BENCH_CHURN_COUNT"
+run_case idle-connections 1 idle-connections --uri {URI} --count "$BENCH_IDLE_CONNS" --hold 5 \
+  --broker-pid {PID}
+
+if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null; then
+  log "profiling warren under the 1p1c 16 B scenario"
+  "$PERF" throughput --uri "${URI[warren]}" --duration $((S + 2)) --size 16 --auto-ack \
+    >>"$RUN_DIR/perf.log" 2>&1 &
+  GEN=$!
+  sleep 1
+  perf record -g -o "$RUN_DIR/perf.data" -p "$WARREN_PID" -- sleep "$S" 2>/dev/null >&2 || true
+  wait "$GEN" || true
+  perf report -i "$RUN_DIR/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -25 >"$RUN_DIR/profile.txt" || true
+fi
+
+kill -0 "$WARREN_PID" 2>/dev/null || { log "warren died during the run"; exit 1; }
+{
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "ram=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel=$(uname -r)"
+  echo "warren_rev=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo -dirty)"
+  echo "rabbitmq=$(rabbitmqctl ${RABBIT_NODE:+-n "$RABBIT_NODE"} version 2>/dev/null || echo unknown)"
+  echo "erlang=$(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo unknown)"
+  echo "seconds=$S"
+  echo "rounds=$R"
+  echo "rabbit_mode=$BENCH_RABBIT"
+  echo "fd_limit=$FD_LIMIT"
+} >"$RUN_DIR/meta.txt"
+python3 "$ROOT/scripts/bench/report.py" "$RUN_DIR" "$ROOT/$BENCH_OUT"
+log "wrote $BENCH_OUT (raw results in $RUN_DIR)"
