@@ -107,10 +107,29 @@ impl Broker {
             .vhosts
             .get(vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let mut targets = Vec::new();
+        let mut targets = std::mem::take(&mut self.scratch_targets);
+        targets.clear();
         let raw = header.raw_properties.clone();
         let mut headers = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
         v.route(&p.exchange, &p.routing_key, &mut headers, &mut targets);
+        let result = self.enqueue_routed(conn, ch, vname, &p, &header, &body, &targets);
+        targets.clear();
+        self.scratch_targets = targets;
+        result
+    }
+
+    /// Second half of `route_and_enqueue`, once the targets are known.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_routed(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        vname: &str,
+        p: &BasicPublish,
+        header: &ContentHeader,
+        body: &Bytes,
+        targets: &[ShortStr],
+    ) -> Result<(u64, bool), AmqpError> {
         if targets.is_empty() {
             if p.mandatory {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -127,7 +146,7 @@ impl Broker {
                             exchange: &p.exchange,
                             routing_key: &p.routing_key,
                             properties: &header.raw_properties,
-                            body: &body,
+                            body,
                         },
                         frame_max,
                     );
@@ -149,7 +168,7 @@ impl Broker {
             properties: &header.raw_properties,
             body: &body,
         };
-        let r = self.enqueue(vname, &targets, &m, persistent, expiration);
+        let r = self.enqueue(vname, targets, &m, persistent, expiration);
         // RabbitMQ nacks a publish that any queue refused.
         Ok((r.seq, r.rejected))
     }
@@ -162,7 +181,11 @@ impl Broker {
             return;
         };
         if seq <= synced && c.confirm_pending.is_empty() {
+            let first = c.confirm_ready.is_empty();
             c.confirm_ready.push((tag, ack));
+            if first {
+                self.confirm_dirty.push((conn, ch));
+            }
         } else {
             c.confirm_pending.push_back((tag, seq, ack));
             self.waiting_sync.insert((conn, ch));
@@ -172,14 +195,23 @@ impl Broker {
     /// Sends the confirms that became ready in this batch: runs of acks as
     /// one basic.ack with `multiple`, refusals as single basic.nacks.
     pub(crate) fn emit_ready_confirms(&mut self) {
-        for c in self.conns.values_mut() {
+        let mut dirty = std::mem::take(&mut self.confirm_dirty);
+        for (conn, id) in dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
             if c.closing {
                 continue;
             }
-            for (id, ch) in c.channels.iter_mut() {
-                if ch.confirm_ready.is_empty() {
-                    continue;
-                }
+            let Some(ch) = c.channels.get_mut(&id) else {
+                continue;
+            };
+            if ch.confirm_ready.is_empty() {
+                continue;
+            }
+            self.dirty.push(conn);
+            let id = &id;
+            {
                 let mut last_ack = None;
                 for (tag, ack) in ch.confirm_ready.drain(..) {
                     if ack {

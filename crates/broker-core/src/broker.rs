@@ -30,7 +30,8 @@ pub trait ConnSink: Send + Sync {
 /// What the server learned about a connection during the handshake.
 pub struct ConnInfo {
     pub user: String,
-    pub vhost: String,
+    /// Shared so the hot path can name the vhost without allocating.
+    pub vhost: std::sync::Arc<str>,
     /// Negotiated frame_max (bytes, overhead included).
     pub frame_max: u32,
     /// Negotiated channel_max.
@@ -149,7 +150,7 @@ impl Channel {
 
 pub struct Broker {
     pub(crate) config: CoreConfig,
-    pub(crate) vhosts: FxHashMap<String, Vhost>,
+    pub(crate) vhosts: FxHashMap<std::sync::Arc<str>, Vhost>,
     pub(crate) conns: FxHashMap<ConnId, Conn>,
     pub(crate) users: Users,
     pub(crate) persist: Box<dyn Persistence>,
@@ -166,6 +167,17 @@ pub struct Broker {
     pub(crate) dead_letter_depth: u32,
     /// Why publishing is blocked (low disk, failed store), if it is.
     pub(crate) alarm: Option<String>,
+    /// Connections that may have output to flush (duplicates allowed), so a
+    /// flush costs O(active connections), not O(all connections).
+    pub(crate) dirty: Vec<ConnId>,
+    /// Flush every connection at the next flush (rare events; safety net).
+    pub(crate) flush_all: bool,
+    /// Channels with confirms ready to emit.
+    pub(crate) confirm_dirty: Vec<(ConnId, u16)>,
+    /// Reused per publish for routing results / accepted queues, so the
+    /// hot path does not allocate.
+    pub(crate) scratch_targets: Vec<ShortStr>,
+    pub(crate) scratch_accepted: Vec<ShortStr>,
 }
 
 impl Broker {
@@ -175,7 +187,7 @@ impl Broker {
         arena: Box<dyn crate::arena::Arena>,
     ) -> Broker {
         let mut vhosts = FxHashMap::default();
-        vhosts.insert("/".to_string(), Vhost::new());
+        vhosts.insert("/".into(), Vhost::new());
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -195,6 +207,11 @@ impl Broker {
             rng: seed,
             dead_letter_depth: 0,
             alarm: None,
+            dirty: Vec::new(),
+            flush_all: false,
+            confirm_dirty: Vec::new(),
+            scratch_targets: Vec::new(),
+            scratch_accepted: Vec::new(),
         }
     }
 
@@ -281,6 +298,7 @@ impl Broker {
             return;
         }
         c.closing = true;
+        self.dirty.push(conn);
         tracing::info!(conn, code = err.code, text = %err.text, "closing connection");
         encode_method_frame(
             &mut c.out,
@@ -308,6 +326,7 @@ impl Broker {
         if c.closing {
             return;
         }
+        self.dirty.push(conn);
         let ch = frame.channel;
         if let Err(err) = self.handle_frame_inner(conn, frame) {
             self.raise(conn, ch, err);
@@ -558,6 +577,7 @@ impl Broker {
     pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
         if let Some(c) = self.conns.get_mut(&conn) {
             f(&mut c.out);
+            self.dirty.push(conn);
         }
     }
 
@@ -565,6 +585,7 @@ impl Broker {
     pub(crate) fn send(&mut self, conn: ConnId, ch_id: u16, method: &Method) {
         if let Some(c) = self.conns.get_mut(&conn) {
             encode_method_frame(&mut c.out, ch_id, method);
+            self.dirty.push(conn);
         }
     }
 
@@ -572,10 +593,20 @@ impl Broker {
     /// calls this after every batch, before releasing the lock.
     pub fn flush(&mut self) {
         self.emit_ready_confirms();
-        for c in self.conns.values_mut() {
+        let send = |c: &mut Conn| {
             if !c.out.is_empty() {
                 let bytes = c.out.split().freeze();
                 c.info.sink.send(bytes);
+            }
+        };
+        if std::mem::take(&mut self.flush_all) {
+            self.conns.values_mut().for_each(send);
+            self.dirty.clear();
+            return;
+        }
+        for id in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                send(c);
             }
         }
     }
@@ -595,6 +626,10 @@ impl Broker {
             let Some(ch) = c.channels.get_mut(&ch_id) else {
                 continue;
             };
+            self.dirty.push(conn);
+            if !ch.confirm_pending.is_empty() {
+                self.confirm_dirty.push((conn, ch_id));
+            }
             while let Some(&(tag, s, ack)) = ch.confirm_pending.front() {
                 if s > seq {
                     break;
@@ -628,6 +663,7 @@ impl Broker {
             let Some(ch) = c.channels.get_mut(&ch_id) else {
                 continue;
             };
+            self.dirty.push(conn);
             for (tag, _, _) in ch.confirm_pending.drain(..) {
                 encode_method_frame(
                     &mut c.out,
@@ -690,6 +726,7 @@ impl Broker {
             };
             encode_method_frame(&mut c.out, 0, &m);
         }
+        self.flush_all = true;
         self.alarm = reason;
     }
 

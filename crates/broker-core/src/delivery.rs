@@ -150,6 +150,7 @@ impl Broker {
             conns,
             persist,
             arena,
+            dirty,
             ..
         } = self;
         let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else {
@@ -221,6 +222,7 @@ impl Broker {
                 redelivered: msg.redelivered(),
             };
             write_view(&mut c.out, k.channel, method, &view, frame_max);
+            dirty.push(k.conn);
             if cons.no_ack {
                 let store_id = view.meta.store_id;
                 if q.durable && store_id != 0 {

@@ -49,7 +49,8 @@ impl Broker {
     ) -> Enqueued {
         let mut out = Enqueued::default();
         let size = m.body.len() as u64;
-        let mut accepted: Vec<ShortStr> = Vec::with_capacity(targets.len());
+        let mut accepted = std::mem::take(&mut self.scratch_accepted);
+        accepted.clear();
         let mut refused_dlx: Vec<ShortStr> = Vec::new();
         let mut durable: Vec<&str> = Vec::new();
         if let Some(v) = self.vhosts.get(vname) {
@@ -141,6 +142,8 @@ impl Broker {
         for t in &accepted {
             self.dispatch(vname, t);
         }
+        accepted.clear();
+        self.scratch_accepted = accepted;
         out
     }
 
@@ -263,11 +266,11 @@ impl Broker {
         for (vname, v) in self.vhosts.iter_mut() {
             for (name, q) in v.queues.iter_mut() {
                 while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
-                    expired.push((vname.clone(), name.clone(), m));
+                    expired.push((vname.to_string(), name.clone(), m));
                 }
                 if let Some(ttl) = q.limits.expires_ms {
                     if q.consumers.is_empty() && now.saturating_sub(q.last_used_ms) >= ttl {
-                        idle.push((vname.clone(), name.clone()));
+                        idle.push((vname.to_string(), name.clone()));
                     }
                 }
             }
@@ -279,6 +282,9 @@ impl Broker {
             self.delete_queue_internal(&v, &q);
         }
         self.arena.maintain();
+        // Safety net: anything written outside the tracked paths goes out
+        // within one tick.
+        self.flush_all = true;
     }
 }
 

@@ -103,7 +103,7 @@ fn check_args(
 }
 
 impl Broker {
-    pub(crate) fn vhost_of(&self, conn: ConnId) -> Result<String, AmqpError> {
+    pub(crate) fn vhost_of(&self, conn: ConnId) -> Result<std::sync::Arc<str>, AmqpError> {
         self.conns
             .get(&conn)
             .map(|c| c.info.vhost.clone())
@@ -199,7 +199,7 @@ impl Broker {
                 if m.durable {
                     self.persist
                         .put_exchange(&ExchangeDef {
-                            vhost: vname.clone(),
+                            vhost: vname.to_string(),
                             name: name.to_string(),
                             kind: kind_str.to_string(),
                             auto_delete: m.auto_delete,
@@ -336,7 +336,7 @@ impl Broker {
             .ok_or_else(|| no_exchange(source, &vname))?;
         let durable = ex.durable && dest_durable;
         let def = BindingDef {
-            vhost: vname.clone(),
+            vhost: vname.to_string(),
             source: source.to_string(),
             destination: dest.name().to_string(),
             destination_is_queue: matches!(dest, Destination::Queue(_)),
@@ -552,7 +552,7 @@ impl Broker {
             if m.durable && !m.exclusive {
                 self.persist
                     .put_queue(&QueueDef {
-                        vhost: vname.clone(),
+                        vhost: vname.to_string(),
                         name: name.to_string(),
                         auto_delete: m.auto_delete,
                         exclusive: false,
@@ -712,6 +712,7 @@ impl Broker {
                 chan.consumers.remove(&c.tag);
             }
             if notify && !conn.closing {
+                self.dirty.push(c.conn);
                 amqp_codec::encode_method_frame(
                     &mut conn.out,
                     c.channel,

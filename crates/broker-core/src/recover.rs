@@ -38,7 +38,7 @@ impl Broker {
             };
             let v = self
                 .vhosts
-                .entry(e.vhost.clone())
+                .entry(e.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(e.name.as_str());
             v.exchanges.insert(
@@ -62,7 +62,7 @@ impl Broker {
             }
             let v = self
                 .vhosts
-                .entry(q.vhost.clone())
+                .entry(q.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(q.name.as_str());
             v.queues.insert(
@@ -72,7 +72,7 @@ impl Broker {
             stats.queues += 1;
         }
         for b in r.bindings {
-            let Some(v) = self.vhosts.get_mut(&b.vhost) else {
+            let Some(v) = self.vhosts.get_mut(b.vhost.as_str()) else {
                 continue;
             };
             let dest_name = ShortStr::from(b.destination.as_str());
@@ -103,7 +103,7 @@ impl Broker {
         for (vhost, qname, ids) in &r.queue_messages {
             if self
                 .vhosts
-                .get(vhost)
+                .get(vhost.as_str())
                 .is_some_and(|v| v.queues.contains_key(qname.as_str()))
             {
                 for id in ids {
@@ -147,7 +147,7 @@ impl Broker {
         for (vhost, qname, ids) in r.queue_messages {
             let Some(q) = self
                 .vhosts
-                .get_mut(&vhost)
+                .get_mut(vhost.as_str())
                 .and_then(|v| v.queues.get_mut(qname.as_str()))
             else {
                 continue;

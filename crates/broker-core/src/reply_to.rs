@@ -56,8 +56,10 @@ impl Broker {
         ch: u16,
         raw: Bytes,
     ) -> Result<Bytes, AmqpError> {
-        // Cheap pre-check: only decode when the bytes can contain the name.
-        if !contains(&raw, REPLY_QUEUE.as_bytes()) {
+        // Cheap pre-checks: the reply-to flag (bit 9 of the first flag
+        // word) is set and the bytes can contain the name; only then decode.
+        let has_reply_to = raw.len() >= 2 && u16::from_be_bytes([raw[0], raw[1]]) & (1 << 9) != 0;
+        if !has_reply_to || !contains(&raw, REPLY_QUEUE.as_bytes()) {
             return Ok(raw);
         }
         let Ok(mut props) = BasicProperties::decode(&raw) else {
@@ -121,6 +123,7 @@ impl Broker {
             redelivered: false,
         };
         write_content(&mut c.out, ch, method, m, frame_max);
+        self.dirty.push(conn);
         true
     }
 }

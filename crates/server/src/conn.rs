@@ -60,7 +60,7 @@ pub(crate) async fn run(
     let io = Arc::new(ConnIo::default());
     let id = shared.core.lock().open_connection(ConnInfo {
         user: neg.user.clone(),
-        vhost: neg.vhost.clone(),
+        vhost: neg.vhost.as_str().into(),
         frame_max: neg.frame_max,
         channel_max: neg.channel_max,
         consumer_cancel_notify: neg.consumer_cancel_notify,
