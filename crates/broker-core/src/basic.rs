@@ -166,7 +166,7 @@ impl Broker {
             exchange: &p.exchange,
             routing_key: &p.routing_key,
             properties: &header.raw_properties,
-            body: &body,
+            body,
         };
         let r = self.enqueue(vname, targets, &m, persistent, expiration);
         // RabbitMQ nacks a publish that any queue refused.
