@@ -462,6 +462,13 @@ async fn kill_test() {
     st.lock().unwrap().cycle = cycles;
     check_topology(&url, &st).await;
     let conn = connect_retry(&url, Duration::from_secs(30)).await;
+    let conn_error: Arc<Mutex<Option<lapin::Error>>> = Default::default();
+    {
+        let slot = conn_error.clone();
+        conn.on_error(move |e| {
+            slot.lock().unwrap().get_or_insert(e);
+        });
+    }
     let mut drains = Vec::new();
     let mut extra = Vec::new();
     for name in QUEUES {
@@ -511,8 +518,22 @@ async fn kill_test() {
             ));
         }
         drains.push(drained);
+        if let Err(e) = ch.close(200, "drained").await {
+            eprintln!("note: closing drain channel of {name}: {e}");
+        }
     }
-    conn.close(200, "bye").await.unwrap();
+    // Closing is not what this test checks, but a server-sent error on the
+    // drain connection would be a broker bug, so it is reported.
+    if let Err(e) = conn.close(200, "bye").await {
+        eprintln!(
+            "note: closing drain connection: {e} (state {:?}, error seen {:?})",
+            conn.status().state(),
+            conn_error.lock().unwrap()
+        );
+    }
+    if let Some(lapin::Error::ProtocolError(a)) = conn_error.lock().unwrap().take() {
+        extra.push(format!("broker closed the drain connection: {a:?}"));
+    }
     node.kill();
 
     let mut s = st.lock().unwrap();
