@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub disk_free_limit_bytes: u64,
     /// How often free disk space is checked.
     pub disk_check_interval_ms: u64,
+    /// Publishers are blocked while RSS is above this (0 = 40% of RAM, as
+    /// RabbitMQ's default vm_memory_high_watermark).
+    pub memory_high_watermark_bytes: u64,
     /// Size of one message-arena segment file. Smaller segments are freed
     /// sooner once their messages are consumed; larger ones mean fewer files.
     pub arena_segment_size_bytes: usize,
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             disk_free_limit_bytes: 50_000_000,
             disk_check_interval_ms: 1000,
             arena_segment_size_bytes: 8 << 20,
+            memory_high_watermark_bytes: 0,
         }
     }
 }

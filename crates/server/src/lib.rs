@@ -22,6 +22,31 @@ use tokio::sync::{watch, Semaphore};
 
 pub use config::ServerConfig;
 
+/// Resident memory of this process, from /proc/self/statm.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).unwrap_or(4096))
+}
+
+/// MemTotal from /proc/meminfo.
+fn total_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The memory alarm's reason if RSS is above `limit_bytes` (like
+/// RabbitMQ's vm_memory_high_watermark, 40% of RAM by default).
+fn memory_alarm(limit_bytes: u64) -> Option<String> {
+    let rss = rss_bytes()?;
+    (rss > limit_bytes)
+        .then(|| format!("memory: {rss} bytes resident, high watermark {limit_bytes}"))
+}
+
 /// The disk alarm's reason if free space in `dir` is below `limit_bytes`.
 fn disk_alarm(dir: &std::path::Path, limit_bytes: u64) -> Option<String> {
     match store::disk_free_bytes(dir) {
@@ -136,19 +161,32 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let memory_limit_bytes = match shared.config.memory_high_watermark_bytes {
+                0 => total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
+                b => b,
+            };
+            tracing::info!(memory_limit_bytes, "memory high watermark");
             let disk_every =
                 (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);
             let mut n: u64 = 0;
             loop {
                 interval.tick().await;
                 n += 1;
-                let disk_alarm = match (&data_dir, n.is_multiple_of(disk_every)) {
-                    (Some(dir), true) => Some(disk_alarm(dir, shared.config.disk_free_limit_bytes)),
-                    _ => None,
-                };
+                // Resource checks (about once a second): free disk in the
+                // data folder and our own RSS against the memory watermark.
+                let alarm = n.is_multiple_of(disk_every).then(|| {
+                    let disk = data_dir
+                        .as_deref()
+                        .and_then(|d| disk_alarm(d, shared.config.disk_free_limit_bytes));
+                    let mem = memory_alarm(memory_limit_bytes);
+                    match (disk, mem) {
+                        (Some(d), Some(m)) => Some(format!("{d}; {m}")),
+                        (d, m) => d.or(m),
+                    }
+                });
                 let mut core = shared.core.lock();
                 core.tick();
-                if let Some(reason) = disk_alarm {
+                if let Some(reason) = alarm {
                     shared.set_alarm(&mut core, reason);
                 }
                 shared.after_batch(&mut core);

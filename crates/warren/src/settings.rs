@@ -89,6 +89,9 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "message_size_max_bytes" => {
                 cfg.core.message_size_max_bytes = value.parse().with_context(bad)?
             }
+            "memory_high_watermark_bytes" => {
+                cfg.memory_high_watermark_bytes = value.parse().with_context(bad)?
+            }
             "disk_free_limit_bytes" => {
                 cfg.disk_free_limit_bytes = value.parse().with_context(bad)?
             }
