@@ -128,6 +128,8 @@ run_case() {
         echo "{\"error\":\"failed, see stderr\"}" >"$out"
         kill -0 "${PID[$broker]}" 2>/dev/null || { log "$broker is gone!"; exit 1; }
       fi
+      echo "$case $broker $round $(awk '/VmRSS/ {print $2}' "/proc/${PID[$broker]}/status") KiB" \
+        >>"$RUN_DIR/rss-after-case.txt"
     done
   done
 }
@@ -171,7 +173,7 @@ if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null; then
   perf record -g -o "$RUN_DIR/perf.data" -p "$WARREN_PID" -- sleep "$S" 2>/dev/null >&2 || true
   wait "$GEN" || true
   perf report -i "$RUN_DIR/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -25 >"$RUN_DIR/profile.txt" || true
+    | grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//' | head -25 >"$RUN_DIR/profile.txt" || true
 fi
 
 kill -0 "$WARREN_PID" 2>/dev/null || { log "warren died during the run"; exit 1; }
