@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// Socket read buffer per connection; one read never exceeds it, and
     /// the frames of one read are processed under one lock acquisition.
     pub read_buffer_bytes: usize,
+    /// A connection's reader yields to other tasks after reading this many
+    /// bytes, so one busy publisher cannot starve consumers and handshakes.
+    pub read_yield_bytes: usize,
     /// Period of housekeeping (message TTL at queue heads, queue expiry).
     pub tick_interval_ms: u64,
     /// Publishers are blocked while the data folder's filesystem has less
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             connections_max: 65_536,
             read_buffer_bytes: 64 * 1024,
             tick_interval_ms: 100,
+            read_yield_bytes: 256 * 1024,
             disk_free_limit_bytes: 50_000_000,
             disk_check_interval_ms: 1000,
             arena_segment_size_bytes: 8 << 20,

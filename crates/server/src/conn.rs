@@ -160,6 +160,8 @@ async fn read_loop(
     // Bytes of the last read: a connection that reads little gets a small
     // buffer, and an idle one holds none (memory per idle connection).
     let mut last_read = read_size;
+    // Bytes read since this task last yielded to the scheduler.
+    let mut read_since_yield = 0usize;
     loop {
         if !std::mem::take(&mut first) {
             tokio::select! {
@@ -186,7 +188,10 @@ async fn read_loop(
                     tracing::debug!(conn = id, "peer closed the socket");
                     return ReadEnd::Gone;
                 }
-                Ok(n) => last_read = n,
+                Ok(n) => {
+                    last_read = n;
+                    read_since_yield += n;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     tracing::debug!(conn = id, "read failed: {e}");
@@ -249,6 +254,14 @@ async fn read_loop(
             shared.after_batch(&mut core);
             (end, closing, pause)
         };
+        if read_since_yield >= shared.config.read_yield_bytes {
+            // A busy publisher's socket is always readable, so this task
+            // would never give its worker thread up: the writer tasks it
+            // woke (sitting in tokio's non-stealable LIFO slot) and other
+            // connections would starve. Yield every `read_yield_bytes`.
+            read_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         if pause && !closing {
             // Resource alarm: stop reading this publisher until it clears.
             let mut alarm = shared.alarm.subscribe();
