@@ -46,7 +46,9 @@ pub struct ConnInfo {
 /// A connection as the core sees it.
 pub(crate) struct Conn {
     pub info: ConnInfo,
-    pub channels: FxHashMap<u16, Channel>,
+    /// Boxed: a `Channel` is a few hundred bytes and most connections have
+    /// one or two, so the table stays small (memory per connection).
+    pub channels: FxHashMap<u16, Box<Channel>>,
     /// Frames produced but not yet passed to the sink.
     pub out: BytesMut,
     /// Set once the core sent connection.close: everything else is ignored.
@@ -151,7 +153,8 @@ impl Channel {
 pub struct Broker {
     pub(crate) config: CoreConfig,
     pub(crate) vhosts: FxHashMap<std::sync::Arc<str>, Vhost>,
-    pub(crate) conns: FxHashMap<ConnId, Conn>,
+    /// Boxed so the table (which grows by doubling) stays small per connection.
+    pub(crate) conns: FxHashMap<ConnId, Box<Conn>>,
     pub(crate) users: Users,
     pub(crate) persist: Box<dyn Persistence>,
     /// Contents of every queued message; queues hold locations into it.
@@ -249,7 +252,7 @@ impl Broker {
         }
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 has_published: false,
                 info,
                 channels: FxHashMap::default(),
@@ -257,7 +260,7 @@ impl Broker {
                 closing: false,
                 exclusive_queues: Vec::new(),
                 throttled: false,
-            },
+            }),
         );
         id
     }
@@ -374,7 +377,7 @@ impl Broker {
                     ))
                     .during(class_id, method_id));
                 }
-                c.channels.insert(ch_id, Channel::new());
+                c.channels.insert(ch_id, Box::new(Channel::new()));
                 encode_method_frame(
                     &mut c.out,
                     ch_id,
@@ -570,6 +573,7 @@ impl Broker {
         self.conns
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&ch_id))
+            .map(|b| &mut **b)
             .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'").conn_level())
     }
 
@@ -600,7 +604,7 @@ impl Broker {
             }
         };
         if std::mem::take(&mut self.flush_all) {
-            self.conns.values_mut().for_each(send);
+            self.conns.values_mut().for_each(|c| send(c));
             self.dirty.clear();
             return;
         }

@@ -49,13 +49,25 @@ pub(crate) async fn run(
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
     let neg = match tokio::time::timeout(
         timeout,
-        handshake::run(&mut rd, &mut wr, &mut buf, &shared, peer.ip().is_loopback()),
+        // Boxed so the (large, short-lived) handshake state is not part of
+        // every idle connection's task (memory per connection).
+        Box::pin(handshake::run(
+            &mut rd,
+            &mut wr,
+            &mut buf,
+            &shared,
+            peer.ip().is_loopback(),
+        )),
     )
     .await
     {
         Ok(Ok(n)) => n,
         _ => return,
     };
+    if buf.is_empty() {
+        // Idle connections hold no read buffer (memory per connection).
+        buf = BytesMut::new();
+    }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
     let io = Arc::new(ConnIo::default());
     let id = shared.core.lock().open_connection(ConnInfo {
@@ -83,12 +95,14 @@ pub(crate) async fn run(
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
     match end {
         ReadEnd::Closing => {
-            let _ =
-                tokio::time::timeout(wait, drain_until_close_ok(&mut rd, &mut buf, neg.frame_max))
-                    .await;
+            let _ = tokio::time::timeout(
+                wait,
+                Box::pin(drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)),
+            )
+            .await;
         }
         ReadEnd::ClientClosed => {
-            let _ = tokio::time::timeout(wait, drain_until_eof(&mut rd, &mut buf)).await;
+            let _ = tokio::time::timeout(wait, Box::pin(drain_until_eof(&mut rd, &mut buf))).await;
         }
         ReadEnd::Gone => {}
     }
@@ -100,6 +114,21 @@ pub(crate) async fn run(
     io.close();
     let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Waits until the resource alarm is cleared; `Err` if the broker stops.
+async fn wait_alarm_cleared(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    let mut alarm = shared.alarm.subscribe();
+    loop {
+        let blocked = *alarm.borrow_and_update();
+        if !blocked {
+            return Ok(());
+        }
+        tokio::select! {
+            r = alarm.changed() => if r.is_err() { return Ok(()) },
+            _ = stop.changed() => return Err(()),
+        }
+    }
 }
 
 /// After close-ok went out: discard anything until the client hangs up.
@@ -153,13 +182,13 @@ async fn read_loop(
         .map(|h| h * 2)
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let read_size = shared.config.read_buffer_bytes;
-    let mut frames: Vec<Frame> = Vec::with_capacity(64);
+    let mut frames: Vec<Frame> = Vec::new();
     // The handshake may have read frames the client pipelined after
     // connection.open: process those before waiting for more.
     let mut first = !buf.is_empty();
     // Bytes of the last read: a connection that reads little gets a small
     // buffer, and an idle one holds none (memory per idle connection).
-    let mut last_read = read_size;
+    let mut last_read = 0;
     // Bytes read since this task last yielded to the scheduler.
     let mut read_since_yield = 0usize;
     loop {
@@ -192,7 +221,13 @@ async fn read_loop(
                     last_read = n;
                     read_since_yield += n;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Spurious readiness: don't hold a buffer while waiting.
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::debug!(conn = id, "read failed: {e}");
                     return ReadEnd::Gone;
@@ -260,25 +295,20 @@ async fn read_loop(
             // woke (sitting in tokio's non-stealable LIFO slot) and other
             // connections would starve. Yield every `read_yield_bytes`.
             read_since_yield = 0;
-            tokio::task::yield_now().await;
+            Box::pin(tokio::task::yield_now()).await;
         }
         if pause && !closing {
             // Resource alarm: stop reading this publisher until it clears.
-            let mut alarm = shared.alarm.subscribe();
-            loop {
-                let blocked = *alarm.borrow_and_update();
-                if !blocked {
-                    break;
-                }
-                tokio::select! {
-                    r = alarm.changed() => if r.is_err() { break },
-                    _ = stop.changed() => return ReadEnd::Closing,
-                }
+            // Boxed: rarely used, so it should not enlarge every
+            // connection's task.
+            if Box::pin(wait_alarm_cleared(shared, stop)).await.is_err() {
+                return ReadEnd::Closing;
             }
         }
         if buf.is_empty() && last_read < READ_SMALL_BYTES {
-            // Quiet connection: give the buffer back until data arrives.
+            // Quiet connection: give the buffers back until data arrives.
             *buf = BytesMut::new();
+            frames = Vec::new();
         }
         if let Some(e) = end {
             return e;
