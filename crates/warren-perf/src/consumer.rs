@@ -134,8 +134,8 @@ fn push_ack(buf: &mut BytesMut, tag: u64) {
     buf.put_slice(&method_frame(CHANNEL, &ack));
 }
 
-/// Per-consumer parse state.
-struct State {
+/// Per-consumer parse state (also used by the `relay` baseline's receiver).
+pub(crate) struct State {
     expect: Expect,
     /// Delivery tag of the latest `basic.deliver`.
     last_tag: u64,
@@ -146,7 +146,23 @@ struct State {
 }
 
 impl State {
-    fn on_frame(&mut self, kind: u8, payload: &bytes::Bytes) -> anyhow::Result<()> {
+    /// A parser at the start of a delivery; `record` keeps latency samples.
+    pub(crate) fn new(record: bool) -> State {
+        State {
+            expect: Expect::Method,
+            last_tag: 0,
+            unacked: 0,
+            out: ConsumerOutcome::default(),
+            record,
+        }
+    }
+
+    /// Completed deliveries so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.out.received
+    }
+
+    pub(crate) fn on_frame(&mut self, kind: u8, payload: &bytes::Bytes) -> anyhow::Result<()> {
         match (kind, &self.expect) {
             (FRAME_METHOD, Expect::Method) => {
                 if let Some(tag) = deliver_tag(payload) {

@@ -11,6 +11,7 @@
 //!   a tiny JSON writer and broker RSS from `/proc`;
 //! * one file per scenario: [`throughput`], [`latency`], [`publish_drain`],
 //!   [`connection_churn`], [`queue_churn`], [`idle_connections`];
+//! * [`relay`] — the raw-TCP-relay baseline (`relay` server, `relay-throughput`);
 //! * [`sink`] — a fake broker that completes the handshake and discards everything,
 //!   to measure the generator's own ceiling.
 //!
@@ -25,6 +26,7 @@ pub mod latency;
 pub mod producer;
 pub mod publish_drain;
 pub mod queue_churn;
+pub mod relay;
 pub mod sink;
 pub mod stats;
 pub mod throughput;

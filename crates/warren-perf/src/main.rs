@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use warren_perf::{
-    connection_churn, idle_connections, latency, publish_drain, queue_churn, sink, throughput,
+    connection_churn, idle_connections, latency, publish_drain, queue_churn, relay, sink, throughput,
 };
 
 /// Load generator for any AMQP 0-9-1 broker.
@@ -32,6 +32,10 @@ enum Command {
     IdleConnections(idle_connections::IdleConnectionsArgs),
     /// A fake broker that discards everything (measures the generator itself)
     Sink(sink::SinkArgs),
+    /// Raw TCP relay (baseline): copies bytes from each source connection to a destination
+    Relay(relay::RelayArgs),
+    /// Pre-encoded deliveries through `warren-perf relay`, parsed and counted (baseline)
+    RelayThroughput(relay::RelayThroughputArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +54,8 @@ fn main() -> anyhow::Result<()> {
             Command::QueueChurn(a) => queue_churn::run(a).await,
             Command::IdleConnections(a) => idle_connections::run(a).await,
             Command::Sink(a) => sink::run(a).await,
+            Command::Relay(a) => relay::run_relay(a).await,
+            Command::RelayThroughput(a) => relay::run_throughput(a).await,
         }
     })
 }

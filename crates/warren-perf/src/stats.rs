@@ -131,6 +131,22 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// `(RssAnon, RssFile + RssShmem)` of `pid` in KiB: anonymous memory vs. mapped
+/// file pages (warren's message arena is a file mapping and shows up in the latter).
+pub fn rss_split_kib(pid: Option<u32>) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((
+        field("RssAnon:")?,
+        field("RssFile:")? + field("RssShmem:").unwrap_or(0),
+    ))
+}
+
 /// RSS if a pid was given and readable (errors are reported, not fatal).
 pub fn maybe_rss(pid: Option<u32>) -> Option<u64> {
     let pid = pid?;
