@@ -319,5 +319,6 @@ kill -0 "$WARREN_PID" 2>/dev/null || { log "warren died during the run"; exit 1;
   echo "perf=$(perf version 2>/dev/null || echo none)"
   echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
 } >"$RUN_DIR/meta.txt"
-python3 "$ROOT/scripts/bench/report.py" "$RUN_DIR" "$ROOT/$BENCH_OUT"
+case $BENCH_OUT in /*) ;; *) BENCH_OUT=$ROOT/$BENCH_OUT ;; esac
+python3 "$ROOT/scripts/bench/report.py" "$RUN_DIR" "$BENCH_OUT"
 log "wrote $BENCH_OUT (raw results in $RUN_DIR)"
