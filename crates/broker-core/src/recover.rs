@@ -2,7 +2,6 @@
 
 use amqp_codec::{FieldTable, ShortStr};
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
 
 use crate::arena::{Loc, NewMessage, RecordMeta};
 use crate::broker::Broker;
@@ -97,39 +96,44 @@ impl Broker {
                 }
             }
         }
-        // How many recovered queues hold each message, so the arena record
-        // gets the right reference count.
-        let mut holders: FxHashMap<MessageId, u32> = FxHashMap::default();
-        for (vhost, qname, ids) in &r.queue_messages {
-            if self
-                .vhosts
-                .get(vhost.as_str())
-                .is_some_and(|v| v.queues.contains_key(qname.as_str()))
-            {
-                for id in ids {
-                    *holders.entry(*id).or_default() += 1;
-                }
+        // Messages and each queue's ids are both in id order (the store
+        // returns them so; sorted here if not), so reference counts and
+        // locations are matched by merging sorted lists: no hash maps, O(n).
+        let mut messages = r.messages;
+        if !messages.is_sorted_by_key(|(id, _)| *id) {
+            messages.sort_unstable_by_key(|(id, _)| *id);
+        }
+        let ids: Vec<MessageId> = messages.iter().map(|(id, _)| *id).collect();
+        let mut lists: Vec<(String, String, Vec<MessageId>)> = r
+            .queue_messages
+            .into_iter()
+            .filter(|(vhost, qname, _)| {
+                self.vhosts
+                    .get(vhost.as_str())
+                    .is_some_and(|v| v.queues.contains_key(qname.as_str()))
+            })
+            .collect();
+        for (_, _, list) in lists.iter_mut() {
+            if !list.is_sorted() {
+                list.sort_unstable();
             }
         }
+        let mut refs: Vec<u32> = vec![0; ids.len()];
+        for (_, _, list) in &lists {
+            merge(&ids, list, |i| refs[i] += 1);
+        }
         let now = now_ms();
-        let mut locs: FxHashMap<MessageId, Loc> = FxHashMap::default();
-        let mut messages = r.messages;
-        messages.sort_unstable_by_key(|(id, _)| *id);
-        for (id, m) in messages {
-            let Some(&refs) = holders.get(&id) else {
+        let mut locs: Vec<Option<Loc>> = vec![None; ids.len()];
+        for (i, (id, m)) in messages.into_iter().enumerate() {
+            if refs[i] == 0 {
                 continue;
-            };
+            }
             let persistent = amqp_codec::peek_delivery_mode(&m.properties) == Some(2);
             // Per-message expiration restarts from recovery time.
             let expiration_ms = amqp_codec::peek_expiration(&m.properties)
                 .and_then(|e| crate::queue_args::parse_expiration(e).ok())
                 .unwrap_or(u64::MAX);
-            let meta = RecordMeta {
-                published_ms: now,
-                expiration_ms,
-                store_id: id,
-                persistent,
-            };
+            let meta = RecordMeta { published_ms: now, expiration_ms, store_id: id, persistent };
             let new = NewMessage {
                 meta,
                 exchange: &m.exchange,
@@ -137,14 +141,12 @@ impl Broker {
                 properties: &m.properties,
                 body: &m.body,
             };
-            match self.arena.append(&new, refs) {
-                Ok(loc) => {
-                    locs.insert(id, loc);
-                }
+            match self.arena.append(&new, refs[i]) {
+                Ok(loc) => locs[i] = Some(loc),
                 Err(e) => tracing::error!("recovery: cannot place message {id} in the arena: {e}"),
             }
         }
-        for (vhost, qname, ids) in r.queue_messages {
+        for (vhost, qname, list) in lists {
             let Some(q) = self
                 .vhosts
                 .get_mut(vhost.as_str())
@@ -152,17 +154,32 @@ impl Broker {
             else {
                 continue;
             };
-            for id in ids {
-                if let Some(&loc) = locs.get(&id) {
+            q.messages.reserve(list.len());
+            merge(&ids, &list, |i| {
+                if let Some(loc) = locs[i] {
                     let mut qm = QueuedMessage::new(loc);
                     // It may have been delivered before the restart.
                     qm.set_redelivered();
                     q.push(qm, 0, false);
                     stats.messages += 1;
                 }
-            }
+            });
             q.ttl_possible = true;
         }
         stats
+    }
+}
+
+/// Calls `found(i)` for every element of `list` (sorted) equal to `ids[i]`
+/// (`ids` sorted, unique): a linear merge of two sorted lists.
+fn merge(ids: &[MessageId], list: &[MessageId], mut found: impl FnMut(usize)) {
+    let mut i = 0;
+    for id in list {
+        while i < ids.len() && ids[i] < *id {
+            i += 1;
+        }
+        if i < ids.len() && ids[i] == *id {
+            found(i);
+        }
     }
 }
