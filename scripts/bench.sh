@@ -271,6 +271,27 @@ for n in $BENCH_RECOVERY_COUNTS; do
     grep -m1 "recovered durable state" "$WARREN_LOG" | sed 's/^/recovered_line=/'
     grep -m1 "listening on" "$WARREN_LOG" | sed 's/^/listening_line=/'
   } >>"$RUN_DIR/recovery-$n.txt"
+  if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null && [ "$n" = "${BENCH_RECOVERY_COUNTS##* }" ]; then
+    # Profile a second restart on the same data (the timed one above ran without perf).
+    log "profiling the recovery of $n messages"
+    stop_warren KILL
+    perf record -g -o "$RUN_DIR/perf-recovery.data" -- "$WARREN" serve --port "$WARREN_PORT" \
+      --data-dir "$RUN_DIR/warren-data" >"$RUN_DIR/warren.recovery-profile.log" 2>&1 &
+    PERF_REC=$!
+    until grep -q "listening on" "$RUN_DIR/warren.recovery-profile.log"; do
+      kill -0 "$PERF_REC" 2>/dev/null || break; sleep 0.05
+    done
+    grep -m1 "recovered durable state" "$RUN_DIR/warren.recovery-profile.log" \
+      | sed 's/^/profiled_recovered_line=/' >>"$RUN_DIR/recovery-$n.txt"
+    kill -KILL "$(pgrep -P "$PERF_REC" -x warren)" 2>/dev/null || true
+    wait "$PERF_REC" 2>/dev/null || true
+    perf report -i "$RUN_DIR/perf-recovery.data" --stdio --no-children --sort symbol -g none 2>/dev/null \
+      | grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//' | head -25 >"$RUN_DIR/profile-recovery.txt" || true
+    perf report -i "$RUN_DIR/perf-recovery.data" --stdio --no-children --sort dso -g none 2>/dev/null \
+      | grep -E '^ +[0-9]' | head -6 >"$RUN_DIR/profile-dso-recovery.txt" || true
+    rm -f "$RUN_DIR/perf-recovery.data"
+    start_warren keep
+  fi
   "$PERF" publish-drain --uri "${URI[warren]}" --phase drain --queue "$q" --count "$n" --size 16 \
     --durable-queue --prefetch 1000 --multiple-ack 100 --broker-pid "$WARREN_PID" \
     --json "$RUN_DIR/recovery-$n-drain.json" >>"$RUN_DIR/perf.log" 2>>"$RUN_DIR/recovery.stderr" \

@@ -52,7 +52,7 @@ PROFILE_FOR = {"tp-1p1c-16B": "tp-1p1c-16B", "tp-1p1c-1KiB": "tp-1p1c-1KiB",
                "tp-persistent-confirm": "tp-persistent-confirm", "tp-10p10c10q-256B": "tp-10p10c10q-256B",
                "latency-1k-persistent": "latency-1k-persistent", "publish-drain": "publish-drain",
                "persistent-publish-1p": "persistent-publish-1p", "persistent-publish-10p": "persistent-publish-10p",
-               "relay": "tp-1p1c-16B"}
+               "relay": "tp-1p1c-16B", "recovery": "recovery", "big-queue": "big-queue"}
 
 
 def load(run_dir):
@@ -270,7 +270,8 @@ def main():
         p = os.path.join(run_dir, f"sink-16B-confirm-{c}.json")
         if os.path.exists(p):
             sink[c] = json.load(open(p))
-    commands = open(os.path.join(run_dir, "commands.txt")).read().strip()
+    commands = "\n".join(dict.fromkeys(
+        l for l in open(os.path.join(run_dir, "commands.txt")).read().strip().splitlines()))
 
     parts = [BEGIN, "",
              f"Run of {meta.get('date')}: {meta.get('seconds')} s per timed run, {meta.get('rounds')} "
@@ -312,8 +313,10 @@ def main():
         shown.append(prof)
         dso_path = os.path.join(run_dir, f"profile-dso-{prof}.txt")
         dso = open(dso_path).read().rstrip() if os.path.exists(dso_path) else ""
-        parts += [f"Profile of warren during `{prof}` (target not met; a fresh warren, the case's "
-                  f"command run once under `perf record -g -p <warren>`; "
+        how = ("a restart on the recovery data under `perf record -g -- warren serve ...`, "
+               "until the listener is bound" if prof == "recovery" else
+               "a fresh warren, the case's command run once under `perf record -g -p <warren>`")
+        parts += [f"Profile of warren during `{prof}` (target not met; {how}; "
                   f"`perf report --no-children --sort symbol`, top 25 by self time):", "",
                   "```", open(path).read().rstrip(), "```", ""]
         if dso:
