@@ -139,6 +139,10 @@ pub fn encode_release(out: &mut Vec<u8>, queue: QueueId, id: MessageId) {
 /// Bounds-checked cursor over a record body.
 struct Reader<'a> {
     buf: &'a [u8],
+    /// The buffer `buf` lies in, if it is a `Bytes`: message contents are
+    /// then sliced from it instead of copied (recovery of millions of
+    /// messages would otherwise allocate twice per message).
+    owner: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
@@ -166,6 +170,14 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<String> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
     }
+    /// Length-prefixed bytes, shared with `owner` when possible.
+    fn shared(&mut self) -> Option<Bytes> {
+        let s = self.bytes()?;
+        Some(match self.owner {
+            Some(o) if within(o, s) => o.slice_ref(s),
+            _ => Bytes::copy_from_slice(s),
+        })
+    }
     fn vec(&mut self) -> Option<Vec<u8>> {
         Some(self.bytes()?.to_vec())
     }
@@ -174,10 +186,23 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// True when `s` is a sub-slice of `o`'s memory (so `slice_ref` is valid).
+fn within(o: &Bytes, s: &[u8]) -> bool {
+    let (start, end) = (o.as_ptr() as usize, o.as_ptr() as usize + o.len());
+    let (a, b) = (s.as_ptr() as usize, s.as_ptr() as usize + s.len());
+    start <= a && b <= end
+}
+
 /// Decodes a record body. `None` means the bytes are not a well-formed record
 /// of a known type (possible only with a CRC collision or a format bug).
 pub fn decode(body: &[u8]) -> Option<Record> {
-    let mut r = Reader { buf: body };
+    decode_in(body, None)
+}
+
+/// [`decode`], slicing message contents out of `owner` (which must contain
+/// `body`) instead of copying them.
+pub fn decode_in<'a>(body: &'a [u8], owner: Option<&'a Bytes>) -> Option<Record> {
+    let mut r = Reader { buf: body, owner };
     let rec = match r.u8()? {
         T_META => Record::Meta {
             next_queue_id: r.u64()?,
@@ -241,8 +266,8 @@ pub fn decode(body: &[u8]) -> Option<Record> {
             let msg = MessageRecord {
                 exchange: r.string()?,
                 routing_key: r.string()?,
-                properties: Bytes::copy_from_slice(r.bytes()?),
-                body: Bytes::copy_from_slice(r.bytes()?),
+                properties: r.shared()?,
+                body: r.shared()?,
             };
             Record::Message { id, queues, msg }
         }

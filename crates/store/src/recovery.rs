@@ -107,7 +107,8 @@ pub(crate) struct LiveMessage {
 /// Everything `open` learned, for the caller and for the new `FileStore`.
 pub(crate) struct Recovery {
     pub defs: Defs,
-    pub live: BTreeMap<MessageId, LiveMessage>,
+    /// In id order (segments are read in order and ids only grow).
+    pub live: Vec<(MessageId, LiveMessage)>,
     /// Segments kept on disk, with whether an acks file exists for each.
     pub segments: BTreeMap<u32, bool>,
     /// Number for the next segment to create.
@@ -180,6 +181,7 @@ enum Scan {
 fn scan(
     name: &str,
     buf: &[u8],
+    owner: Option<&bytes::Bytes>,
     magic: [u8; 8],
     cfg: &StoreConfig,
     warnings: &mut Vec<String>,
@@ -198,7 +200,7 @@ fn scan(
     while pos < buf.len() {
         match format::read_frame(buf, pos, max) {
             Frame::Valid { body, next } => {
-                match record::decode(body) {
+                match record::decode_in(body, owner) {
                     Some(rec) => f(rec, warnings),
                     None => {
                         skipped = true;
@@ -266,6 +268,7 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         let scanned = scan(
             format::DEFS_FILE,
             &buf,
+            None,
             format::MAGIC_DEFS,
             cfg,
             &mut warnings,
@@ -300,17 +303,19 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         ));
     }
 
-    let mut live = BTreeMap::new();
+    let mut live = Vec::new();
     let mut segments = BTreeMap::new();
     for &n in &segment_nums {
         let (seg_name, acks_name) = (format::segment_file(n), format::acks_file(n));
-        let buf = b.read(&seg_name).map_err(io_err)?;
+        // Owned as `Bytes` so recovered message contents are slices of it.
+        let buf = bytes::Bytes::from(b.read(&seg_name).map_err(io_err)?);
         let mut held: BTreeMap<MessageId, LiveMessage> = BTreeMap::new();
         let mut max_id = None::<MessageId>;
         let seg_damaged;
         let scanned = scan(
             &seg_name,
             &buf,
+            Some(&buf),
             format::MAGIC_SEGMENT,
             cfg,
             &mut warnings,
@@ -375,7 +380,9 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
             continue;
         }
         segments.insert(n, has_acks);
-        live.append(&mut held);
+        // A flat, sorted list: appending per segment is O(n) overall (a
+        // BTreeMap merge per segment made recovery of 10M messages slow).
+        live.extend(std::mem::take(&mut held));
     }
     // Acks whose segment is gone (a crash between the two removals).
     for n in acks_nums {
@@ -420,6 +427,7 @@ fn read_acks(
     let scanned = scan(
         &name,
         &buf,
+        None,
         format::MAGIC_ACKS,
         cfg,
         warnings,
