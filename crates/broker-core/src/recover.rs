@@ -133,7 +133,12 @@ impl Broker {
             let expiration_ms = amqp_codec::peek_expiration(&m.properties)
                 .and_then(|e| crate::queue_args::parse_expiration(e).ok())
                 .unwrap_or(u64::MAX);
-            let meta = RecordMeta { published_ms: now, expiration_ms, store_id: id, persistent };
+            let meta = RecordMeta {
+                published_ms: now,
+                expiration_ms,
+                store_id: id,
+                persistent,
+            };
             let new = NewMessage {
                 meta,
                 exchange: &m.exchange,

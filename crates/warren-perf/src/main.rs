@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use warren_perf::{
-    connection_churn, idle_connections, latency, publish_drain, queue_churn, relay, sink, throughput,
+    connection_churn, idle_connections, latency, publish_drain, queue_churn, relay, sink,
+    throughput,
 };
 
 /// Load generator for any AMQP 0-9-1 broker.

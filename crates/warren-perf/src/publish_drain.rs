@@ -126,10 +126,24 @@ pub async fn run(args: PublishDrainArgs) -> anyhow::Result<()> {
         .num("confirmed", published.confirmed as f64)
         .num("queue_depth", f64::from(in_queue))
         .num("publish_s", publish_s)
-        .num("publish_per_s", if do_publish { published.published as f64 / publish_s } else { 0.0 })
+        .num(
+            "publish_per_s",
+            if do_publish {
+                published.published as f64 / publish_s
+            } else {
+                0.0
+            },
+        )
         .num("drained", drained.received as f64)
         .num("drain_s", drain_s)
-        .num("drain_per_s", if do_drain { drained.received as f64 / drain_s } else { 0.0 })
+        .num(
+            "drain_per_s",
+            if do_drain {
+                drained.received as f64 / drain_s
+            } else {
+                0.0
+            },
+        )
         .opt("rss_before_kib", kib(rss_before))
         .opt("rss_full_kib", kib(rss_full))
         .opt("rss_after_kib", kib(rss_after))

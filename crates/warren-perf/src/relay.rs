@@ -29,9 +29,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::consumer::ConsumerOutcome;
 use crate::consumer::State;
 use crate::producer::ProducerOutcome;
-use crate::consumer::ConsumerOutcome;
 use crate::stats::{self, now_ns, Counters, Signal};
 use crate::throughput::{summarize, RunResult};
 
@@ -120,8 +120,7 @@ fn encode_delivery(size: usize) -> anyhow::Result<(Vec<u8>, Option<usize>)> {
     let mut b = BytesMut::new();
     let deliver = Method::BasicDeliver(BasicDeliver {
         // Same length as a typical generated tag and queue name.
-        consumer_tag: ShortStr::try_from_str("amq.ctag-warren-perf-relay-000001")
-            .context("tag")?,
+        consumer_tag: ShortStr::try_from_str("amq.ctag-warren-perf-relay-000001").context("tag")?,
         delivery_tag: 1,
         redelivered: false,
         exchange: ShortStr::try_from_str("").context("exchange")?,
