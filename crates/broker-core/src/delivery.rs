@@ -144,7 +144,6 @@ impl Broker {
     fn dispatch_inner(&mut self, vname: &str, qname: &ShortStr) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         let write_max = self.config.write_buffer_bytes_max;
-        let now = crate::message::now_ms();
         let Broker {
             vhosts,
             conns,
@@ -155,6 +154,12 @@ impl Broker {
         } = self;
         let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else {
             return expired;
+        };
+        // The clock is read only for queues where a TTL may apply.
+        let now = if q.ttl_possible {
+            crate::message::now_ms()
+        } else {
+            0
         };
         let n = q.consumers.len();
         while n > 0 && !q.messages.is_empty() {
