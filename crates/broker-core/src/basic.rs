@@ -10,7 +10,7 @@ use crate::broker::{Broker, ChannelConsumer};
 use crate::delivery::{write_content, write_view, ContentMethod};
 use crate::enqueue::Incoming;
 use crate::error::AmqpError;
-use crate::manage::{no_exchange, no_queue};
+use crate::manage::{locked, no_exchange, no_queue};
 use crate::queue::ConsumerRef;
 use crate::queue_args::parse_expiration;
 use crate::ConnId;
@@ -333,12 +333,8 @@ impl Broker {
             .queues
             .get(&qname)
             .ok_or_else(|| no_queue(&qname, &vname))?;
-        if let Some(owner) = q.exclusive_owner {
-            if owner != conn {
-                return Err(AmqpError::resource_locked(format!(
-                    "cannot obtain exclusive access to locked queue '{qname}' in vhost '{vname}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-                )));
-            }
+        if q.exclusive_owner.is_some_and(|owner| owner != conn) {
+            return Err(locked(&qname, &vname));
         }
         if q.exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!(
@@ -445,12 +441,8 @@ impl Broker {
             .queues
             .get_mut(&qname)
             .ok_or_else(|| no_queue(&qname, &vname))?;
-        if let Some(owner) = q.exclusive_owner {
-            if owner != conn {
-                return Err(AmqpError::resource_locked(format!(
-                    "cannot obtain exclusive access to locked queue '{qname}' in vhost '{vname}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-                )));
-            }
+        if q.exclusive_owner.is_some_and(|owner| owner != conn) {
+            return Err(locked(&qname, &vname));
         }
         q.last_used_ms = crate::message::now_ms();
         let now = crate::message::now_ms();

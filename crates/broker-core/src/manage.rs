@@ -19,7 +19,7 @@ pub(crate) fn no_exchange(name: &str, vhost: &str) -> AmqpError {
 pub(crate) fn no_queue(name: &str, vhost: &str) -> AmqpError {
     AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
 }
-fn locked(name: &str, vhost: &str) -> AmqpError {
+pub(crate) fn locked(name: &str, vhost: &str) -> AmqpError {
     AmqpError::resource_locked(format!(
         "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
     ))
