@@ -68,7 +68,9 @@ impl FileStore {
             next_queue_id: rec.defs.next_queue_id.max(1),
             queue_ids: HashMap::new(),
             queue_holds: HashMap::new(),
-            messages: HashMap::new(),
+            // Sized up front: recovery of millions of messages otherwise
+            // rehashes the table again and again.
+            messages: HashMap::with_capacity(rec.live.len()),
             segments: BTreeMap::new(),
             current: rec.next_segment,
             current_bytes: 0,
@@ -82,9 +84,12 @@ impl FileStore {
                 .insert(q.name.clone(), *id);
             s.queue_holds.insert(*id, BTreeSet::new());
         }
+        // Per-queue id lists are collected in id order and bulk-built into
+        // the sets afterwards (linear), instead of one tree insert each.
+        let mut holds: HashMap<QueueId, Vec<MessageId>> = HashMap::new();
         for (id, m) in &rec.live {
             for q in &m.queues {
-                s.queue_holds.entry(*q).or_default().insert(*id);
+                holds.entry(*q).or_default().push(*id);
             }
             s.messages.insert(
                 *id,
@@ -98,6 +103,15 @@ impl FileStore {
                 .entry(m.segment)
                 .or_insert(SegmentState { live: 0, has_acks })
                 .live += 1;
+        }
+        for (q, ids) in holds {
+            let set = s.queue_holds.entry(q).or_default();
+            if set.is_empty() {
+                // `collect` into a BTreeSet bulk-builds from sorted input.
+                *set = ids.into_iter().collect();
+            } else {
+                set.extend(ids);
+            }
         }
         s
     }
