@@ -351,9 +351,9 @@ impl Broker {
             FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
             FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
-            other => {
-                Err(AmqpError::frame_error(format!("unknown frame type {other}")).conn_level())
-            }
+            other => Err(AmqpError::frame_error(format!(
+                "unknown frame type {other}"
+            ))),
         }
     }
 
@@ -385,9 +385,9 @@ impl Broker {
                 );
                 return Ok(());
             }
-            return Err(AmqpError::channel_error("expected 'channel.open'")
-                .during(class_id, method_id)
-                .conn_level());
+            return Err(
+                AmqpError::channel_error("expected 'channel.open'").during(class_id, method_id)
+            );
         };
         if ch.closing {
             // Waiting for close-ok: RabbitMQ drops everything else.
@@ -444,8 +444,7 @@ impl Broker {
                 ch.assembly = other;
                 return Err(AmqpError::unexpected_frame(
                     "expected method frame, got non method frame instead",
-                )
-                .conn_level());
+                ));
             }
         };
         let header = ContentHeader::decode(payload).map_err(|e| AmqpError {
@@ -458,8 +457,7 @@ impl Broker {
             return Err(AmqpError::frame_error(format!(
                 "content header for class {} does not match method class 60",
                 header.class_id
-            ))
-            .conn_level());
+            )));
         }
         if header.body_size > max {
             return Err(AmqpError::precondition_failed(format!(
@@ -510,8 +508,7 @@ impl Broker {
             return Err(AmqpError::frame_error(format!(
                 "received body of {} bytes, more than the declared {}",
                 received, header.body_size
-            ))
-            .conn_level());
+            )));
         }
         parts.push(payload);
         if *received < header.body_size {
@@ -574,7 +571,7 @@ impl Broker {
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&ch_id))
             .map(|b| &mut **b)
-            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'").conn_level())
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
     }
 
     /// Lets the server write channel-0 frames into a connection's output.
@@ -772,14 +769,4 @@ pub(crate) fn truncate(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-impl AmqpError {
-    /// Marks an error whose code is normally a channel error as connection-level
-    /// (frame-level violations always close the connection).
-    pub(crate) fn conn_level(self) -> AmqpError {
-        // The connection-error codes already are; the channel_error (504)
-        // code is connection-level by definition.
-        self
-    }
 }
