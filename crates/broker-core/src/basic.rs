@@ -325,14 +325,7 @@ impl Broker {
             return self.reply_to_consume(conn, ch, tag, m.no_ack, m.no_wait);
         }
         let max = self.config.consumers_per_channel_max;
-        let v = self
-            .vhosts
-            .get(&vname)
-            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v
-            .queues
-            .get(&qname)
-            .ok_or_else(|| no_queue(&qname, &vname))?;
+        let q = self.queue_ref(&vname, &qname)?;
         if q.exclusive_owner.is_some_and(|owner| owner != conn) {
             return Err(locked(&qname, &vname));
         }
@@ -362,14 +355,7 @@ impl Broker {
                 unacked: 0,
             },
         );
-        let v = self
-            .vhosts
-            .get_mut(&vname)
-            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v
-            .queues
-            .get_mut(&qname)
-            .ok_or_else(|| no_queue(&qname, &vname))?;
+        let q = self.queue_mut(&vname, &qname)?;
         q.consumers.push(ConsumerRef {
             conn,
             channel: ch,
@@ -433,13 +419,11 @@ impl Broker {
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self
+        // Field-level borrow: the arena is used alongside the queue below.
+        let q = self
             .vhosts
-            .get_mut(&vname)
-            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v
-            .queues
-            .get_mut(&qname)
+            .get_mut(&*vname)
+            .and_then(|v| v.queues.get_mut(&qname))
             .ok_or_else(|| no_queue(&qname, &vname))?;
         if q.exclusive_owner.is_some_and(|owner| owner != conn) {
             return Err(locked(&qname, &vname));

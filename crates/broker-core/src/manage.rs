@@ -110,6 +110,22 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("no connection"))
     }
 
+    /// The queue `name` in `vhost`, or 404 NOT_FOUND.
+    pub(crate) fn queue_ref(&self, vhost: &str, name: &str) -> Result<&Queue, AmqpError> {
+        self.vhosts
+            .get(vhost)
+            .and_then(|v| v.queues.get(name))
+            .ok_or_else(|| no_queue(name, vhost))
+    }
+
+    /// Mutable [`Broker::queue_ref`].
+    pub(crate) fn queue_mut(&mut self, vhost: &str, name: &str) -> Result<&mut Queue, AmqpError> {
+        self.vhosts
+            .get_mut(vhost)
+            .and_then(|v| v.queues.get_mut(name))
+            .ok_or_else(|| no_queue(name, vhost))
+    }
+
     /// Fails with 405 if the queue is exclusive to another connection.
     fn check_exclusive(&self, conn: ConnId, vhost: &str, q: &Queue) -> Result<(), AmqpError> {
         match q.exclusive_owner {
@@ -616,14 +632,7 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
         self.check_exclusive(conn, &vname, q)?;
-        let v = self
-            .vhosts
-            .get_mut(&vname)
-            .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let q = v
-            .queues
-            .get_mut(&name)
-            .ok_or_else(|| no_queue(&name, &vname))?;
+        let q = self.queue_mut(&vname, &name)?;
         let purged = q.purge();
         let durable = q.durable;
         for m in &purged {
