@@ -76,10 +76,10 @@ impl Broker {
         let mut store_id = 0;
         if !durable.is_empty() {
             let record = MessageRecord {
-                exchange: m.exchange.to_string(),
-                routing_key: m.routing_key.to_string(),
-                properties: Bytes::copy_from_slice(m.properties),
-                body: Bytes::copy_from_slice(m.body),
+                exchange: m.exchange,
+                routing_key: m.routing_key,
+                properties: m.properties,
+                body: m.body,
             };
             match self.persist.append_message(vname, &record, &durable) {
                 Ok((id, seq)) => {

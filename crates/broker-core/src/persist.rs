@@ -61,28 +61,101 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
-/// A persistent message as the store writes it once, however many queues hold it.
+/// A persistent message as the store writes it once, however many queues
+/// hold it. Borrowed: the core hands the store slices of the message as it
+/// was received, and recovery hands the core slices of the mapped segment
+/// file, so neither side allocates per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRecord<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    /// Content-header property bytes (flags + list) exactly as published.
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// Durable definitions found at startup. `queues[i]` is the queue that
+/// [`RestoreSink::message`] names as slot `i`.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveredDefs {
+    pub exchanges: Vec<ExchangeDef>,
+    pub queues: Vec<QueueDef>,
+    pub bindings: Vec<BindingDef>,
+}
+
+/// Receives what the store recovers at startup, streamed: first the
+/// definitions, then every message still held by some queue, in id order
+/// (which is each queue's order). Streaming keeps recovery of millions of
+/// messages from building a second copy of them in memory.
+pub trait RestoreSink {
+    fn definitions(&mut self, defs: RecoveredDefs);
+    /// `queues` are indexes into the `RecoveredDefs::queues` given before.
+    fn message(&mut self, id: MessageId, queues: &[u32], msg: &MessageRecord<'_>);
+}
+
+/// A message copied out of a [`MessageRecord`]: for tests and tools.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageRecord {
+pub struct OwnedMessage {
     pub exchange: String,
     pub routing_key: String,
-    /// Content-header property bytes (flags + list) exactly as published.
     pub properties: Bytes,
     pub body: Bytes,
 }
 
-/// Everything durable found at startup.
+impl OwnedMessage {
+    pub fn as_record(&self) -> MessageRecord<'_> {
+        MessageRecord {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            properties: &self.properties,
+            body: &self.body,
+        }
+    }
+}
+
+/// Everything durable found at startup, collected in memory. A
+/// [`RestoreSink`] for tests and tools; the broker streams instead.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     /// Messages still held by some queue, by id.
-    pub messages: Vec<(MessageId, MessageRecord)>,
+    pub messages: Vec<(MessageId, OwnedMessage)>,
     /// For each durable queue (vhost, name): the ids it still holds, in queue order.
     pub queue_messages: Vec<(String, String, Vec<MessageId>)>,
     /// Human-readable notes about anything dropped (torn tail, bad checksum...).
     pub warnings: Vec<String>,
+}
+
+impl RestoreSink for Recovered {
+    fn definitions(&mut self, defs: RecoveredDefs) {
+        self.queue_messages = defs
+            .queues
+            .iter()
+            .map(|q| (q.vhost.clone(), q.name.clone(), Vec::new()))
+            .collect();
+        self.exchanges = defs.exchanges;
+        self.queues = defs.queues;
+        self.bindings = defs.bindings;
+    }
+
+    fn message(&mut self, id: MessageId, queues: &[u32], msg: &MessageRecord<'_>) {
+        for q in queues {
+            if let Some((_, _, ids)) = self.queue_messages.get_mut(*q as usize) {
+                ids.push(id);
+            }
+        }
+        self.messages.push((
+            id,
+            OwnedMessage {
+                exchange: msg.exchange.to_owned(),
+                routing_key: msg.routing_key.to_owned(),
+                properties: Bytes::copy_from_slice(msg.properties),
+                body: Bytes::copy_from_slice(msg.body),
+            },
+        ));
+    }
 }
 
 /// Failure of the durable store. After an I/O error the store is failed for
@@ -108,7 +181,7 @@ pub trait Persistence: Send {
     fn append_message(
         &mut self,
         vhost: &str,
-        msg: &MessageRecord,
+        msg: &MessageRecord<'_>,
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError>;
     /// The queue no longer holds the message (acked, purged, dropped).
@@ -157,7 +230,7 @@ impl Persistence for NoPersistence {
     fn append_message(
         &mut self,
         _: &str,
-        _: &MessageRecord,
+        _: &MessageRecord<'_>,
         _: &[&str],
     ) -> Result<(MessageId, Seq), PersistError> {
         self.next_id += 1;

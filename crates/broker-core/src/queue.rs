@@ -97,6 +97,21 @@ impl Queue {
         self.messages.push_back(m);
     }
 
+    /// Installs recovered messages (in order) into an empty queue.
+    pub fn restore_messages(&mut self, messages: Vec<QueuedMessage>, body_bytes: u64) {
+        if self.counts_bytes() {
+            self.ready_bytes += body_bytes;
+        }
+        // Expiry is re-checked from the head after a restart.
+        self.ttl_possible = true;
+        if self.messages.is_empty() {
+            // Reuses the vector's buffer: no copy of millions of entries.
+            self.messages = VecDeque::from(messages);
+        } else {
+            self.messages.extend(messages);
+        }
+    }
+
     /// Takes the oldest ready message.
     pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
         let m = self.messages.pop_front()?;

@@ -1,17 +1,19 @@
-//! Rebuilding the broker from what the store recovered at startup.
+//! Rebuilding the broker from what the store recovers at startup. The store
+//! streams into a [`Restorer`] (a `RestoreSink`): definitions first, then
+//! every live message once, in id order.
 
 use amqp_codec::{FieldTable, ShortStr};
 use bytes::Bytes;
 
-use crate::arena::{Loc, NewMessage, RecordMeta};
+use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::{now_ms, QueuedMessage};
-use crate::persist::{MessageId, Recovered};
+use crate::persist::{MessageId, MessageRecord, Persistence, RecoveredDefs, RestoreSink};
 use crate::queue::Queue;
 use crate::vhost::Vhost;
 
-/// What `restore` brought back.
+/// What a restore brought back.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RestoreStats {
     pub exchanges: usize,
@@ -25,57 +27,88 @@ fn table(raw: &[u8]) -> FieldTable {
     FieldTable::decode(&mut b).unwrap_or_default()
 }
 
+/// One recovered queue, by the slot number the store uses for it.
+struct Slot {
+    vhost: String,
+    name: ShortStr,
+    /// Its messages in order, moved into the queue by `finish` (collected
+    /// here so each message costs no name lookup).
+    messages: Vec<QueuedMessage>,
+    ready_bytes: u64,
+}
+
+/// Receives the store's recovery stream and fills the broker. Every
+/// recovered message is flagged redelivered: it may have been delivered
+/// before the restart (AMQP allows the flag whenever that is possible).
+pub struct Restorer<'b> {
+    broker: &'b mut Broker,
+    slots: Vec<Option<Slot>>,
+    now_ms: u64,
+    stats: RestoreStats,
+}
+
 impl Broker {
-    /// Loads durable exchanges, queues, bindings and messages. Every
-    /// recovered message is flagged redelivered: it may have been delivered
-    /// before the restart (AMQP allows the flag whenever that is possible).
-    pub fn restore(&mut self, r: Recovered) -> RestoreStats {
-        let mut stats = RestoreStats::default();
-        for e in r.exchanges {
+    /// Starts a restore; call before serving, then `Restorer::finish`.
+    pub fn restorer(&mut self) -> Restorer<'_> {
+        Restorer {
+            broker: self,
+            slots: Vec::new(),
+            now_ms: now_ms(),
+            stats: RestoreStats::default(),
+        }
+    }
+
+    /// Installs the store once recovery has finished with it.
+    pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
+        self.persist = persist;
+    }
+}
+
+impl RestoreSink for Restorer<'_> {
+    fn definitions(&mut self, defs: RecoveredDefs) {
+        let b = &mut *self.broker;
+        for e in defs.exchanges {
             let Some(kind) = ExchangeKind::parse(&e.kind) else {
                 continue;
             };
-            let v = self
+            let v = b
                 .vhosts
                 .entry(e.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(e.name.as_str());
-            v.exchanges.insert(
-                name.clone(),
-                Exchange::new(
-                    name,
-                    kind,
-                    true,
-                    e.auto_delete,
-                    e.internal,
-                    table(&e.arguments),
-                ),
-            );
-            stats.exchanges += 1;
+            let args = table(&e.arguments);
+            let ex = Exchange::new(name.clone(), kind, true, e.auto_delete, e.internal, args);
+            v.exchanges.insert(name, ex);
+            self.stats.exchanges += 1;
         }
-        for q in r.queues {
+        for q in defs.queues {
+            // The store drops durable exclusive queues (their owner is gone,
+            // RabbitMQ deletes them at startup); skip any that slip through.
             if q.exclusive {
-                // Its owner is gone: RabbitMQ deletes it at startup.
-                let _ = self.persist.delete_queue(&q.vhost, &q.name);
+                self.slots.push(None);
                 continue;
             }
-            let v = self
+            let v = b
                 .vhosts
                 .entry(q.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(q.name.as_str());
-            v.queues.insert(
-                name.clone(),
-                Queue::new(name, true, None, q.auto_delete, table(&q.arguments)),
-            );
-            stats.queues += 1;
+            let queue = Queue::new(name.clone(), true, None, q.auto_delete, table(&q.arguments));
+            v.queues.insert(name.clone(), queue);
+            self.slots.push(Some(Slot {
+                vhost: q.vhost,
+                name,
+                messages: Vec::new(),
+                ready_bytes: 0,
+            }));
+            self.stats.queues += 1;
         }
-        for b in r.bindings {
-            let Some(v) = self.vhosts.get_mut(b.vhost.as_str()) else {
+        for d in defs.bindings {
+            let Some(v) = b.vhosts.get_mut(d.vhost.as_str()) else {
                 continue;
             };
-            let dest_name = ShortStr::from(b.destination.as_str());
-            let dest = if b.destination_is_queue {
+            let dest_name = ShortStr::from(d.destination.as_str());
+            let dest = if d.destination_is_queue {
                 if !v.queues.contains_key(&dest_name) {
                     continue;
                 }
@@ -83,108 +116,75 @@ impl Broker {
             } else {
                 Destination::Exchange(dest_name)
             };
-            if let Some(ex) = v.exchanges.get_mut(b.source.as_str()) {
-                if ex
-                    .bind(
-                        dest,
-                        ShortStr::from(b.routing_key.as_str()),
-                        table(&b.arguments),
-                    )
-                    .is_ok()
-                {
-                    stats.bindings += 1;
-                }
-            }
-        }
-        // Messages and each queue's ids are both in id order (the store
-        // returns them so; sorted here if not), so reference counts and
-        // locations are matched by merging sorted lists: no hash maps, O(n).
-        let mut messages = r.messages;
-        if !messages.is_sorted_by_key(|(id, _)| *id) {
-            messages.sort_unstable_by_key(|(id, _)| *id);
-        }
-        let ids: Vec<MessageId> = messages.iter().map(|(id, _)| *id).collect();
-        let mut lists: Vec<(String, String, Vec<MessageId>)> = r
-            .queue_messages
-            .into_iter()
-            .filter(|(vhost, qname, _)| {
-                self.vhosts
-                    .get(vhost.as_str())
-                    .is_some_and(|v| v.queues.contains_key(qname.as_str()))
-            })
-            .collect();
-        for (_, _, list) in lists.iter_mut() {
-            if !list.is_sorted() {
-                list.sort_unstable();
-            }
-        }
-        let mut refs: Vec<u32> = vec![0; ids.len()];
-        for (_, _, list) in &lists {
-            merge(&ids, list, |i| refs[i] += 1);
-        }
-        let now = now_ms();
-        let mut locs: Vec<Option<Loc>> = vec![None; ids.len()];
-        for (i, (id, m)) in messages.into_iter().enumerate() {
-            if refs[i] == 0 {
+            let Some(ex) = v.exchanges.get_mut(d.source.as_str()) else {
                 continue;
+            };
+            let key = ShortStr::from(d.routing_key.as_str());
+            if ex.bind(dest, key, table(&d.arguments)).is_ok() {
+                self.stats.bindings += 1;
             }
-            let persistent = amqp_codec::peek_delivery_mode(&m.properties) == Some(2);
-            // Per-message expiration restarts from recovery time.
-            let expiration_ms = amqp_codec::peek_expiration(&m.properties)
-                .and_then(|e| crate::queue_args::parse_expiration(e).ok())
-                .unwrap_or(u64::MAX);
-            let meta = RecordMeta {
-                published_ms: now,
+        }
+    }
+
+    fn message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>) {
+        let holders = queues
+            .iter()
+            .filter(|q| matches!(self.slots.get(**q as usize), Some(Some(_))))
+            .count() as u32;
+        if holders == 0 {
+            return;
+        }
+        let persistent = amqp_codec::peek_delivery_mode(m.properties) == Some(2);
+        // Per-message expiration restarts from recovery time.
+        let expiration_ms = amqp_codec::peek_expiration(m.properties)
+            .and_then(|e| crate::queue_args::parse_expiration(e).ok())
+            .unwrap_or(u64::MAX);
+        let new = NewMessage {
+            meta: RecordMeta {
+                published_ms: self.now_ms,
                 expiration_ms,
                 store_id: id,
                 persistent,
-            };
-            let new = NewMessage {
-                meta,
-                exchange: &m.exchange,
-                routing_key: &m.routing_key,
-                properties: &m.properties,
-                body: &m.body,
-            };
-            match self.arena.append(&new, refs[i]) {
-                Ok(loc) => locs[i] = Some(loc),
-                Err(e) => tracing::error!("recovery: cannot place message {id} in the arena: {e}"),
+            },
+            exchange: m.exchange,
+            routing_key: m.routing_key,
+            properties: m.properties,
+            body: m.body,
+        };
+        let loc = match self.broker.arena.append(&new, holders) {
+            Ok(loc) => loc,
+            Err(e) => {
+                tracing::error!("recovery: cannot place message {id} in the arena: {e}");
+                return;
+            }
+        };
+        for q in queues {
+            if let Some(Some(slot)) = self.slots.get_mut(*q as usize) {
+                let mut qm = QueuedMessage::new(loc);
+                qm.set_redelivered();
+                slot.messages.push(qm);
+                slot.ready_bytes += m.body.len() as u64;
             }
         }
-        for (vhost, qname, list) in lists {
-            let Some(q) = self
-                .vhosts
-                .get_mut(vhost.as_str())
-                .and_then(|v| v.queues.get_mut(qname.as_str()))
-            else {
-                continue;
-            };
-            q.messages.reserve(list.len());
-            merge(&ids, &list, |i| {
-                if let Some(loc) = locs[i] {
-                    let mut qm = QueuedMessage::new(loc);
-                    // It may have been delivered before the restart.
-                    qm.set_redelivered();
-                    q.push(qm, 0, false);
-                    stats.messages += 1;
-                }
-            });
-            q.ttl_possible = true;
-        }
-        stats
     }
 }
 
-/// Calls `found(i)` for every element of `list` (sorted) equal to `ids[i]`
-/// (`ids` sorted, unique): a linear merge of two sorted lists.
-fn merge(ids: &[MessageId], list: &[MessageId], mut found: impl FnMut(usize)) {
-    let mut i = 0;
-    for id in list {
-        while i < ids.len() && ids[i] < *id {
-            i += 1;
+impl Restorer<'_> {
+    /// Moves the collected messages into their queues.
+    pub fn finish(self) -> RestoreStats {
+        let mut stats = self.stats;
+        for slot in self.slots.into_iter().flatten() {
+            let Some(q) = self
+                .broker
+                .vhosts
+                .get_mut(slot.vhost.as_str())
+                .and_then(|v| v.queues.get_mut(&slot.name))
+            else {
+                continue;
+            };
+            stats.messages += slot.messages.len();
+            q.restore_messages(slot.messages, slot.ready_bytes);
         }
-        if i < ids.len() && ids[i] == *id {
-            found(i);
-        }
+        stats
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker_core::persist::{NoPersistence, Persistence, Syncer};
+use broker_core::persist::{NoPersistence, Syncer};
 use broker_core::Broker;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -99,24 +99,6 @@ impl Shared {
 /// Runs the broker until `shutdown` resolves, then closes every client with
 /// 320 CONNECTION_FORCED and returns.
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (persist, syncer, recovered): (Box<dyn Persistence>, Option<Arc<dyn Syncer>>, _) =
-        match &config.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating data dir {}", dir.display()))?;
-                let (store, syncer, recovered) = store::open(dir, store::StoreConfig::default())
-                    .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
-                for w in &recovered.warnings {
-                    tracing::warn!("recovery: {w}");
-                }
-                (
-                    Box::new(store),
-                    Some(syncer as Arc<dyn Syncer>),
-                    Some(recovered),
-                )
-            }
-            None => (Box::new(NoPersistence::default()), None, None),
-        };
     let arena: Box<dyn broker_core::arena::Arena> = match &config.data_dir {
         Some(dir) => Box::new(
             store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
@@ -126,18 +108,34 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             config.arena_segment_size_bytes,
         )),
     };
-    let mut broker = Broker::new(config.core.clone(), persist, arena);
-    if let Some(recovered) = recovered {
+    let mut broker = Broker::new(
+        config.core.clone(),
+        Box::new(NoPersistence::default()),
+        arena,
+    );
+    let mut syncer: Option<Arc<dyn Syncer>> = None;
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
         let started = std::time::Instant::now();
-        let stats = broker.restore(recovered);
-        // Recovery allocates and frees a lot (message records decoded from
-        // the log, then copied into the arena): hand the freed heap back
+        // The store streams what it recovers straight into the broker.
+        let mut restorer = broker.restorer();
+        let (store, store_syncer, warnings) =
+            store::open_into(dir, store::StoreConfig::default(), &mut restorer)
+                .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
+        let stats = restorer.finish();
+        // Recovery grows and drops large vectors: hand the freed heap back
         // to the OS instead of keeping it as RSS for the broker's life.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only releases free heap pages; no preconditions.
         unsafe {
             libc::malloc_trim(0);
         }
+        for w in &warnings {
+            tracing::warn!("recovery: {w}");
+        }
+        broker.set_persistence(Box::new(store));
+        syncer = Some(store_syncer as Arc<dyn Syncer>);
         tracing::info!(
             queues = stats.queues,
             messages = stats.messages,

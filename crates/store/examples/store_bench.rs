@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use broker_core::persist::{MessageRecord, Persistence, QueueDef, Syncer};
-use bytes::Bytes;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -39,10 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         arguments: vec![0, 0, 0, 0],
     })?;
     let msg = MessageRecord {
-        exchange: String::new(),
-        routing_key: "bench".into(),
-        properties: Bytes::from_static(&[0x10, 0x00, 2]),
-        body: Bytes::from_static(&[7u8; 16]),
+        exchange: "",
+        routing_key: "bench",
+        properties: &[0x10, 0x00, 2],
+        body: &[7u8; 16],
     };
     let start = Instant::now();
     let (mut sent, mut syncs) = (0u64, 0u64);

@@ -20,6 +20,13 @@ pub trait Backend: Send + Sync {
     /// The whole file. Callers only do this at open, and only after checking
     /// the size with [`Backend::len`] against their own limits.
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// The whole file, mapped read-only where the backend can: recovery
+    /// then scans segments straight from the page cache instead of copying
+    /// gigabytes into fresh heap pages. The file must not shrink while the
+    /// mapping lives (recovery re-maps after cutting a torn tail).
+    fn read_mapped(&self, name: &str) -> io::Result<Mapped> {
+        self.read(name).map(Mapped::Owned)
+    }
     /// Current length in bytes.
     fn len(&self, name: &str) -> io::Result<u64>;
     /// Creates an empty file (truncating any file of that name).
@@ -35,6 +42,22 @@ pub trait Backend: Send + Sync {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// fsync of the folder: creations, renames and removals become durable.
     fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// File contents from [`Backend::read_mapped`].
+pub enum Mapped {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Mapped::Map(m) => m,
+            Mapped::Owned(v) => v,
+        }
+    }
 }
 
 /// Lock file guarding the folder against a second writer.
@@ -120,6 +143,20 @@ impl Backend for FsBackend {
         let mut buf = Vec::new();
         File::open(self.dir.join(name))?.read_to_end(&mut buf)?;
         Ok(buf)
+    }
+
+    fn read_mapped(&self, name: &str) -> io::Result<Mapped> {
+        let file = File::open(self.dir.join(name))?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapped::Owned(Vec::new()));
+        }
+        // SAFETY: the folder is ours alone (LOCK), the store never writes a
+        // file it is recovering, and recovery drops the mapping before it
+        // truncates the file, so the mapped bytes never change or vanish.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        // Recovery reads each segment front to back, once.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Mapped::Map(map))
     }
 
     fn len(&self, name: &str) -> io::Result<u64> {

@@ -162,6 +162,15 @@ pub fn read_frame(buf: &[u8], pos: usize, record_size_max_bytes: u64) -> Frame<'
     }
 }
 
+/// The body of a frame at `pos` that [`read_frame`] already found valid
+/// (bounds-checked, not re-hashed). `None` if it does not fit in `buf`.
+pub fn frame_body(buf: &[u8], pos: usize) -> Option<&[u8]> {
+    let prefix = buf.get(pos..pos.checked_add(FRAME_PREFIX_SIZE_BYTES)?)?;
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    let start = pos + FRAME_PREFIX_SIZE_BYTES;
+    buf.get(start..start.checked_add(len)?)
+}
+
 /// Finds the first offset after `pos` where a valid frame starts, used to skip
 /// a corrupt record in the middle of a file. `None` means nothing valid
 /// follows, i.e. the damage runs to the end of the file (a torn tail).

@@ -19,6 +19,7 @@
 pub mod arena;
 pub mod backend;
 pub mod format;
+mod index;
 pub mod record;
 mod recovery;
 pub mod sim;
@@ -28,10 +29,10 @@ mod syncer;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use broker_core::persist::{PersistError, Recovered};
+use broker_core::persist::{PersistError, Recovered, RestoreSink};
 
 pub use arena::FileArena;
-pub use backend::{Backend, FsBackend};
+pub use backend::{Backend, FsBackend, Mapped};
 pub use sim::SimBackend;
 pub use store::FileStore;
 pub use syncer::FileSyncer;
@@ -61,10 +62,36 @@ impl Default for StoreConfig {
     }
 }
 
-/// Opens (creating if needed) the store in `dir`, recovering what is there.
+/// Opens (creating if needed) the store in `dir`, streaming what it recovers
+/// into `sink`: the definitions, then every live message in id order.
+/// Returns the store, its syncer and warnings about anything dropped.
 ///
 /// Blocking: reads every file, repairs torn tails, removes settled segments
 /// and rewrites `defs.log`. Call it before the broker starts serving.
+pub fn open_into(
+    dir: &Path,
+    config: StoreConfig,
+    sink: &mut dyn RestoreSink,
+) -> Result<(FileStore, Arc<FileSyncer>, Vec<String>), PersistError> {
+    let backend = FsBackend::new(dir).map_err(io_err)?;
+    open_with_backend_into(Arc::new(backend), config, sink)
+}
+
+/// [`open_into`] on any [`Backend`]; tests pass a [`SimBackend`].
+pub fn open_with_backend_into(
+    backend: Arc<dyn Backend>,
+    config: StoreConfig,
+    sink: &mut dyn RestoreSink,
+) -> Result<(FileStore, Arc<FileSyncer>, Vec<String>), PersistError> {
+    let mut recovery = recovery::recover(backend.as_ref(), &config, sink)?;
+    let warnings = std::mem::take(&mut recovery.warnings);
+    let shared = Arc::new(syncer::Shared::default());
+    let store = FileStore::new(Arc::clone(&shared), config, recovery);
+    let syncer = Arc::new(FileSyncer::new(shared, backend));
+    Ok((store, syncer, warnings))
+}
+
+/// [`open_into`], collecting everything recovered in memory (tests, tools).
 pub fn open(
     dir: &Path,
     config: StoreConfig,
@@ -73,16 +100,14 @@ pub fn open(
     open_with_backend(Arc::new(backend), config)
 }
 
-/// [`open`] on any [`Backend`]; tests pass a [`SimBackend`].
+/// [`open`] on any [`Backend`].
 pub fn open_with_backend(
     backend: Arc<dyn Backend>,
     config: StoreConfig,
 ) -> Result<(FileStore, Arc<FileSyncer>, Recovered), PersistError> {
-    let mut recovery = recovery::recover(backend.as_ref(), &config)?;
-    let recovered = recovery.take_recovered();
-    let shared = Arc::new(syncer::Shared::default());
-    let store = FileStore::new(Arc::clone(&shared), config, recovery);
-    let syncer = Arc::new(FileSyncer::new(shared, backend));
+    let mut recovered = Recovered::default();
+    let (store, syncer, warnings) = open_with_backend_into(backend, config, &mut recovered)?;
+    recovered.warnings = warnings;
     Ok((store, syncer, recovered))
 }
 

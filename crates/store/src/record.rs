@@ -5,7 +5,6 @@
 //! record yields `None`, never a panic or an oversized allocation.
 
 use broker_core::persist::{BindingDef, ExchangeDef, MessageId, MessageRecord, QueueDef};
-use bytes::Bytes;
 
 /// Store-assigned queue identity. Never reused (the next value is kept in the
 /// definitions log), so a message hold by a deleted queue can never be
@@ -44,12 +43,8 @@ pub enum Record {
     },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
-    /// A message and the queues holding it at publish time.
-    Message {
-        id: MessageId,
-        queues: Vec<QueueId>,
-        msg: MessageRecord,
-    },
+    /// A message record (decoded with [`decode_message`], not here).
+    Message,
     /// Queue `queue` no longer holds message `id`.
     Release {
         queue: QueueId,
@@ -117,7 +112,7 @@ pub fn encode_binding(out: &mut Vec<u8>, d: &BindingDef, delete: bool) {
 
 /// Message body layout: id u64 | queue count u32 | queue ids u64.. |
 /// exchange | routing key | properties | body.
-pub fn encode_message(out: &mut Vec<u8>, id: MessageId, queues: &[QueueId], m: &MessageRecord) {
+pub fn encode_message(out: &mut Vec<u8>, id: MessageId, queues: &[QueueId], m: &MessageRecord<'_>) {
     out.push(T_MESSAGE);
     put_u64(out, id);
     out.extend_from_slice(&(queues.len() as u32).to_le_bytes());
@@ -126,8 +121,8 @@ pub fn encode_message(out: &mut Vec<u8>, id: MessageId, queues: &[QueueId], m: &
     }
     put_bytes(out, m.exchange.as_bytes());
     put_bytes(out, m.routing_key.as_bytes());
-    put_bytes(out, &m.properties);
-    put_bytes(out, &m.body);
+    put_bytes(out, m.properties);
+    put_bytes(out, m.body);
 }
 
 pub fn encode_release(out: &mut Vec<u8>, queue: QueueId, id: MessageId) {
@@ -139,10 +134,6 @@ pub fn encode_release(out: &mut Vec<u8>, queue: QueueId, id: MessageId) {
 /// Bounds-checked cursor over a record body.
 struct Reader<'a> {
     buf: &'a [u8],
-    /// The buffer `buf` lies in, if it is a `Bytes`: message contents are
-    /// then sliced from it instead of copied (recovery of millions of
-    /// messages would otherwise allocate twice per message).
-    owner: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
@@ -167,16 +158,11 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
-    /// Length-prefixed bytes, shared with `owner` when possible.
-    fn shared(&mut self) -> Option<Bytes> {
-        let s = self.bytes()?;
-        Some(match self.owner {
-            Some(o) if within(o, s) => o.slice_ref(s),
-            _ => Bytes::copy_from_slice(s),
-        })
+    fn string(&mut self) -> Option<String> {
+        self.str().map(str::to_owned)
     }
     fn vec(&mut self) -> Option<Vec<u8>> {
         Some(self.bytes()?.to_vec())
@@ -186,23 +172,59 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// True when `s` is a sub-slice of `o`'s memory (so `slice_ref` is valid).
-fn within(o: &Bytes, s: &[u8]) -> bool {
-    let (start, end) = (o.as_ptr() as usize, o.as_ptr() as usize + o.len());
-    let (a, b) = (s.as_ptr() as usize, s.as_ptr() as usize + s.len());
-    start <= a && b <= end
+/// A message record, borrowed from the bytes it was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    pub id: MessageId,
+    /// The holding queues' ids, 8 bytes each (see [`MessageView::queues`]).
+    queue_bytes: &'a [u8],
+    pub msg: MessageRecord<'a>,
+}
+
+impl<'a> MessageView<'a> {
+    pub fn queues(&self) -> impl Iterator<Item = QueueId> + 'a {
+        self.queue_bytes.chunks_exact(8).map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            u64::from_le_bytes(a)
+        })
+    }
+}
+
+/// Reads a message record's id and queue list, leaving `r` at its contents.
+fn message_head<'a>(r: &mut Reader<'a>) -> Option<(MessageId, &'a [u8])> {
+    if r.u8()? != T_MESSAGE {
+        return None;
+    }
+    let id = r.u64()?;
+    let n = r.u32()? as usize;
+    let queue_bytes = r.take(n.checked_mul(8)?)?;
+    Some((id, queue_bytes))
+}
+
+/// Decodes a message record without copying anything.
+pub fn decode_message(body: &[u8]) -> Option<MessageView<'_>> {
+    let mut r = Reader { buf: body };
+    let (id, queue_bytes) = message_head(&mut r)?;
+    let msg = MessageRecord {
+        exchange: r.str()?,
+        routing_key: r.str()?,
+        properties: r.bytes()?,
+        body: r.bytes()?,
+    };
+    r.finish(MessageView {
+        id,
+        queue_bytes,
+        msg,
+    })
 }
 
 /// Decodes a record body. `None` means the bytes are not a well-formed record
 /// of a known type (possible only with a CRC collision or a format bug).
+/// Message records are only checked for shape and come back as
+/// [`Record::Message`]; [`decode_message`] reads them.
 pub fn decode(body: &[u8]) -> Option<Record> {
-    decode_in(body, None)
-}
-
-/// [`decode`], slicing message contents out of `owner` (which must contain
-/// `body`) instead of copying them.
-pub fn decode_in<'a>(body: &'a [u8], owner: Option<&'a Bytes>) -> Option<Record> {
-    let mut r = Reader { buf: body, owner };
+    let mut r = Reader { buf: body };
     let rec = match r.u8()? {
         T_META => Record::Meta {
             next_queue_id: r.u64()?,
@@ -256,20 +278,8 @@ pub fn decode_in<'a>(body: &'a [u8], owner: Option<&'a Bytes>) -> Option<Record>
             }
         }
         T_MESSAGE => {
-            let id = r.u64()?;
-            let n = r.u32()?;
-            // Each id is 8 bytes; checking first keeps the Vec bounded by the record.
-            if (n as usize).saturating_mul(8) > r.buf.len() {
-                return None;
-            }
-            let queues = (0..n).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
-            let msg = MessageRecord {
-                exchange: r.string()?,
-                routing_key: r.string()?,
-                properties: r.shared()?,
-                body: r.shared()?,
-            };
-            Record::Message { id, queues, msg }
+            decode_message(body)?;
+            return Some(Record::Message);
         }
         T_RELEASE => Record::Release {
             queue: r.u64()?,
@@ -357,19 +367,22 @@ mod tests {
     #[test]
     fn message_and_release_roundtrip() {
         let m = MessageRecord {
-            exchange: "amq.direct".into(),
-            routing_key: "rk".into(),
-            properties: Bytes::from_static(&[0x10, 0x00, 2]),
-            body: Bytes::from_static(b"payload"),
+            exchange: "amq.direct",
+            routing_key: "rk",
+            properties: &[0x10, 0x00, 2],
+            body: b"payload",
         };
-        roundtrip(
-            |o| encode_message(o, 77, &[1, 5], &m),
-            Record::Message {
-                id: 77,
-                queues: vec![1, 5],
-                msg: m.clone(),
-            },
-        );
+        let mut buf = Vec::new();
+        encode_message(&mut buf, 77, &[1, 5], &m);
+        let v = decode_message(&buf).expect("decodes");
+        assert_eq!((v.id, v.msg), (77, m));
+        assert_eq!(v.queues().collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(decode(&buf), Some(Record::Message));
+        for n in 0..buf.len() {
+            assert_eq!(decode_message(&buf[..n]), None, "prefix {n}");
+        }
+        buf.push(0);
+        assert_eq!(decode_message(&buf), None);
         roundtrip(
             |o| encode_release(o, 5, 77),
             Record::Release { queue: 5, id: 77 },
@@ -391,5 +404,6 @@ mod tests {
         put_u64(&mut buf, 1);
         buf.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode(&buf), None);
+        assert_eq!(decode_message(&buf), None);
     }
 }

@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use broker_core::persist::{
-    BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, QueueDef, Recovered,
+    BindingDef, ExchangeDef, MessageId, PersistError, QueueDef, RecoveredDefs, RestoreSink,
 };
 
 use crate::backend::Backend;
 use crate::format::{self, FileKind, Frame};
+use crate::index::{Index, Slot};
 use crate::record::{self, QueueId, Record};
 use crate::{io_err, StoreConfig};
 
@@ -66,9 +67,25 @@ impl Defs {
             Record::DeleteBinding(b) => {
                 self.bindings.remove(&binding_key(&b));
             }
-            Record::Message { .. } | Record::Release { .. } => return false,
+            Record::Message | Record::Release { .. } => return false,
         }
         true
+    }
+
+    /// Forgets durable exclusive queues and their bindings.
+    fn drop_exclusive_queues(&mut self) {
+        let gone: Vec<QueueDef> = self
+            .queues
+            .values()
+            .filter(|q| q.exclusive)
+            .cloned()
+            .collect();
+        self.queues.retain(|_, q| !q.exclusive);
+        for q in gone {
+            self.bindings.retain(|_, b| {
+                b.vhost != q.vhost || !b.destination_is_queue || b.destination != q.name
+            });
+        }
     }
 
     /// The whole `defs.log` content for this state: header, Meta, then one
@@ -97,67 +114,14 @@ fn binding_key(b: &BindingDef) -> Vec<u8> {
     k
 }
 
-/// A message still held by at least one live queue.
-pub(crate) struct LiveMessage {
-    pub segment: u32,
-    pub queues: Vec<QueueId>,
-    pub msg: MessageRecord,
-}
-
-/// Everything `open` learned, for the caller and for the new `FileStore`.
+/// Everything `open` learned, for the new `FileStore`.
 pub(crate) struct Recovery {
     pub defs: Defs,
-    /// In id order (segments are read in order and ids only grow).
-    pub live: Vec<(MessageId, LiveMessage)>,
-    /// Segments kept on disk, with whether an acks file exists for each.
-    pub segments: BTreeMap<u32, bool>,
+    /// Live messages, with the slot of every recovered queue assigned.
+    pub index: Index,
     /// Number for the next segment to create.
     pub next_segment: u32,
     pub warnings: Vec<String>,
-}
-
-impl Recovery {
-    /// Moves the results into the public shape (message contents move out).
-    pub fn take_recovered(&mut self) -> Recovered {
-        let mut queue_messages: BTreeMap<QueueId, Vec<MessageId>> = self
-            .defs
-            .queues
-            .keys()
-            .map(|id| (*id, Vec::new()))
-            .collect();
-        let mut messages = Vec::with_capacity(self.live.len());
-        for (id, m) in &mut self.live {
-            for q in &m.queues {
-                if let Some(ids) = queue_messages.get_mut(q) {
-                    ids.push(*id);
-                }
-            }
-            // Move the body out: the store keeps only ids and holds.
-            let empty = MessageRecord {
-                exchange: String::new(),
-                routing_key: String::new(),
-                properties: bytes::Bytes::new(),
-                body: bytes::Bytes::new(),
-            };
-            messages.push((*id, std::mem::replace(&mut m.msg, empty)));
-        }
-        Recovered {
-            exchanges: self.defs.exchanges.values().cloned().collect(),
-            queues: self.defs.queues.values().cloned().collect(),
-            bindings: self.defs.bindings.values().cloned().collect(),
-            messages,
-            queue_messages: queue_messages
-                .into_iter()
-                .filter_map(|(q, ids)| {
-                    self.defs
-                        .queues
-                        .get(&q)
-                        .map(|d| (d.vhost.clone(), d.name.clone(), ids))
-                })
-                .collect(),
-            warnings: std::mem::take(&mut self.warnings),
-        }
-    }
 }
 
 /// Outcome of scanning one file's records.
@@ -178,14 +142,15 @@ enum Scan {
 /// Walks the frames of `buf`, handing each decoded record to `f`. A bad frame
 /// followed by a valid one is skipped (bit rot); a bad frame with nothing
 /// valid after it is a torn tail and ends the valid prefix.
+/// `f` gets each valid frame's body and offset and says whether the body
+/// decoded.
 fn scan(
     name: &str,
     buf: &[u8],
-    owner: Option<&bytes::Bytes>,
     magic: [u8; 8],
     cfg: &StoreConfig,
     warnings: &mut Vec<String>,
-    mut f: impl FnMut(Record, &mut Vec<String>),
+    mut f: impl FnMut(&[u8], usize, &mut Vec<String>) -> bool,
 ) -> Scan {
     if buf.len() < format::HEADER_SIZE_BYTES {
         return Scan::Empty;
@@ -200,14 +165,11 @@ fn scan(
     while pos < buf.len() {
         match format::read_frame(buf, pos, max) {
             Frame::Valid { body, next } => {
-                match record::decode_in(body, owner) {
-                    Some(rec) => f(rec, warnings),
-                    None => {
-                        skipped = true;
-                        warnings.push(format!(
-                            "{name}: undecodable record at offset {pos} skipped"
-                        ));
-                    }
+                if !f(body, pos, warnings) {
+                    skipped = true;
+                    warnings.push(format!(
+                        "{name}: undecodable record at offset {pos} skipped"
+                    ));
                 }
                 pos = next;
             }
@@ -241,8 +203,13 @@ fn scan(
     }
 }
 
-/// Reads and repairs the folder. See `docs/storage.md`, "Recovery".
-pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, PersistError> {
+/// Reads and repairs the folder, streaming definitions and then every live
+/// message (in id order) into `sink`. See `docs/storage.md`, "Recovery".
+pub(crate) fn recover(
+    b: &dyn Backend,
+    cfg: &StoreConfig,
+    sink: &mut dyn RestoreSink,
+) -> Result<Recovery, PersistError> {
     let mut warnings = Vec::new();
     let mut segment_nums = BTreeSet::new();
     let mut acks_nums = BTreeSet::new();
@@ -268,17 +235,20 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
         let scanned = scan(
             format::DEFS_FILE,
             &buf,
-            None,
             format::MAGIC_DEFS,
             cfg,
             &mut warnings,
-            |rec, w| {
+            |body, _, w| {
+                let Some(rec) = record::decode(body) else {
+                    return false;
+                };
                 if !defs.apply(rec) {
                     w.push(format!(
                         "{}: message record in definitions log ignored",
                         format::DEFS_FILE
                     ));
                 }
+                true
             },
         );
         match scanned {
@@ -302,57 +272,82 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
             format::DEFS_FILE
         ));
     }
+    // Their owner connections are gone: RabbitMQ deletes durable exclusive
+    // queues at startup, and so do we (the snapshot below leaves them out,
+    // which also releases their messages).
+    defs.drop_exclusive_queues();
 
-    let mut live = Vec::new();
-    let mut segments = BTreeMap::new();
+    // Slot i is the i-th queue handed to the sink.
+    let mut index = Index::default();
+    for id in defs.queues.keys() {
+        index.slot(*id);
+    }
+    sink.definitions(RecoveredDefs {
+        exchanges: defs.exchanges.values().cloned().collect(),
+        queues: defs.queues.values().cloned().collect(),
+        bindings: defs.bindings.values().cloned().collect(),
+    });
+
+    let mut messages = 0u64;
+    let mut slots: Vec<Slot> = Vec::new();
     for &n in &segment_nums {
         let (seg_name, acks_name) = (format::segment_file(n), format::acks_file(n));
-        // Owned as `Bytes` so recovered message contents are slices of it.
-        let buf = bytes::Bytes::from(b.read(&seg_name).map_err(io_err)?);
-        let mut held: BTreeMap<MessageId, LiveMessage> = BTreeMap::new();
+        let mut buf = b.read_mapped(&seg_name).map_err(io_err)?;
+        // Frame offsets of the messages indexed from this segment, in order.
+        let mut offsets: Vec<usize> = Vec::new();
         let mut max_id = None::<MessageId>;
-        let seg_damaged;
         let scanned = scan(
             &seg_name,
             &buf,
-            Some(&buf),
             format::MAGIC_SEGMENT,
             cfg,
             &mut warnings,
-            |rec, w| match rec {
-                Record::Message { id, queues, msg } => {
-                    max_id = max_id.max(Some(id));
-                    let queues: Vec<QueueId> = queues
-                        .into_iter()
-                        .filter(|q| defs.queues.contains_key(q))
-                        .collect();
-                    if !queues.is_empty() {
-                        held.insert(
-                            id,
-                            LiveMessage {
-                                segment: n,
-                                queues,
-                                msg,
-                            },
-                        );
+            |body, pos, w| {
+                let Some(m) = record::decode_message(body) else {
+                    if record::decode(body).is_some() {
+                        w.push(format!("{seg_name}: unexpected record at offset {pos}"));
+                        return true;
                     }
+                    return false;
+                };
+                max_id = max_id.max(Some(m.id));
+                slots.clear();
+                slots.extend(m.queues().filter_map(|q| index.slot_of(q)));
+                slots.sort_unstable();
+                slots.dedup();
+                if slots.is_empty() {
+                    return true;
                 }
-                other => w.push(format!("{seg_name}: unexpected record {other:?}")),
+                if !index.fits(n, m.id) {
+                    // Ids only grow within a segment; anything else is damage.
+                    return false;
+                }
+                index.push(n, m.id, &slots, false);
+                offsets.push(pos);
+                true
             },
         );
-        match scanned {
+        let seg_damaged = match scanned {
             Scan::Ok {
                 value,
                 valid_len,
                 skipped,
             } => {
                 defs.next_message_id = defs.next_message_id.max(value);
-                truncate_tail(b, &seg_name, &buf, valid_len)?;
-                seg_damaged = skipped;
+                if valid_len < buf.len() {
+                    // Unmap before shrinking the file, then map what is left.
+                    drop(buf);
+                    truncate_tail(b, &seg_name, valid_len)?;
+                    buf = b.read_mapped(&seg_name).map_err(io_err)?;
+                } else {
+                    b.sync(&seg_name).map_err(io_err)?;
+                }
+                skipped
             }
             Scan::Empty => {
                 warnings.push(format!("{seg_name}: shorter than a header, removed"));
                 b.remove(&seg_name).map_err(io_err)?;
+                index.remove_segment(n);
                 continue;
             }
             Scan::BadHeader(e) => {
@@ -360,18 +355,25 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
                 if acks_nums.remove(&n) {
                     set_aside(b, &acks_name, "its segment was set aside", &mut warnings)?;
                 }
+                index.remove_segment(n);
                 continue;
             }
-        }
+        };
         if let Some(id) = max_id {
             defs.next_message_id = defs.next_message_id.max(id.saturating_add(1));
         }
-        let has_acks = acks_nums.remove(&n) && read_acks(b, cfg, n, &mut held, &mut warnings)?;
+        let has_acks = acks_nums.remove(&n) && read_acks(b, cfg, n, &mut index, &mut warnings)?;
+        if let Some(seg) = index.segment_mut(n) {
+            seg.has_acks = has_acks;
+        }
+        let live = index.segment(n).map_or(0, |s| s.live);
         // A segment with a skipped record is kept for inspection even when
         // everything readable in it is settled.
-        if held.is_empty() && defs_trusted && !seg_damaged {
+        if live == 0 && defs_trusted && !seg_damaged {
             // Every message here is settled: drop the segment, then its acks
             // (in that order, each made durable, so acks never vanish first).
+            drop(buf);
+            index.remove_segment(n);
             b.remove(&seg_name).map_err(io_err)?;
             if has_acks {
                 b.sync_dir().map_err(io_err)?;
@@ -379,10 +381,18 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
             }
             continue;
         }
-        segments.insert(n, has_acks);
-        // A flat, sorted list: appending per segment is O(n) overall (a
-        // BTreeMap merge per segment made recovery of 10M messages slow).
-        live.extend(std::mem::take(&mut held));
+        // Stream this segment's live messages, then let its mapping go.
+        index.for_each_live(n, |id, pos, holders| {
+            let view = offsets
+                .get(pos)
+                .and_then(|off| format::frame_body(&buf, *off))
+                .and_then(record::decode_message);
+            if let Some(v) = view {
+                sink.message(id, holders, &v.msg);
+                messages += 1;
+            }
+        });
+        index.seal(n);
     }
     // Acks whose segment is gone (a crash between the two removals).
     for n in acks_nums {
@@ -400,26 +410,25 @@ pub(crate) fn recover(b: &dyn Backend, cfg: &StoreConfig) -> Result<Recovery, Pe
     b.sync_dir().map_err(io_err)?;
     // The caller logs `warnings`; here only a summary, to avoid doubling them.
     tracing::info!(
-        messages = live.len(),
-        segments = segments.len(),
+        messages,
+        segments = segment_nums.len(),
         warnings = warnings.len(),
         "store recovered"
     );
     Ok(Recovery {
         defs,
-        live,
-        segments,
+        index,
         next_segment,
         warnings,
     })
 }
 
-/// Applies segment `n`'s releases to `held`. Returns whether the file is kept.
+/// Applies segment `n`'s releases to `index`. Returns whether the file is kept.
 fn read_acks(
     b: &dyn Backend,
     cfg: &StoreConfig,
     n: u32,
-    held: &mut BTreeMap<MessageId, LiveMessage>,
+    index: &mut Index,
     warnings: &mut Vec<String>,
 ) -> Result<bool, PersistError> {
     let name = format::acks_file(n);
@@ -427,25 +436,26 @@ fn read_acks(
     let scanned = scan(
         &name,
         &buf,
-        None,
         format::MAGIC_ACKS,
         cfg,
         warnings,
-        |rec, w| match rec {
-            Record::Release { queue, id } => {
-                if let Some(m) = held.get_mut(&id) {
-                    m.queues.retain(|q| *q != queue);
-                    if m.queues.is_empty() {
-                        held.remove(&id);
-                    }
+        |body, pos, w| match record::decode(body) {
+            Some(Record::Release { queue, id }) => {
+                if let Some(slot) = index.slot_of(queue) {
+                    index.release(slot, id);
                 }
+                true
             }
-            other => w.push(format!("{name}: unexpected record {other:?}")),
+            Some(_) => {
+                w.push(format!("{name}: unexpected record at offset {pos}"));
+                true
+            }
+            None => false,
         },
     );
     match scanned {
         Scan::Ok { valid_len, .. } => {
-            truncate_tail(b, &name, &buf, valid_len)?;
+            truncate_tail(b, &name, valid_len)?;
             Ok(true)
         }
         Scan::Empty => {
@@ -461,13 +471,8 @@ fn read_acks(
 
 /// Cuts a torn tail so later appends follow valid records, and makes the
 /// file's bytes durable, so what recovery returned survives a later crash.
-fn truncate_tail(
-    b: &dyn Backend,
-    name: &str,
-    buf: &[u8],
-    valid_len: usize,
-) -> Result<(), PersistError> {
-    if valid_len < buf.len() {
+fn truncate_tail(b: &dyn Backend, name: &str, valid_len: usize) -> Result<(), PersistError> {
+    if (valid_len as u64) < b.len(name).map_err(io_err)? {
         b.truncate(name, valid_len as u64).map_err(io_err)?;
     }
     b.sync(name).map_err(io_err)

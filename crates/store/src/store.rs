@@ -2,7 +2,7 @@
 //! broker's state lock, so it never does I/O: it encodes a record into its own
 //! scratch buffer and copies it into the shared pending buffer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use broker_core::persist::{
@@ -10,24 +10,11 @@ use broker_core::persist::{
 };
 
 use crate::format::{self, HEADER_SIZE_BYTES};
+use crate::index::{Index, Slot};
 use crate::record::{self, QueueId};
 use crate::recovery::Recovery;
 use crate::syncer::{AcksChunk, Pending, SegmentChunk, Shared};
 use crate::{lock, StoreConfig};
-
-/// Where a live message is and how many queues still hold it.
-struct Held {
-    segment: u32,
-    holds: u32,
-}
-
-/// Bookkeeping for a segment that still has live messages (or is current).
-struct SegmentState {
-    /// Messages in it still held by at least one queue.
-    live: u64,
-    /// Its acks file exists (or is pending creation).
-    has_acks: bool,
-}
 
 /// Buffered write side of the store. See the module docs.
 pub struct FileStore {
@@ -42,10 +29,11 @@ pub struct FileStore {
     next_queue_id: QueueId,
     /// vhost -> queue name -> id, for durable queues only.
     queue_ids: HashMap<String, HashMap<String, QueueId>>,
-    /// Message ids each queue holds, so deleting a queue releases them.
-    queue_holds: HashMap<QueueId, BTreeSet<MessageId>>,
-    messages: HashMap<MessageId, Held>,
-    segments: BTreeMap<u32, SegmentState>,
+    /// Which segment holds each live message, and which queues hold it.
+    index: Index,
+    /// Per-message scratch: the holding queues' ids and slots.
+    qids: Vec<QueueId>,
+    slots: Vec<Slot>,
     /// Segment receiving new messages.
     current: u32,
     /// Bytes in the current segment, header included.
@@ -59,61 +47,29 @@ pub struct FileStore {
 
 impl FileStore {
     pub(crate) fn new(shared: Arc<Shared>, config: StoreConfig, rec: Recovery) -> Self {
-        let mut s = Self {
+        let mut queue_ids: HashMap<String, HashMap<String, QueueId>> = HashMap::new();
+        for (id, q) in &rec.defs.queues {
+            queue_ids
+                .entry(q.vhost.clone())
+                .or_default()
+                .insert(q.name.clone(), *id);
+        }
+        Self {
             shared,
             config,
             scratch: Vec::new(),
             seq: 0,
             next_message_id: rec.defs.next_message_id.max(1),
             next_queue_id: rec.defs.next_queue_id.max(1),
-            queue_ids: HashMap::new(),
-            queue_holds: HashMap::new(),
-            // Sized up front: recovery of millions of messages otherwise
-            // rehashes the table again and again.
-            messages: HashMap::with_capacity(rec.live.len()),
-            segments: BTreeMap::new(),
+            queue_ids,
+            index: rec.index,
+            qids: Vec::new(),
+            slots: Vec::new(),
             current: rec.next_segment,
             current_bytes: 0,
             current_created: false,
             to_delete: Vec::new(),
-        };
-        for (id, q) in &rec.defs.queues {
-            s.queue_ids
-                .entry(q.vhost.clone())
-                .or_default()
-                .insert(q.name.clone(), *id);
-            s.queue_holds.insert(*id, BTreeSet::new());
         }
-        // Per-queue id lists are collected in id order and bulk-built into
-        // the sets afterwards (linear), instead of one tree insert each.
-        let mut holds: HashMap<QueueId, Vec<MessageId>> = HashMap::new();
-        for (id, m) in &rec.live {
-            for q in &m.queues {
-                holds.entry(*q).or_default().push(*id);
-            }
-            s.messages.insert(
-                *id,
-                Held {
-                    segment: m.segment,
-                    holds: m.queues.len() as u32,
-                },
-            );
-            let has_acks = rec.segments.get(&m.segment).copied().unwrap_or(false);
-            s.segments
-                .entry(m.segment)
-                .or_insert(SegmentState { live: 0, has_acks })
-                .live += 1;
-        }
-        for (q, ids) in holds {
-            let set = s.queue_holds.entry(q).or_default();
-            if set.is_empty() {
-                // `collect` into a BTreeSet bulk-builds from sorted input.
-                *set = ids.into_iter().collect();
-            } else {
-                set.extend(ids);
-            }
-        }
-        s
     }
 
     fn queue_id(&self, vhost: &str, name: &str) -> Option<QueueId> {
@@ -140,39 +96,26 @@ impl FileStore {
         self.push(|p, rec| p.defs.extend_from_slice(rec))
     }
 
-    /// Drops one hold on `id`; a segment whose last live message this was is
-    /// scheduled for deletion unless it is still being appended to.
-    fn release_hold(&mut self, id: MessageId) {
-        let Some(held) = self.messages.get_mut(&id) else {
-            return;
-        };
-        held.holds = held.holds.saturating_sub(1);
-        if held.holds > 0 {
+    /// Schedules segment `num` for deletion if nothing in it is live and
+    /// it is no longer appended to.
+    fn maybe_delete(&mut self, num: u32) {
+        if num == self.current {
             return;
         }
-        let segment = held.segment;
-        self.messages.remove(&id);
-        if let Some(s) = self.segments.get_mut(&segment) {
-            s.live = s.live.saturating_sub(1);
-            if s.live == 0 && segment != self.current {
-                self.to_delete.push((segment, s.has_acks));
-                self.segments.remove(&segment);
-            }
+        if let Some(seg) = self.index.segment(num).filter(|s| s.live == 0) {
+            self.to_delete.push((num, seg.has_acks));
+            self.index.remove_segment(num);
         }
     }
 
     /// Closes the current segment and starts a new one.
     fn rotate(&mut self) {
         let old = self.current;
-        if let Some(s) = self.segments.get(&old) {
-            if s.live == 0 {
-                self.to_delete.push((old, s.has_acks));
-                self.segments.remove(&old);
-            }
-        }
         self.current = old.saturating_add(1);
         self.current_bytes = 0;
         self.current_created = false;
+        self.index.seal(old);
+        self.maybe_delete(old);
     }
 }
 
@@ -202,7 +145,7 @@ impl Persistence for FileStore {
             .entry(def.vhost.clone())
             .or_default()
             .insert(def.name.clone(), id);
-        self.queue_holds.entry(id).or_default();
+        self.index.slot(id);
         Ok(seq)
     }
 
@@ -216,8 +159,11 @@ impl Persistence for FileStore {
             names.remove(name);
         }
         // The delete record itself releases every hold: no per-message records.
-        for msg in self.queue_holds.remove(&id).unwrap_or_default() {
-            self.release_hold(msg);
+        if let Some(slot) = self.index.slot_of(id) {
+            for num in self.index.release_all(slot) {
+                self.maybe_delete(num);
+            }
+            self.index.forget(id);
         }
         self.push_def(|o| record::encode_delete_queue(o, id))
     }
@@ -235,16 +181,66 @@ impl Persistence for FileStore {
     fn append_message(
         &mut self,
         vhost: &str,
-        msg: &MessageRecord,
+        msg: &MessageRecord<'_>,
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError> {
         self.shared.check()?;
-        let mut qids: Vec<QueueId> = queues
-            .iter()
-            .filter_map(|q| self.queue_id(vhost, q))
-            .collect();
+        let mut qids = std::mem::take(&mut self.qids);
+        qids.clear();
+        qids.extend(queues.iter().filter_map(|q| self.queue_id(vhost, q)));
         qids.sort_unstable();
         qids.dedup();
+        let result = self.append_for(msg, &qids);
+        self.qids = qids;
+        result
+    }
+
+    fn remove_message(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        id: MessageId,
+    ) -> Result<Seq, PersistError> {
+        self.shared.check()?;
+        let Some(qid) = self.queue_id(vhost, queue) else {
+            return Ok(self.seq);
+        };
+        let Some(slot) = self.index.slot_of(qid) else {
+            return Ok(self.seq);
+        };
+        let Some(released) = self.index.release(slot, id) else {
+            // Not a durable hold (transient message or already released).
+            return Ok(self.seq);
+        };
+        let segment = released.segment;
+        let create = match self.index.segment_mut(segment) {
+            Some(s) => !std::mem::replace(&mut s.has_acks, true),
+            None => false,
+        };
+        if released.segment_live == 0 {
+            self.maybe_delete(segment);
+        }
+        self.scratch.clear();
+        format::append_frame(&mut self.scratch, |o| record::encode_release(o, qid, id));
+        self.push(|p, rec| {
+            let chunk = p.acks.entry(segment).or_insert_with(AcksChunk::default);
+            chunk.create |= create;
+            chunk.bytes.extend_from_slice(rec);
+        })
+    }
+
+    fn last_seq(&self) -> Seq {
+        self.seq
+    }
+}
+
+impl FileStore {
+    /// Appends `msg` held by `qids` (sorted, distinct durable queue ids).
+    fn append_for(
+        &mut self,
+        msg: &MessageRecord<'_>,
+        qids: &[QueueId],
+    ) -> Result<(MessageId, Seq), PersistError> {
         let id = self.next_message_id;
         if qids.is_empty() {
             // No durable queue holds it: nothing to persist, but ids stay unique.
@@ -253,7 +249,7 @@ impl Persistence for FileStore {
         }
         self.scratch.clear();
         format::append_frame(&mut self.scratch, |o| {
-            record::encode_message(o, id, &qids, msg)
+            record::encode_message(o, id, qids, msg)
         });
         let len = self.scratch.len() as u64;
         if len > self.config.record_size_max_bytes {
@@ -264,7 +260,10 @@ impl Persistence for FileStore {
             )));
         }
         self.next_message_id += 1;
-        if self.current_created && self.current_bytes + len > self.config.segment_size_bytes {
+        if self.current_created
+            && (self.current_bytes + len > self.config.segment_size_bytes
+                || !self.index.fits(self.current, id))
+        {
             self.rotate();
         }
         let (segment, create) = (self.current, !self.current_created);
@@ -283,64 +282,11 @@ impl Persistence for FileStore {
             self.current_bytes = HEADER_SIZE_BYTES as u64;
         }
         self.current_bytes += len;
-        for q in &qids {
-            self.queue_holds.entry(*q).or_default().insert(id);
-        }
-        self.messages.insert(
-            id,
-            Held {
-                segment,
-                holds: qids.len() as u32,
-            },
-        );
-        self.segments
-            .entry(segment)
-            .or_insert(SegmentState {
-                live: 0,
-                has_acks: false,
-            })
-            .live += 1;
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.clear();
+        slots.extend(qids.iter().map(|q| self.index.slot(*q)));
+        self.index.push(segment, id, &slots, false);
+        self.slots = slots;
         Ok((id, seq))
-    }
-
-    fn remove_message(
-        &mut self,
-        vhost: &str,
-        queue: &str,
-        id: MessageId,
-    ) -> Result<Seq, PersistError> {
-        self.shared.check()?;
-        let Some(qid) = self.queue_id(vhost, queue) else {
-            return Ok(self.seq);
-        };
-        let held_here = self
-            .queue_holds
-            .get_mut(&qid)
-            .is_some_and(|ids| ids.remove(&id));
-        let Some(segment) = self
-            .messages
-            .get(&id)
-            .map(|h| h.segment)
-            .filter(|_| held_here)
-        else {
-            // Not a durable hold (transient message or already released).
-            return Ok(self.seq);
-        };
-        let create = match self.segments.get_mut(&segment) {
-            Some(s) => !std::mem::replace(&mut s.has_acks, true),
-            None => false,
-        };
-        self.release_hold(id);
-        self.scratch.clear();
-        format::append_frame(&mut self.scratch, |o| record::encode_release(o, qid, id));
-        self.push(|p, rec| {
-            let chunk = p.acks.entry(segment).or_insert_with(AcksChunk::default);
-            chunk.create |= create;
-            chunk.bytes.extend_from_slice(rec);
-        })
-    }
-
-    fn last_seq(&self) -> Seq {
-        self.seq
     }
 }

@@ -28,11 +28,13 @@ fn roundtrip_definitions_and_messages() {
     s.put_queue(&queue("b")).expect("b");
     s.put_binding(&binding("ex", "a", "k")).expect("bind");
     let (m1, _) = s
-        .append_message(VH, &message("one"), &["a", "b"])
+        .append_message(VH, &message("one").as_record(), &["a", "b"])
         .expect("m1");
-    let (m2, _) = s.append_message(VH, &message("two"), &["a"]).expect("m2");
+    let (m2, _) = s
+        .append_message(VH, &message("two").as_record(), &["a"])
+        .expect("m2");
     let (m3, seq) = s
-        .append_message(VH, &message("three"), &["b", "nonexistent"])
+        .append_message(VH, &message("three").as_record(), &["b", "nonexistent"])
         .expect("m3");
     s.remove_message(VH, "a", m1).expect("ack");
     assert!(m1 < m2 && m2 < m3);
@@ -53,7 +55,9 @@ fn roundtrip_definitions_and_messages() {
     let ids: Vec<MessageId> = rec.messages.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, vec![m1, m2, m3]);
     assert_eq!(rec.messages[0].1, message("one"));
-    let (m4, _) = s.append_message(VH, &message("four"), &["a"]).expect("m4");
+    let (m4, _) = s
+        .append_message(VH, &message("four").as_record(), &["a"])
+        .expect("m4");
     assert!(m4 > m3, "ids continue after recovery");
 }
 
@@ -68,7 +72,7 @@ fn settled_segments_are_deleted() {
     s.put_queue(&queue("q")).expect("q");
     let ids: Vec<MessageId> = (0..50)
         .map(|i| {
-            s.append_message(VH, &message(&format!("body {i}")), &["q"])
+            s.append_message(VH, &message(&format!("body {i}")).as_record(), &["q"])
                 .expect("append")
                 .0
         })
@@ -106,11 +110,13 @@ fn deleted_queue_messages_do_not_return_in_a_new_queue_of_that_name() {
     let (mut s, sy, _) = open(dir.path(), StoreConfig::default()).expect("open");
     s.put_queue(&queue("q")).expect("q");
     s.put_queue(&queue("keep")).expect("keep");
-    s.append_message(VH, &message("old"), &["q", "keep"])
+    s.append_message(VH, &message("old").as_record(), &["q", "keep"])
         .expect("old");
     s.delete_queue(VH, "q").expect("delete");
     s.put_queue(&queue("q")).expect("again");
-    let (new, _) = s.append_message(VH, &message("new"), &["q"]).expect("new");
+    let (new, _) = s
+        .append_message(VH, &message("new").as_record(), &["q"])
+        .expect("new");
     sy.sync().expect("sync");
     drop((s, sy));
     let (_, _, rec) = open(dir.path(), StoreConfig::default()).expect("reopen");
@@ -134,7 +140,7 @@ fn vhosts_are_separate() {
     s.put_queue(&queue("q")).expect("q");
     s.put_queue(&other).expect("v2 q");
     let (id, _) = s
-        .append_message("v2", &message("x"), &["q"])
+        .append_message("v2", &message("x").as_record(), &["q"])
         .expect("append");
     s.remove_message(VH, "q", id)
         .expect("no-op: held by v2/q only");
@@ -187,10 +193,10 @@ fn oversized_message_is_refused_without_failing_the_store() {
     s.put_queue(&queue("q")).expect("q");
     let big = "x".repeat(2000);
     assert!(matches!(
-        s.append_message(VH, &message(&big), &["q"]),
+        s.append_message(VH, &message(&big).as_record(), &["q"]),
         Err(PersistError::Io(_))
     ));
-    s.append_message(VH, &message("small"), &["q"])
+    s.append_message(VH, &message("small").as_record(), &["q"])
         .expect("store still works");
     sy.sync().expect("sync");
 }
@@ -209,7 +215,7 @@ fn concurrent_syncs_cover_all_earlier_appends() {
                     let (_, seq) = store
                         .lock()
                         .expect("lock")
-                        .append_message(VH, &message(&format!("{t}-{i}")), &["q"])
+                        .append_message(VH, &message(&format!("{t}-{i}")).as_record(), &["q"])
                         .expect("append");
                     assert!(
                         sy.sync().expect("sync") >= seq,

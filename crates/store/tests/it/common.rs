@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use broker_core::persist::{
-    BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, Persistence, QueueDef,
+    BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
     Recovered, Seq, Syncer,
 };
 use bytes::Bytes;
@@ -48,8 +48,8 @@ pub fn binding(source: &str, queue: &str, key: &str) -> BindingDef {
     }
 }
 
-pub fn message(body: &str) -> MessageRecord {
-    MessageRecord {
+pub fn message(body: &str) -> OwnedMessage {
+    OwnedMessage {
         exchange: "ex".into(),
         routing_key: "rk".into(),
         properties: Bytes::from_static(&[0x80, 0x00, 2]),
@@ -204,7 +204,9 @@ impl Harness {
                 }
                 let body = format!("m{step}-{}", "x".repeat(rng.below(40) as usize));
                 let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-                let (id, seq) = self.store.append_message(VH, &message(&body), &refs)?;
+                let (id, seq) =
+                    self.store
+                        .append_message(VH, &message(&body).as_record(), &refs)?;
                 self.bodies.insert(id, Bytes::from(body));
                 for t in &targets {
                     if let Some((_, ids)) = self.model.queues.get_mut(t) {

@@ -18,7 +18,7 @@ fn populate(dir: &TempDir) -> Vec<MessageId> {
     s.put_binding(&binding("ex", "q", "k")).expect("bind");
     let ids: Vec<MessageId> = (0..10)
         .map(|i| {
-            s.append_message(VH, &message(&format!("body-{i:02}")), &["q"])
+            s.append_message(VH, &message(&format!("body-{i:02}")).as_record(), &["q"])
                 .expect("append")
                 .0
         })

@@ -40,7 +40,7 @@ fn power_cut_at_every_point_recovers_the_synced_prefix() {
                 let max_durable = rec.messages.iter().map(|(id, _)| *id).max().unwrap_or(0);
                 if let Some(q) = expect.queues.keys().next() {
                     let (id, _) = store
-                        .append_message(VH, &message("after"), &[q])
+                        .append_message(VH, &message("after").as_record(), &[q])
                         .expect("append");
                     assert!(
                         id > max_durable,
@@ -89,7 +89,8 @@ fn io_failure_at_every_operation_is_sticky_and_recoverable() {
                 Err(PersistError::Failed(_))
             ));
             assert!(matches!(
-                h.store.append_message(VH, &message("late"), &["q0"]),
+                h.store
+                    .append_message(VH, &message("late").as_record(), &["q0"]),
                 Err(PersistError::Failed(_))
             ));
             let states = h.states_since(h.synced);
