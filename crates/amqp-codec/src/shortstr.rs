@@ -18,8 +18,20 @@ use crate::error::DecodeError;
 /// string in memory, but the encoder writes only its first 255 bytes, because the
 /// wire length prefix is one octet. Use [`ShortStr::try_from_str`] for untrusted
 /// input.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Clone, PartialOrd, Ord, Default)]
 pub struct ShortStr(Bytes);
+
+/// Two clones of one name share their bytes: comparing the pointers first
+/// skips a `memcmp` call for the broker's hot lookups (queue names in
+/// routing results and consumer tags are clones of the stored keys).
+impl PartialEq for ShortStr {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        (self.0.as_ptr() == other.0.as_ptr() && self.0.len() == other.0.len()) || self.0 == other.0
+    }
+}
+
+impl Eq for ShortStr {}
 
 impl ShortStr {
     /// Maximum encoded length.

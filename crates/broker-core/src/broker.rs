@@ -181,6 +181,12 @@ pub struct Broker {
     /// hot path does not allocate.
     pub(crate) scratch_targets: Vec<ShortStr>,
     pub(crate) scratch_accepted: Vec<ShortStr>,
+    /// Queues that received messages since the last dispatch run. A run of
+    /// publishes (the common batch from one socket read) enqueues first and
+    /// delivers once per queue, instead of one dispatch pass per message;
+    /// anything else that could observe the queues runs the dispatch first
+    /// (see `run_pending_dispatch`), so no client sees the difference.
+    pub(crate) pending_dispatch: Vec<(std::sync::Arc<str>, ShortStr)>,
 }
 
 impl Broker {
@@ -215,6 +221,7 @@ impl Broker {
             confirm_dirty: Vec::new(),
             scratch_targets: Vec::new(),
             scratch_accepted: Vec::new(),
+            pending_dispatch: Vec::new(),
         }
     }
 
@@ -273,6 +280,7 @@ impl Broker {
     /// Forgets a connection: requeues its unacked messages, removes its
     /// consumers and deletes its exclusive queues.
     pub fn remove_connection(&mut self, conn: ConnId) {
+        self.run_pending_dispatch();
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -294,6 +302,7 @@ impl Broker {
 
     /// Sends connection.close with `err` and stops processing this connection.
     pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
+        self.run_pending_dispatch();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -323,16 +332,60 @@ impl Broker {
 
     /// Handles one frame on a channel other than 0.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame) {
+        if !is_publish_part(&frame) {
+            self.run_pending_dispatch();
+        }
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
         if c.closing {
             return;
         }
-        self.dirty.push(conn);
+        self.mark_dirty(conn);
         let ch = frame.channel;
         if let Err(err) = self.handle_frame_inner(conn, frame) {
             self.raise(conn, ch, err);
+        }
+    }
+
+    /// Notes that `conn` may have output to flush.
+    pub(crate) fn mark_dirty(&mut self, conn: ConnId) {
+        if self.dirty.last() != Some(&conn) {
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Schedules delivery from queue `q` of vhost `vname` (see
+    /// `pending_dispatch`).
+    pub(crate) fn defer_dispatch(&mut self, vname: &str, q: &ShortStr) {
+        // A short list is searched for the pair; a long one (fan-out to
+        // many queues) just grows, which costs what dispatching inline did.
+        if self.pending_dispatch.len() <= 16
+            && self
+                .pending_dispatch
+                .iter()
+                .any(|(v, name)| name == q && &**v == vname)
+        {
+            return;
+        }
+        let Some((key, _)) = self.vhosts.get_key_value(vname) else {
+            return;
+        };
+        self.pending_dispatch.push((key.clone(), q.clone()));
+    }
+
+    /// Delivers from every queue that received messages since the last run.
+    pub(crate) fn run_pending_dispatch(&mut self) {
+        while !self.pending_dispatch.is_empty() {
+            let mut pending = std::mem::take(&mut self.pending_dispatch);
+            for (v, q) in &pending {
+                // May dead-letter into other queues, which defers again.
+                self.dispatch(v, q);
+            }
+            pending.clear();
+            if self.pending_dispatch.is_empty() {
+                self.pending_dispatch = pending;
+            }
         }
     }
 
@@ -593,6 +646,7 @@ impl Broker {
     /// Passes all produced output to the connections' sinks. The server
     /// calls this after every batch, before releasing the lock.
     pub fn flush(&mut self) {
+        self.run_pending_dispatch();
         self.emit_ready_confirms();
         let send = |c: &mut Conn| {
             if !c.out.is_empty() {
@@ -615,6 +669,7 @@ impl Broker {
     /// The store has everything up to `seq` on disk: release confirms and
     /// commit-oks waiting for it.
     pub fn on_synced(&mut self, seq: Seq) {
+        self.run_pending_dispatch();
         if seq <= self.synced_seq {
             return;
         }
@@ -656,6 +711,7 @@ impl Broker {
 
     /// The store failed: nack everything waiting for it.
     pub fn on_store_failed(&mut self) {
+        self.run_pending_dispatch();
         let waiting: Vec<(ConnId, u16)> = self.waiting_sync.drain().collect();
         for (conn, ch_id) in waiting {
             let Some(c) = self.conns.get_mut(&conn) else {
@@ -686,6 +742,7 @@ impl Broker {
 
     /// The writer for `conn` drained its backlog: resume held deliveries.
     pub fn on_writable(&mut self, conn: ConnId) {
+        self.run_pending_dispatch();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -708,6 +765,7 @@ impl Broker {
     /// clients that asked for it get connection.blocked / unblocked, and the
     /// server stops reading from connections that publish while it is raised.
     pub fn set_alarm(&mut self, reason: Option<String>) {
+        self.run_pending_dispatch();
         if self.alarm == reason {
             return;
         }
@@ -739,6 +797,7 @@ impl Broker {
 
     /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.
     pub fn close_all(&mut self, text: &str) {
+        self.run_pending_dispatch();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.close_connection_with(
@@ -760,6 +819,16 @@ impl Broker {
 }
 
 /// Reply texts are short strings: at most 255 bytes, cut at a char boundary.
+/// A content header or body frame, or a basic.publish method frame: the
+/// frames of a publish, which may leave dispatch pending.
+fn is_publish_part(f: &Frame) -> bool {
+    match f.kind {
+        FRAME_HEADER | FRAME_BODY => true,
+        FRAME_METHOD => f.payload.get(..4) == Some(&[0, 60, 0, 40]),
+        _ => false,
+    }
+}
+
 pub(crate) fn truncate(s: &str) -> &str {
     if s.len() <= 255 {
         return s;

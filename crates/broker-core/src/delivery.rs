@@ -7,7 +7,7 @@ use amqp_codec::{
 use bytes::{BufMut, BytesMut};
 
 use crate::arena::MessageView;
-use crate::broker::{Broker, Unacked};
+use crate::broker::{Broker, Conn, Unacked};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::ConnId;
@@ -201,47 +201,77 @@ impl Broker {
             }
             let Some(idx) = chosen else { break };
             q.next_consumer = (idx + 1) % n;
-            let Some(msg) = q.pop(arena.as_ref()) else {
-                break;
-            };
-            let k = &q.consumers[idx];
+            // Cloned (one refcount bump per turn) so `q` can be popped below.
+            let k = q.consumers[idx].clone();
+            let k = &k;
             let Some(c) = conns.get_mut(&k.conn) else {
                 break;
             };
-            let frame_max = c.info.frame_max;
-            let Some(ch) = c.channels.get_mut(&k.channel) else {
+            let Conn {
+                info,
+                channels,
+                out,
+                throttled,
+                ..
+            } = &mut **c;
+            let frame_max = info.frame_max;
+            let Some(ch) = channels.get_mut(&k.channel) else {
                 break;
             };
             let Some(cons) = ch.consumers.get_mut(&k.tag) else {
                 break;
             };
-            let tag = ch.next_delivery_tag;
-            ch.next_delivery_tag += 1;
-            let Some(view) = arena.get(msg.loc()) else {
-                tracing::error!(queue = %qname, "queued message missing from the arena; dropped");
-                continue;
-            };
-            let method = ContentMethod::Deliver {
-                consumer_tag: &k.tag,
-                delivery_tag: tag,
-                redelivered: msg.redelivered(),
-            };
-            write_view(&mut c.out, k.channel, method, &view, frame_max);
-            dirty.push(k.conn);
-            if cons.no_ack {
-                let store_id = view.meta.store_id;
-                if q.durable && store_id != 0 {
-                    let _ = persist.remove_message(vname, qname, store_id);
+            if dirty.last() != Some(&k.conn) {
+                dirty.push(k.conn);
+            }
+            // Round-robin means one message per consumer turn; a lone
+            // consumer takes messages back to back while its credit and
+            // socket budget last, with the lookups above done once.
+            loop {
+                let Some(msg) = q.pop(arena.as_ref()) else {
+                    break;
+                };
+                let tag = ch.next_delivery_tag;
+                ch.next_delivery_tag += 1;
+                let Some(view) = arena.get(msg.loc()) else {
+                    tracing::error!(queue = %qname, "queued message missing from the arena; dropped");
+                    continue;
+                };
+                let method = ContentMethod::Deliver {
+                    consumer_tag: &k.tag,
+                    delivery_tag: tag,
+                    redelivered: msg.redelivered(),
+                };
+                write_view(out, k.channel, method, &view, frame_max);
+                if cons.no_ack {
+                    let store_id = view.meta.store_id;
+                    if q.durable && store_id != 0 {
+                        let _ = persist.remove_message(vname, qname, store_id);
+                    }
+                    arena.release(msg.loc());
+                } else {
+                    cons.unacked += 1;
+                    ch.unacked.push_back(Unacked {
+                        tag,
+                        queue: qname.clone(),
+                        msg,
+                        consumer: Some(k.tag.clone()),
+                    });
                 }
-                arena.release(msg.loc());
-            } else {
-                cons.unacked += 1;
-                ch.unacked.push_back(Unacked {
-                    tag,
-                    queue: qname.clone(),
-                    msg,
-                    consumer: Some(k.tag.clone()),
-                });
+                if n > 1 || q.ttl_possible || q.messages.is_empty() {
+                    break;
+                }
+                if out.len() + info.sink.pending_bytes() >= write_max {
+                    *throttled = true;
+                    break;
+                }
+                let has_credit = cons.no_ack
+                    || ((cons.prefetch == 0 || cons.unacked < cons.prefetch)
+                        && (ch.prefetch_channel == 0
+                            || (ch.unacked.len() as u64) < u64::from(ch.prefetch_channel)));
+                if !has_credit {
+                    break;
+                }
             }
         }
         expired

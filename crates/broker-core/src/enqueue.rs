@@ -144,7 +144,7 @@ impl Broker {
             self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
         for t in &accepted {
-            self.dispatch(vname, t);
+            self.defer_dispatch(vname, t);
         }
         accepted.clear();
         self.scratch_accepted = accepted;
@@ -264,6 +264,7 @@ impl Broker {
     /// expires messages at the head of queues and deletes queues whose
     /// `x-expires` has passed.
     pub fn tick(&mut self) {
+        self.run_pending_dispatch();
         let now = now_ms();
         let mut expired: Vec<(String, ShortStr, QueuedMessage)> = Vec::new();
         let mut idle: Vec<(String, ShortStr)> = Vec::new();
