@@ -227,10 +227,7 @@ impl Broker {
             // Round-robin means one message per consumer turn; a lone
             // consumer takes messages back to back while its credit and
             // socket budget last, with the lookups above done once.
-            loop {
-                let Some(msg) = q.pop(arena.as_ref()) else {
-                    break;
-                };
+            while let Some(msg) = q.pop(arena.as_ref()) {
                 let tag = ch.next_delivery_tag;
                 ch.next_delivery_tag += 1;
                 let Some(view) = arena.get(msg.loc()) else {
