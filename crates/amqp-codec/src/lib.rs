@@ -16,6 +16,7 @@ pub mod field;
 pub mod frame;
 pub mod method;
 pub mod properties;
+pub mod publish;
 pub mod shortstr;
 mod wire;
 
@@ -28,4 +29,5 @@ pub use frame::{
 };
 pub use method::*;
 pub use properties::{peek_delivery_mode, peek_expiration, BasicProperties, ContentHeader};
+pub use publish::{peek_publish, WirePublish};
 pub use shortstr::ShortStr;

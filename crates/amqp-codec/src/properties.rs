@@ -154,6 +154,12 @@ fn walk(raw: &[u8], stop: usize, deep: bool) -> Result<(u16, Cursor<'_>), Decode
 
 /// Delivery mode from raw property bytes without allocating (None if absent or the
 /// bytes are malformed).
+/// Whether `raw` is a property list `ContentHeader::decode` accepts for
+/// class basic (the same deep walk, without building anything).
+pub fn basic_properties_valid(raw: &[u8]) -> bool {
+    walk(raw, NUM_PROPS, true).is_ok()
+}
+
 pub fn peek_delivery_mode(raw: &[u8]) -> Option<u8> {
     let (flags, mut cur) = walk(raw, DELIVERY_MODE, false).ok()?;
     if flags & flag(DELIVERY_MODE) == 0 {

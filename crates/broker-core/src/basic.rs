@@ -1,12 +1,12 @@
 //! basic.* methods, publisher confirms and transactions.
 
 use amqp_codec::{
-    peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties,
-    BasicPublish, BasicQos, ContentHeader, Method, ShortStr,
+    peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties, BasicQos,
+    Method, ShortStr,
 };
 use bytes::Bytes;
 
-use crate::broker::{Broker, ChannelConsumer};
+use crate::broker::{Assembly, Broker, ChannelConsumer};
 use crate::delivery::{write_content, write_view, ContentMethod};
 use crate::enqueue::Incoming;
 use crate::error::AmqpError;
@@ -15,23 +15,87 @@ use crate::queue::ConsumerRef;
 use crate::queue_args::parse_expiration;
 use crate::ConnId;
 
+/// A complete publish, borrowed from the frames (or the read buffer) it
+/// arrived in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublishRef<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub mandatory: bool,
+    pub immediate: bool,
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// A publish kept until tx.commit.
+pub(crate) struct OwnedPublish {
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    mandatory: bool,
+    properties: Bytes,
+    body: Bytes,
+}
+
+impl OwnedPublish {
+    fn as_ref(&self) -> PublishRef<'_> {
+        PublishRef {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            mandatory: self.mandatory,
+            immediate: false,
+            properties: &self.properties,
+            body: &self.body,
+        }
+    }
+}
+
 impl Broker {
+    /// A basic.publish read straight from the socket buffer (method, header
+    /// and body frames complete in it). Returns false, having done nothing,
+    /// when the channel is not in a state for the fast path; the caller
+    /// then takes the general frame-by-frame path.
+    pub fn publish_from_wire(&mut self, conn: ConnId, w: &amqp_codec::WirePublish<'_>) -> bool {
+        let max = self.config.message_size_max_bytes;
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        let ready = !c.closing
+            && (w.body.len() as u64) <= max
+            && c.channels
+                .get(&w.channel)
+                .is_some_and(|ch| !ch.closing && matches!(ch.assembly, Assembly::Idle));
+        if !ready {
+            return false;
+        }
+        self.mark_dirty(conn);
+        let p = PublishRef {
+            exchange: w.exchange,
+            routing_key: w.routing_key,
+            mandatory: w.mandatory,
+            immediate: w.immediate,
+            properties: w.properties,
+            body: w.body,
+        };
+        if let Err(err) = self.publish(conn, w.channel, &p) {
+            self.raise(conn, w.channel, err);
+        }
+        true
+    }
+
     /// A complete basic.publish (method + header + body) arrived.
     pub(crate) fn publish(
         &mut self,
         conn: ConnId,
         ch: u16,
-        p: BasicPublish,
-        header: ContentHeader,
-        body: Bytes,
+        p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
         let v = self
             .vhosts
             .get(&vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        match v.exchanges.get(&p.exchange) {
-            None => return Err(no_exchange(&p.exchange, &vname).during(60, 40)),
+        match v.exchanges.get(p.exchange) {
+            None => return Err(no_exchange(p.exchange, &vname).during(60, 40)),
             Some(ex) if ex.internal => {
                 return Err(AmqpError::access_refused(format!(
                     "cannot publish to internal exchange '{}' in vhost '{vname}'",
@@ -41,7 +105,7 @@ impl Broker {
             }
             Some(_) => {}
         }
-        if let Some(uid) = peek_user_id(&header.raw_properties) {
+        if let Some(uid) = peek_user_id(p.properties) {
             let user = &self
                 .conns
                 .get(&conn)
@@ -60,11 +124,23 @@ impl Broker {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
         }
-        let mut header = header;
-        header.raw_properties = self.reply_to_rewrite(conn, ch, header.raw_properties)?;
+        let rewritten = self.reply_to_rewrite(conn, ch, p.properties)?;
+        let p = match &rewritten {
+            Some(props) => PublishRef {
+                properties: props,
+                ..*p
+            },
+            None => *p,
+        };
         let c = self.channel_mut(conn, ch)?;
         if let Some(tx) = c.tx.as_mut() {
-            tx.publishes.push((p, header, body));
+            tx.publishes.push(OwnedPublish {
+                exchange: ShortStr::from(p.exchange),
+                routing_key: ShortStr::from(p.routing_key),
+                mandatory: p.mandatory,
+                properties: Bytes::copy_from_slice(p.properties),
+                body: Bytes::copy_from_slice(p.body),
+            });
             return Ok(());
         }
         let confirm_tag = if c.confirm {
@@ -73,7 +149,7 @@ impl Broker {
         } else {
             None
         };
-        let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, p, header, body)?;
+        let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, &p)?;
         if let Some(tag) = confirm_tag {
             self.confirm(conn, ch, tag, seq, !rejected);
         }
@@ -88,16 +164,14 @@ impl Broker {
         conn: ConnId,
         ch: u16,
         vname: &str,
-        p: BasicPublish,
-        header: ContentHeader,
-        body: Bytes,
+        p: &PublishRef<'_>,
     ) -> Result<(u64, bool), AmqpError> {
-        if p.exchange.is_empty() && crate::reply_to::is_reply_name(&p.routing_key) {
+        if p.exchange.is_empty() && crate::reply_to::is_reply_name(p.routing_key) {
             let m = Incoming {
-                exchange: &p.exchange,
-                routing_key: &p.routing_key,
-                properties: &header.raw_properties,
-                body: &body,
+                exchange: p.exchange,
+                routing_key: p.routing_key,
+                properties: p.properties,
+                body: p.body,
             };
             if self.reply_to_deliver(&m) {
                 return Ok((0, false));
@@ -109,27 +183,34 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut targets = std::mem::take(&mut self.scratch_targets);
         targets.clear();
-        let raw = header.raw_properties.clone();
-        let mut headers = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
-        v.route(&p.exchange, &p.routing_key, &mut headers, &mut targets);
-        let result = self.enqueue_routed(conn, ch, vname, &p, &header, &body, &targets);
+        let raw = p.properties;
+        let mut headers = || {
+            BasicProperties::decode(&Bytes::copy_from_slice(raw))
+                .ok()
+                .and_then(|p| p.headers)
+        };
+        v.route(p.exchange, p.routing_key, &mut headers, &mut targets);
+        let result = self.enqueue_routed(conn, ch, vname, p, &targets);
         targets.clear();
         self.scratch_targets = targets;
         result
     }
 
     /// Second half of `route_and_enqueue`, once the targets are known.
-    #[allow(clippy::too_many_arguments)]
     fn enqueue_routed(
         &mut self,
         conn: ConnId,
         ch: u16,
         vname: &str,
-        p: &BasicPublish,
-        header: &ContentHeader,
-        body: &Bytes,
+        p: &PublishRef<'_>,
         targets: &[ShortStr],
     ) -> Result<(u64, bool), AmqpError> {
+        let m = Incoming {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties: p.properties,
+            body: p.body,
+        };
         if targets.is_empty() {
             if p.mandatory {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -138,35 +219,18 @@ impl Broker {
                         reply_code: reply::NO_ROUTE,
                         reply_text: "NO_ROUTE",
                     };
-                    write_content(
-                        &mut c.out,
-                        ch,
-                        method,
-                        &Incoming {
-                            exchange: &p.exchange,
-                            routing_key: &p.routing_key,
-                            properties: &header.raw_properties,
-                            body,
-                        },
-                        frame_max,
-                    );
+                    write_content(&mut c.out, ch, method, &m, frame_max);
                 }
             }
             return Ok((0, false));
         }
-        let persistent = peek_delivery_mode(&header.raw_properties) == Some(2);
-        let expiration = match peek_expiration(&header.raw_properties) {
+        let persistent = peek_delivery_mode(p.properties) == Some(2);
+        let expiration = match peek_expiration(p.properties) {
             None => None,
             Some(e) => Some(
                 parse_expiration(e)
                     .map_err(|t| AmqpError::precondition_failed(t).during(60, 40))?,
             ),
-        };
-        let m = Incoming {
-            exchange: &p.exchange,
-            routing_key: &p.routing_key,
-            properties: &header.raw_properties,
-            body,
         };
         let r = self.enqueue(vname, targets, &m, persistent, expiration);
         // RabbitMQ nacks a publish that any queue refused.
@@ -262,8 +326,8 @@ impl Broker {
         };
         let tx = std::mem::take(tx);
         let mut wait = 0;
-        for (p, header, body) in tx.publishes {
-            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, p, header, body)?.0);
+        for p in &tx.publishes {
+            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, &p.as_ref())?.0);
         }
         let settled = !tx.settles.is_empty();
         for (tag, multiple, ack, requeue) in tx.settles {
@@ -623,13 +687,13 @@ impl Broker {
 }
 
 /// The user_id property, if set (decoding only when the flag bit is present).
-fn peek_user_id(raw: &Bytes) -> Option<String> {
+fn peek_user_id(raw: &[u8]) -> Option<String> {
     // user-id is property 12 of 14: flag bit 15-11 = 4.
     let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
     if flags & (1 << 4) == 0 {
         return None;
     }
-    BasicProperties::decode(raw)
+    BasicProperties::decode(&Bytes::copy_from_slice(raw))
         .ok()?
         .user_id
         .map(|u| u.to_string())

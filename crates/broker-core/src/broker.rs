@@ -94,7 +94,7 @@ pub(crate) struct ChannelConsumer {
 /// Work buffered by a transactional channel until tx.commit.
 #[derive(Default)]
 pub(crate) struct Tx {
-    pub publishes: Vec<(amqp_codec::BasicPublish, ContentHeader, Bytes)>,
+    pub publishes: Vec<crate::basic::OwnedPublish>,
     /// (delivery_tag, multiple, ack=true|reject, requeue)
     pub settles: Vec<(u64, bool, bool, bool)>,
 }
@@ -520,7 +520,7 @@ impl Broker {
             .during(60, 40));
         }
         if header.body_size == 0 {
-            return self.publish(conn, ch_id, publish, header, Bytes::new());
+            return self.publish(conn, ch_id, &publish_ref(&publish, &header, &[]));
         }
         ch.assembly = Assembly::Body {
             publish,
@@ -585,7 +585,7 @@ impl Broker {
             }
             b.freeze()
         };
-        self.publish(conn, ch_id, publish, header, body)
+        self.publish(conn, ch_id, &publish_ref(&publish, &header, &body))
     }
 
     /// Sends a channel or connection exception.
@@ -819,6 +819,21 @@ impl Broker {
 }
 
 /// Reply texts are short strings: at most 255 bytes, cut at a char boundary.
+fn publish_ref<'a>(
+    p: &'a amqp_codec::BasicPublish,
+    h: &'a ContentHeader,
+    body: &'a [u8],
+) -> crate::basic::PublishRef<'a> {
+    crate::basic::PublishRef {
+        exchange: &p.exchange,
+        routing_key: &p.routing_key,
+        mandatory: p.mandatory,
+        immediate: p.immediate,
+        properties: &h.raw_properties,
+        body,
+    }
+}
+
 /// A content header or body frame, or a basic.publish method frame: the
 /// frames of a publish, which may leave dispatch pending.
 fn is_publish_part(f: &Frame) -> bool {

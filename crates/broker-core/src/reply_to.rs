@@ -49,24 +49,25 @@ impl Broker {
     }
 
     /// Rewrites `reply_to = amq.rabbitmq.reply-to` in published properties
-    /// to this channel's routable name; other properties pass untouched.
+    /// to this channel's routable name: the new property bytes, or None
+    /// when the properties pass untouched.
     pub(crate) fn reply_to_rewrite(
         &mut self,
         conn: ConnId,
         ch: u16,
-        raw: Bytes,
-    ) -> Result<Bytes, AmqpError> {
+        raw: &[u8],
+    ) -> Result<Option<Bytes>, AmqpError> {
         // Cheap pre-checks: the reply-to flag (bit 9 of the first flag
         // word) is set and the bytes can contain the name; only then decode.
         let has_reply_to = raw.len() >= 2 && u16::from_be_bytes([raw[0], raw[1]]) & (1 << 9) != 0;
-        if !has_reply_to || !contains(&raw, REPLY_QUEUE.as_bytes()) {
-            return Ok(raw);
+        if !has_reply_to || !contains(raw, REPLY_QUEUE.as_bytes()) {
+            return Ok(None);
         }
-        let Ok(mut props) = BasicProperties::decode(&raw) else {
-            return Ok(raw);
+        let Ok(mut props) = BasicProperties::decode(&Bytes::copy_from_slice(raw)) else {
+            return Ok(None);
         };
         if props.reply_to.as_deref() != Some(REPLY_QUEUE) {
-            return Ok(raw);
+            return Ok(None);
         }
         let c = self.channel_mut(conn, ch)?;
         let Some((_, secret)) = c.reply_consumer.as_ref() else {
@@ -77,7 +78,7 @@ impl Broker {
         props.reply_to = Some(ShortStr::from(format!(
             "{REPLY_PREFIX}{conn}.{ch}.{secret:016x}"
         )));
-        Ok(props.to_bytes())
+        Ok(Some(props.to_bytes()))
     }
 
     /// A publish to the default exchange addressed to a reply name: delivers

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amqp_codec::{
-    encode_heartbeat, encode_method_frame, parse_frame, reply, ConnectionClose, Frame, Method,
-    ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
+    encode_heartbeat, encode_method_frame, parse_frame, peek_publish, reply, ConnectionClose,
+    Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
 };
 use broker_core::{AmqpError, ConnId, ConnInfo};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -182,7 +182,6 @@ async fn read_loop(
         .map(|h| h * 2)
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let read_size = shared.config.read_buffer_bytes;
-    let mut frames: Vec<Frame> = Vec::new();
     // The handshake may have read frames the client pipelined after
     // connection.open: process those before waiting for more.
     let mut first = !buf.is_empty();
@@ -234,27 +233,37 @@ async fn read_loop(
                 }
             }
         }
-        // Parse everything complete in the buffer.
-        let mut frame_error = None;
-        loop {
-            match parse_frame(buf, frame_max) {
-                Ok(Some(f)) => frames.push(f),
-                Ok(None) => break,
-                Err(e) => {
-                    frame_error = Some(AmqpError {
-                        code: e.reply_code(),
-                        text: e.reply_text_for(buf),
-                        class_id: 0,
-                        method_id: 0,
-                    });
-                    break;
-                }
-            }
-        }
+        // Handle everything complete in the buffer, under one lock. A
+        // publish lying whole in the buffer is read in place (no frames
+        // built); everything else goes frame by frame.
         let (end, closing, pause) = {
             let mut core = shared.core.lock();
             let mut end = None;
-            for f in frames.drain(..) {
+            let mut frame_error = None;
+            loop {
+                if let Some(p) = peek_publish(buf, frame_max) {
+                    if core.publish_from_wire(id, &p) {
+                        let n = p.len;
+                        buf.advance(n);
+                        if core.is_closing(id) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                let f = match parse_frame(buf, frame_max) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        frame_error = Some(AmqpError {
+                            code: e.reply_code(),
+                            text: e.reply_text_for(buf),
+                            class_id: 0,
+                            method_id: 0,
+                        });
+                        break;
+                    }
+                };
                 tracing::trace!(
                     conn = id,
                     kind = f.kind,
@@ -308,7 +317,6 @@ async fn read_loop(
         if buf.is_empty() && last_read < READ_SMALL_BYTES {
             // Quiet connection: give the buffers back until data arrives.
             *buf = BytesMut::new();
-            frames = Vec::new();
         }
         if let Some(e) = end {
             return e;
