@@ -30,4 +30,4 @@ pub use frame::{
 pub use method::*;
 pub use properties::{peek_delivery_mode, peek_expiration, BasicProperties, ContentHeader};
 pub use publish::{peek_publish, WirePublish};
-pub use shortstr::ShortStr;
+pub use shortstr::{bytes_eq, Name, ShortStr};

@@ -2,7 +2,7 @@
 
 use amqp_codec::{
     peek_delivery_mode, peek_expiration, reply, BasicConsume, BasicGet, BasicProperties, BasicQos,
-    Method, ShortStr,
+    Method, Name, ShortStr,
 };
 use bytes::Bytes;
 
@@ -92,9 +92,9 @@ impl Broker {
         let vname = self.vhost_of(conn)?;
         let v = self
             .vhosts
-            .get(&vname)
+            .get(Name::new(&vname))
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        match v.exchanges.get(p.exchange) {
+        match v.exchanges.get(Name::new(p.exchange)) {
             None => return Err(no_exchange(p.exchange, &vname).during(60, 40)),
             Some(ex) if ex.internal => {
                 return Err(AmqpError::access_refused(format!(
@@ -179,7 +179,7 @@ impl Broker {
         }
         let v = self
             .vhosts
-            .get(vname)
+            .get(Name::new(vname))
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut targets = std::mem::take(&mut self.scratch_targets);
         targets.clear();
@@ -456,7 +456,7 @@ impl Broker {
         if let Some(k) = c.consumers.remove(&m.consumer_tag) {
             if let Some(q) = self
                 .vhosts
-                .get_mut(&vname)
+                .get_mut(&*vname)
                 .and_then(|v| v.queues.get_mut(&k.queue))
             {
                 q.remove_consumer(conn, ch, &m.consumer_tag);

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use amqp_codec::{
-    encode_method_frame, ContentHeader, Frame, Method, ShortStr, FRAME_BODY, FRAME_HEADER,
+    encode_method_frame, ContentHeader, Frame, Method, Name, ShortStr, FRAME_BODY, FRAME_HEADER,
     FRAME_HEARTBEAT, FRAME_METHOD,
 };
 use bytes::{Bytes, BytesMut};
@@ -152,7 +152,7 @@ impl Channel {
 
 pub struct Broker {
     pub(crate) config: CoreConfig,
-    pub(crate) vhosts: FxHashMap<std::sync::Arc<str>, Vhost>,
+    pub(crate) vhosts: FxHashMap<crate::vhost::VhostKey, Vhost>,
     /// Boxed so the table (which grows by doubling) stays small per connection.
     pub(crate) conns: FxHashMap<ConnId, Box<Conn>>,
     pub(crate) users: Users,
@@ -196,7 +196,7 @@ impl Broker {
         arena: Box<dyn crate::arena::Arena>,
     ) -> Broker {
         let mut vhosts = FxHashMap::default();
-        vhosts.insert("/".into(), Vhost::new());
+        vhosts.insert(crate::vhost::VhostKey("/".into()), Vhost::new());
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -364,14 +364,14 @@ impl Broker {
             && self
                 .pending_dispatch
                 .iter()
-                .any(|(v, name)| name == q && &**v == vname)
+                .any(|(v, name)| name == q && amqp_codec::bytes_eq(v.as_bytes(), vname.as_bytes()))
         {
             return;
         }
-        let Some((key, _)) = self.vhosts.get_key_value(vname) else {
+        let Some((key, _)) = self.vhosts.get_key_value(Name::new(vname)) else {
             return;
         };
-        self.pending_dispatch.push((key.clone(), q.clone()));
+        self.pending_dispatch.push((key.0.clone(), q.clone()));
     }
 
     /// Delivers from every queue that received messages since the last run.

@@ -138,7 +138,7 @@ impl Broker {
         for u in unacked {
             if let Some(q) = self
                 .vhosts
-                .get_mut(&vhost)
+                .get_mut(&*vhost)
                 .and_then(|v| v.queues.get_mut(&u.queue))
             {
                 q.requeue(u.msg, self.arena.as_ref());
@@ -152,7 +152,7 @@ impl Broker {
         for (tag, k) in consumers {
             if let Some(q) = self
                 .vhosts
-                .get_mut(&vhost)
+                .get_mut(&*vhost)
                 .and_then(|v| v.queues.get_mut(&k.queue))
             {
                 q.remove_consumer(conn, ch_id, &tag);

@@ -1,7 +1,7 @@
 //! Putting a routed message into queues (length limits, TTL, persistence),
 //! dead-lettering, and the periodic tick that expires messages and queues.
 
-use amqp_codec::{BasicProperties, FieldTable, FieldValue, ShortStr};
+use amqp_codec::{BasicProperties, FieldTable, FieldValue, Name, ShortStr};
 use bytes::Bytes;
 
 use crate::arena::{NewMessage, RecordMeta};
@@ -56,7 +56,7 @@ impl Broker {
         // The publish time only matters for TTLs; reading the clock for
         // every message was ~5% of the 16 B profile.
         let mut needs_time = expiration_ms.is_some();
-        if let Some(v) = self.vhosts.get(vname) {
+        if let Some(v) = self.vhosts.get(Name::new(vname)) {
             for t in targets {
                 let Some(q) = v.queues.get(t) else { continue };
                 if q.is_full_for(size) && q.limits.overflow != Overflow::DropHead {
@@ -120,7 +120,7 @@ impl Broker {
             };
             let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
             let Broker { vhosts, arena, .. } = self;
-            if let Some(v) = vhosts.get_mut(vname) {
+            if let Some(v) = vhosts.get_mut(Name::new(vname)) {
                 for t in &accepted {
                     let Some(q) = v.queues.get_mut(t) else {
                         arena.release(loc);

@@ -145,7 +145,7 @@ impl Broker {
         let kind_str = m.kind.as_str();
         let v = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if m.passive {
             if name.is_empty() {
@@ -261,7 +261,7 @@ impl Broker {
         }
         let v = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if let Some(ex) = v.exchanges.get(&m.exchange) {
             if m.if_unused && !ex.bindings.is_empty() {
@@ -328,7 +328,7 @@ impl Broker {
         }
         let v = self
             .vhosts
-            .get(&vname)
+            .get(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let dest_durable = match &dest {
             Destination::Queue(q) => {
@@ -361,7 +361,7 @@ impl Broker {
         };
         let v = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let ex = v
             .exchanges
@@ -520,7 +520,7 @@ impl Broker {
         }
         let v = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         if let Some(q) = v.queues.get(&name) {
             match q.exclusive_owner {
@@ -592,7 +592,7 @@ impl Broker {
         }
         let v = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let (messages, consumers) = match v.queues.get_mut(&name) {
             Some(q) => {
@@ -628,7 +628,7 @@ impl Broker {
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
         let v = self
             .vhosts
-            .get(&vname)
+            .get(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
         self.check_exclusive(conn, &vname, q)?;
@@ -659,7 +659,7 @@ impl Broker {
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
         let v = self
             .vhosts
-            .get(&vname)
+            .get(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         let mut count = 0;
         if let Some(q) = v.queues.get(&name) {

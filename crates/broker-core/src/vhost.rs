@@ -1,6 +1,10 @@
 //! A virtual host: a namespace of exchanges and queues.
 
-use amqp_codec::{FieldTable, ShortStr};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use amqp_codec::{FieldTable, Name, ShortStr};
 use rustc_hash::FxHashMap;
 
 use crate::exchange::{Destination, Exchange, ExchangeKind};
@@ -19,6 +23,51 @@ const PREDECLARED: [(&str, ExchangeKind); 6] = [
 /// Upper bound on exchange-to-exchange hops while routing one message, so a
 /// binding cycle cannot loop (cycles are also cut by a visited set).
 const ROUTE_EXCHANGES_MAX: usize = 64;
+
+/// A vhost's name as the broker's vhost table keys it: shared (connections
+/// name their vhost without allocating) and looked up as a [`Name`], so
+/// the hot path compares names inline.
+#[derive(Debug, Clone)]
+pub struct VhostKey(pub Arc<str>);
+
+impl Hash for VhostKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialEq for VhostKey {
+    fn eq(&self, other: &Self) -> bool {
+        amqp_codec::bytes_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for VhostKey {}
+
+impl Borrow<str> for VhostKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<Name> for VhostKey {
+    fn borrow(&self) -> &Name {
+        Name::new(&self.0)
+    }
+}
+
+impl From<&str> for VhostKey {
+    fn from(s: &str) -> Self {
+        VhostKey(s.into())
+    }
+}
+
+impl std::ops::Deref for VhostKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 #[derive(Debug)]
 pub struct Vhost {
@@ -70,7 +119,7 @@ impl Vhost {
         out: &mut Vec<ShortStr>,
     ) {
         if exchange.is_empty() {
-            if let Some((name, _)) = self.queues.get_key_value(routing_key) {
+            if let Some((name, _)) = self.queues.get_key_value(Name::new(routing_key)) {
                 out.push(name.clone());
             }
             return;
@@ -100,7 +149,7 @@ impl Vhost {
             return;
         }
         visited.push(exchange);
-        let Some(ex) = self.exchanges.get(exchange) else {
+        let Some(ex) = self.exchanges.get(Name::new(exchange)) else {
             return;
         };
         if ex.kind == ExchangeKind::Headers && cached.is_none() {
