@@ -28,6 +28,9 @@ pub use frame::{
     encode_method_frame, parse_frame, Frame, FrameError,
 };
 pub use method::*;
-pub use properties::{peek_delivery_mode, peek_expiration, BasicProperties, ContentHeader};
+pub use properties::{
+    peek_basic_properties, peek_delivery_mode, peek_expiration, BasicProperties, ContentHeader,
+    PropsPeek,
+};
 pub use publish::{peek_publish, WirePublish};
 pub use shortstr::{bytes_eq, Name, ShortStr};

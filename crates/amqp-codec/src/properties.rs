@@ -152,14 +152,51 @@ fn walk(raw: &[u8], stop: usize, deep: bool) -> Result<(u16, Cursor<'_>), Decode
     Ok((flags, cur))
 }
 
-/// Delivery mode from raw property bytes without allocating (None if absent or the
-/// bytes are malformed).
-/// Whether `raw` is a property list `ContentHeader::decode` accepts for
-/// class basic (the same deep walk, without building anything).
-pub fn basic_properties_valid(raw: &[u8]) -> bool {
-    walk(raw, NUM_PROPS, true).is_ok()
+/// What the publish path reads from a property list, taken in the one deep
+/// walk that also validates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropsPeek<'a> {
+    pub delivery_mode: Option<u8>,
+    pub expiration: Option<&'a str>,
 }
 
+/// Validates `raw` exactly as `ContentHeader::decode` does for class basic
+/// and returns its delivery mode and expiration; `None` if invalid.
+pub fn peek_basic_properties(raw: &[u8]) -> Option<PropsPeek<'_>> {
+    let mut cur = Cursor(raw);
+    let flags = cur.u16().ok()?;
+    let mut peek = PropsPeek {
+        delivery_mode: None,
+        expiration: None,
+    };
+    for (i, kind) in KINDS.iter().enumerate() {
+        if flags & flag(i) == 0 {
+            continue;
+        }
+        match kind {
+            Kind::Short => {
+                let s = cur.shortstr().ok()?;
+                if i == EXPIRATION {
+                    peek.expiration = Some(s);
+                }
+            }
+            Kind::Table => skip_table(&mut cur, 1).ok()?,
+            Kind::Octet => {
+                let b = cur.u8().ok()?;
+                if i == DELIVERY_MODE {
+                    peek.delivery_mode = Some(b);
+                }
+            }
+            Kind::Long64 => {
+                cur.take(8).ok()?;
+            }
+        }
+    }
+    Some(peek)
+}
+
+/// Delivery mode from raw property bytes without allocating (None if absent or the
+/// bytes are malformed).
 pub fn peek_delivery_mode(raw: &[u8]) -> Option<u8> {
     let (flags, mut cur) = walk(raw, DELIVERY_MODE, false).ok()?;
     if flags & flag(DELIVERY_MODE) == 0 {

@@ -10,7 +10,8 @@
 //! paths agree on random inputs.
 
 use crate::constants::{FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD};
-use crate::properties::basic_properties_valid;
+use crate::properties::peek_basic_properties;
+use crate::wire::utf8;
 
 /// A complete publish borrowed from the buffer it lies in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct WirePublish<'a> {
     pub immediate: bool,
     /// Content-header property bytes (flags + list).
     pub properties: &'a [u8],
+    /// Read from `properties` while validating them.
+    pub delivery_mode: Option<u8>,
+    pub expiration: Option<&'a str>,
     pub body: &'a [u8],
     /// Bytes of `buf` the three frames take.
     pub len: usize,
@@ -50,7 +54,7 @@ fn frame(buf: &[u8], frame_max: u32) -> Option<(u8, u16, &[u8], usize)> {
 fn shortstr(b: &[u8], at: usize) -> Option<(&str, usize)> {
     let n = *b.get(at)? as usize;
     let s = b.get(at + 1..at + 1 + n)?;
-    Some((std::str::from_utf8(s).ok()?, at + 1 + n))
+    Some((utf8(s)?, at + 1 + n))
 }
 
 /// See the module docs.
@@ -75,9 +79,7 @@ pub fn peek_publish(buf: &[u8], frame_max: u32) -> Option<WirePublish<'_>> {
     size.copy_from_slice(&h[4..12]);
     let body_size = u64::from_be_bytes(size);
     let properties = &h[12..];
-    if !basic_properties_valid(properties) {
-        return None;
-    }
+    let peek = peek_basic_properties(properties)?;
     let (body, b_len) = if body_size == 0 {
         (&[][..], 0)
     } else {
@@ -94,6 +96,8 @@ pub fn peek_publish(buf: &[u8], frame_max: u32) -> Option<WirePublish<'_>> {
         mandatory: bits & 1 != 0,
         immediate: bits & 2 != 0,
         properties,
+        delivery_mode: peek.delivery_mode,
+        expiration: peek.expiration,
         body,
         len: m_len + h_len + b_len,
     })
@@ -205,6 +209,8 @@ mod tests {
                     (s.0, s.1.as_str(), s.2.as_str(), s.3)
                 );
                 assert_eq!((p.properties, p.body), (&s.4[..], &s.5[..]));
+                assert_eq!(p.delivery_mode, crate::peek_delivery_mode(p.properties));
+                assert_eq!(p.expiration, crate::peek_expiration(p.properties));
                 agreed += 1;
             }
         }

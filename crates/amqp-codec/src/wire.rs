@@ -104,6 +104,18 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(crate) fn shortstr(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.u8()? as usize;
-        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::InvalidUtf8)
+        utf8(self.take(n)?).ok_or(DecodeError::InvalidUtf8)
+    }
+}
+
+/// UTF-8 validation with an inline ASCII fast path: names and short
+/// strings are nearly always ASCII, and the general validator is a call.
+#[inline]
+pub(crate) fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
     }
 }

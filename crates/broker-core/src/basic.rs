@@ -25,6 +25,32 @@ pub(crate) struct PublishRef<'a> {
     pub immediate: bool,
     pub properties: &'a [u8],
     pub body: &'a [u8],
+    /// From `properties`: delivery-mode and expiration (read once).
+    pub delivery_mode: Option<u8>,
+    pub expiration: Option<&'a str>,
+}
+
+impl<'a> PublishRef<'a> {
+    /// A publish from parts, reading the properties it needs.
+    pub fn new(
+        exchange: &'a str,
+        routing_key: &'a str,
+        mandatory: bool,
+        immediate: bool,
+        properties: &'a [u8],
+        body: &'a [u8],
+    ) -> Self {
+        PublishRef {
+            exchange,
+            routing_key,
+            mandatory,
+            immediate,
+            properties,
+            body,
+            delivery_mode: peek_delivery_mode(properties),
+            expiration: peek_expiration(properties),
+        }
+    }
 }
 
 /// A publish kept until tx.commit.
@@ -38,14 +64,14 @@ pub(crate) struct OwnedPublish {
 
 impl OwnedPublish {
     fn as_ref(&self) -> PublishRef<'_> {
-        PublishRef {
-            exchange: &self.exchange,
-            routing_key: &self.routing_key,
-            mandatory: self.mandatory,
-            immediate: false,
-            properties: &self.properties,
-            body: &self.body,
-        }
+        PublishRef::new(
+            &self.exchange,
+            &self.routing_key,
+            self.mandatory,
+            false,
+            &self.properties,
+            &self.body,
+        )
     }
 }
 
@@ -75,6 +101,8 @@ impl Broker {
             immediate: w.immediate,
             properties: w.properties,
             body: w.body,
+            delivery_mode: w.delivery_mode,
+            expiration: w.expiration,
         };
         if let Err(err) = self.publish(conn, w.channel, &p) {
             self.raise(conn, w.channel, err);
@@ -224,8 +252,8 @@ impl Broker {
             }
             return Ok((0, false));
         }
-        let persistent = peek_delivery_mode(p.properties) == Some(2);
-        let expiration = match peek_expiration(p.properties) {
+        let persistent = p.delivery_mode == Some(2);
+        let expiration = match p.expiration {
             None => None,
             Some(e) => Some(
                 parse_expiration(e)

@@ -180,7 +180,7 @@ pub struct Broker {
     /// Reused per publish for routing results / accepted queues, so the
     /// hot path does not allocate.
     pub(crate) scratch_targets: Vec<ShortStr>,
-    pub(crate) scratch_accepted: Vec<ShortStr>,
+    pub(crate) scratch_accepted: Vec<usize>,
     /// Queues that received messages since the last dispatch run. A run of
     /// publishes (the common batch from one socket read) enqueues first and
     /// delivers once per queue, instead of one dispatch pass per message;
@@ -824,14 +824,14 @@ fn publish_ref<'a>(
     h: &'a ContentHeader,
     body: &'a [u8],
 ) -> crate::basic::PublishRef<'a> {
-    crate::basic::PublishRef {
-        exchange: &p.exchange,
-        routing_key: &p.routing_key,
-        mandatory: p.mandatory,
-        immediate: p.immediate,
-        properties: &h.raw_properties,
+    crate::basic::PublishRef::new(
+        &p.exchange,
+        &p.routing_key,
+        p.mandatory,
+        p.immediate,
+        &h.raw_properties,
         body,
-    }
+    )
 }
 
 /// A content header or body frame, or a basic.publish method frame: the
