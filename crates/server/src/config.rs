@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// Size of one message-arena segment file. Smaller segments are freed
     /// sooner once their messages are consumed; larger ones mean fewer files.
     pub arena_segment_size_bytes: usize,
+    /// Threads that run connection writers (socket writes and heartbeats),
+    /// apart from the threads that read and run the broker. 0 runs writers
+    /// on the main runtime. Default 1.
+    pub writer_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             disk_check_interval_ms: 1000,
             arena_segment_size_bytes: 8 << 20,
             memory_high_watermark_bytes: 0,
+            writer_threads: 1,
         }
     }
 }

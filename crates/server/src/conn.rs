@@ -80,7 +80,9 @@ pub(crate) async fn run(
         sink: io.clone(),
     });
     let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
-    let writer = tokio::spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
+    let writer = shared
+        .writers
+        .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(
         &mut rd,

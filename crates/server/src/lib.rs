@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub alarm: watch::Sender<bool>,
     /// Set once the store failed: the alarm then stays raised.
     pub store_failed: std::sync::atomic::AtomicBool,
+    /// Where connection writer tasks run (see `ServerConfig::writer_threads`).
+    pub writers: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -144,7 +146,25 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         );
     }
     let data_dir = config.data_dir.clone();
+    // Socket writes on their own thread(s): a reader that wakes its
+    // consumers' writers would otherwise run them on its own worker (tokio's
+    // LIFO slot is not stolen), keeping the broker on one core.
+    let writer_rt = match config.writer_threads {
+        0 => None,
+        n => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .thread_name("warren-writer")
+                .enable_all()
+                .build()
+                .context("starting the writer runtime")?,
+        ),
+    };
+    let writers = writer_rt
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
     let shared = Arc::new(Shared {
+        writers,
         alarm: watch::channel(false).0,
         store_failed: std::sync::atomic::AtomicBool::new(false),
         core: Mutex::new(broker),
@@ -250,6 +270,9 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     if let Some(t) = sync_thread {
         shared.sync.stop();
         let _ = t.join();
+    }
+    if let Some(rt) = writer_rt {
+        rt.shutdown_background();
     }
     Ok(())
 }
