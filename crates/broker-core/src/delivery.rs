@@ -5,11 +5,13 @@ use amqp_codec::{
     encode_body_frames, encode_content_header_frame, ShortStr, FRAME_END, FRAME_METHOD,
 };
 use bytes::{BufMut, BytesMut};
+use rustc_hash::FxHashMap;
 
 use crate::arena::MessageView;
 use crate::broker::{Broker, Conn, Unacked};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
+use crate::queue::Queue;
 use crate::ConnId;
 
 /// The content-carrying method to write in front of a message.
@@ -128,6 +130,58 @@ pub(crate) fn write_view(
         },
         frame_max,
     );
+}
+
+/// Delivers a new message straight to a consumer, without an arena copy or
+/// a queue entry, when that changes nothing a client can see: the queue is
+/// empty (so order holds), and the consumer next in turn takes messages
+/// without acks (auto-ack: nothing to keep for redelivery) and has room in
+/// its socket budget. Returns false, having done nothing, otherwise; the
+/// caller then queues the message as usual.
+pub(crate) fn deliver_direct(
+    q: &mut Queue,
+    conns: &mut FxHashMap<ConnId, Box<Conn>>,
+    dirty: &mut Vec<ConnId>,
+    write_max: usize,
+    m: &Incoming<'_>,
+) -> bool {
+    let n = q.consumers.len();
+    if n == 0 || !q.messages.is_empty() {
+        return false;
+    }
+    let idx = q.next_consumer % n;
+    let k = &q.consumers[idx];
+    let Some(c) = conns.get_mut(&k.conn) else {
+        return false;
+    };
+    if c.closing || c.out.len() + c.info.sink.pending_bytes() >= write_max {
+        return false;
+    }
+    let Conn {
+        info,
+        channels,
+        out,
+        ..
+    } = &mut **c;
+    let Some(ch) = channels.get_mut(&k.channel) else {
+        return false;
+    };
+    if !ch.flow_active || ch.closing || !ch.consumers.get(&k.tag).is_some_and(|c| c.no_ack) {
+        return false;
+    }
+    let tag = ch.next_delivery_tag;
+    ch.next_delivery_tag += 1;
+    let method = ContentMethod::Deliver {
+        consumer_tag: &k.tag,
+        delivery_tag: tag,
+        redelivered: false,
+    };
+    write_content(out, k.channel, method, m, info.frame_max);
+    if dirty.last() != Some(&k.conn) {
+        dirty.push(k.conn);
+    }
+    q.next_consumer = (idx + 1) % n;
+    true
 }
 
 impl Broker {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
+use crate::delivery::deliver_direct;
 use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageRecord, Seq};
 use crate::queue_args::Overflow;
@@ -58,6 +59,9 @@ impl Broker {
             vhosts,
             arena,
             persist,
+            conns,
+            dirty,
+            config,
             ..
         } = self;
         // One vhost lookup for the whole message.
@@ -101,6 +105,17 @@ impl Broker {
                         out.rejected = true;
                         accepted.clear();
                     }
+                }
+            }
+            // A message that needs no store record and goes to one queue may
+            // skip the arena (see `deliver_direct`).
+            if let ([i], 0) = (accepted.as_slice(), store_id) {
+                let delivered = v.queues.get_mut(&targets[*i]).is_some_and(|q| {
+                    deliver_direct(q, conns, dirty, config.write_buffer_bytes_max, m)
+                });
+                if delivered {
+                    out.queued = 1;
+                    accepted.clear();
                 }
             }
             if !accepted.is_empty() {
