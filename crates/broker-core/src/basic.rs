@@ -117,9 +117,14 @@ impl Broker {
         ch: u16,
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
-        let v = self
-            .vhosts
+        // One connection lookup for what the checks below need.
+        let Broker { conns, vhosts, .. } = self;
+        let c = conns
+            .get_mut(&conn)
+            .ok_or_else(|| AmqpError::internal("no connection"))?;
+        c.has_published = true;
+        let vname = c.info.vhost.clone();
+        let v = vhosts
             .get(Name::new(&vname))
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
         match v.exchanges.get(Name::new(p.exchange)) {
@@ -134,20 +139,13 @@ impl Broker {
             Some(_) => {}
         }
         if let Some(uid) = peek_user_id(p.properties) {
-            let user = &self
-                .conns
-                .get(&conn)
-                .map(|c| c.info.user.clone())
-                .unwrap_or_default();
+            let user = &c.info.user;
             if uid != *user {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{user}'"
                 ))
                 .during(60, 40));
             }
-        }
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.has_published = true;
         }
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").during(60, 40));
@@ -452,6 +450,7 @@ impl Broker {
             conn,
             channel: ch,
             tag: tag.clone(),
+            no_ack: m.no_ack,
         });
         q.had_consumer = true;
         q.last_used_ms = crate::message::now_ms();

@@ -151,6 +151,9 @@ pub(crate) fn deliver_direct(
     }
     let idx = q.next_consumer % n;
     let k = &q.consumers[idx];
+    if !k.no_ack {
+        return false;
+    }
     let Some(c) = conns.get_mut(&k.conn) else {
         return false;
     };
@@ -166,7 +169,7 @@ pub(crate) fn deliver_direct(
     let Some(ch) = channels.get_mut(&k.channel) else {
         return false;
     };
-    if !ch.flow_active || ch.closing || !ch.consumers.get(&k.tag).is_some_and(|c| c.no_ack) {
+    if !ch.flow_active || ch.closing {
         return false;
     }
     let tag = ch.next_delivery_tag;

@@ -16,6 +16,9 @@ pub struct ConsumerRef {
     pub conn: ConnId,
     pub channel: u16,
     pub tag: ShortStr,
+    /// Copied from the consumer (fixed for its life) so the direct
+    /// delivery path needs no lookup by tag.
+    pub no_ack: bool,
 }
 
 #[derive(Debug)]
