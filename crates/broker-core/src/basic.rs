@@ -53,6 +53,16 @@ impl<'a> PublishRef<'a> {
     }
 }
 
+/// What `Broker::publish_from_wire` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireOutcome {
+    /// Nothing: take the general path for these frames.
+    NotTaken,
+    Done,
+    /// Done, and it raised a channel or connection error.
+    Raised,
+}
+
 /// A publish kept until tx.commit.
 pub(crate) struct OwnedPublish {
     exchange: ShortStr,
@@ -77,13 +87,17 @@ impl OwnedPublish {
 
 impl Broker {
     /// A basic.publish read straight from the socket buffer (method, header
-    /// and body frames complete in it). Returns false, having done nothing,
+    /// and body frames complete in it). `NotTaken`, having done nothing,
     /// when the channel is not in a state for the fast path; the caller
     /// then takes the general frame-by-frame path.
-    pub fn publish_from_wire(&mut self, conn: ConnId, w: &amqp_codec::WirePublish<'_>) -> bool {
+    pub fn publish_from_wire(
+        &mut self,
+        conn: ConnId,
+        w: &amqp_codec::WirePublish<'_>,
+    ) -> WireOutcome {
         let max = self.config.message_size_max_bytes;
         let Some(c) = self.conns.get(&conn) else {
-            return false;
+            return WireOutcome::NotTaken;
         };
         let ready = !c.closing
             && (w.body.len() as u64) <= max
@@ -91,7 +105,7 @@ impl Broker {
                 .get(&w.channel)
                 .is_some_and(|ch| !ch.closing && matches!(ch.assembly, Assembly::Idle));
         if !ready {
-            return false;
+            return WireOutcome::NotTaken;
         }
         self.mark_dirty(conn);
         let p = PublishRef {
@@ -104,10 +118,13 @@ impl Broker {
             delivery_mode: w.delivery_mode,
             expiration: w.expiration,
         };
-        if let Err(err) = self.publish(conn, w.channel, &p) {
-            self.raise(conn, w.channel, err);
+        match self.publish(conn, w.channel, &p) {
+            Ok(()) => WireOutcome::Done,
+            Err(err) => {
+                self.raise(conn, w.channel, err);
+                WireOutcome::Raised
+            }
         }
-        true
     }
 
     /// A complete basic.publish (method + header + body) arrived.

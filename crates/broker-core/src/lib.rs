@@ -28,6 +28,7 @@ mod reply_to;
 pub mod topic;
 mod vhost;
 
+pub use basic::WireOutcome;
 pub use broker::{Broker, ConnInfo, ConnSink};
 pub use config::CoreConfig;
 pub use error::AmqpError;

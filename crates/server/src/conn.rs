@@ -12,7 +12,7 @@ use amqp_codec::{
     encode_heartbeat, encode_method_frame, parse_frame, peek_publish, reply, ConnectionClose,
     Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
 };
-use broker_core::{AmqpError, ConnId, ConnInfo};
+use broker_core::{AmqpError, ConnId, ConnInfo, WireOutcome};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -244,10 +244,12 @@ async fn read_loop(
             let mut frame_error = None;
             loop {
                 if let Some(p) = peek_publish(buf, frame_max) {
-                    if core.publish_from_wire(id, &p) {
+                    let outcome = core.publish_from_wire(id, &p);
+                    if outcome != WireOutcome::NotTaken {
                         let n = p.len;
                         buf.advance(n);
-                        if core.is_closing(id) {
+                        // Only an error can have started closing the connection.
+                        if outcome == WireOutcome::Raised && core.is_closing(id) {
                             break;
                         }
                         continue;
