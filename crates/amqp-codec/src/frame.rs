@@ -130,6 +130,7 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
 }
 
 /// Writes a complete frame around `payload`.
+#[inline]
 pub fn encode_frame(buf: &mut BytesMut, kind: u8, channel: u16, payload: &[u8]) {
     buf.reserve(payload.len() + FRAME_OVERHEAD_BYTES as usize);
     buf.put_u8(kind);
@@ -159,6 +160,7 @@ pub fn encode_method_frame(buf: &mut BytesMut, channel: u16, method: &Method) {
 
 /// Writes a content header frame from already-encoded property bytes (flags +
 /// property list, as received).
+#[inline]
 pub fn encode_content_header_frame(
     buf: &mut BytesMut,
     channel: u16,
@@ -180,6 +182,7 @@ pub fn encode_content_header_frame(
 /// Writes the body as body frames of at most `frame_max` bytes each (`frame_max`
 /// includes the 8 bytes of overhead; 0 = one frame). An empty body produces no
 /// frames, as in RabbitMQ (`rabbit_binary_generator:build_simple_content_frames`).
+#[inline]
 pub fn encode_body_frames(buf: &mut BytesMut, channel: u16, body: &[u8], frame_max: u32) {
     if body.is_empty() {
         return;

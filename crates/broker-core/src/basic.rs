@@ -141,6 +141,10 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("no connection"))?;
         c.has_published = true;
         let vname = c.info.vhost.clone();
+        let (in_tx, confirming) = c
+            .channels
+            .get(&ch)
+            .map_or((false, false), |chan| (chan.tx.is_some(), chan.confirm));
         let v = vhosts
             .get(Name::new(&vname))
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
@@ -175,18 +179,21 @@ impl Broker {
             },
             None => *p,
         };
-        let c = self.channel_mut(conn, ch)?;
-        if let Some(tx) = c.tx.as_mut() {
-            tx.publishes.push(OwnedPublish {
-                exchange: ShortStr::from(p.exchange),
-                routing_key: ShortStr::from(p.routing_key),
-                mandatory: p.mandatory,
-                properties: Bytes::copy_from_slice(p.properties),
-                body: Bytes::copy_from_slice(p.body),
-            });
+        // The channel is looked up again only in tx or confirm mode.
+        if in_tx {
+            if let Some(tx) = self.channel_mut(conn, ch)?.tx.as_mut() {
+                tx.publishes.push(OwnedPublish {
+                    exchange: ShortStr::from(p.exchange),
+                    routing_key: ShortStr::from(p.routing_key),
+                    mandatory: p.mandatory,
+                    properties: Bytes::copy_from_slice(p.properties),
+                    body: Bytes::copy_from_slice(p.body),
+                });
+            }
             return Ok(());
         }
-        let confirm_tag = if c.confirm {
+        let confirm_tag = if confirming {
+            let c = self.channel_mut(conn, ch)?;
             c.publish_seq += 1;
             Some(c.publish_seq)
         } else {

@@ -71,7 +71,9 @@ impl Broker {
             // every message was ~5% of the 16 B profile.
             let mut needs_time = expiration_ms.is_some();
             for (i, t) in targets.iter().enumerate() {
-                let Some(q) = v.queues.get(t) else { continue };
+                let Some(q) = v.queues.get_mut(t) else {
+                    continue;
+                };
                 if q.is_full_for(size) && q.limits.overflow != Overflow::DropHead {
                     out.rejected = true;
                     if q.limits.overflow == Overflow::RejectPublishDlx {
@@ -80,7 +82,17 @@ impl Broker {
                     continue;
                 }
                 needs_time |= q.limits.message_ttl_ms.is_some();
-                if persistent && q.durable && q.exclusive_owner.is_none() {
+                let stored = persistent && q.durable && q.exclusive_owner.is_none();
+                // A message for one queue that needs no store record may
+                // skip the arena (see `deliver_direct`).
+                if targets.len() == 1
+                    && !stored
+                    && deliver_direct(q, conns, dirty, config.write_buffer_bytes_max, m)
+                {
+                    out.queued = 1;
+                    break;
+                }
+                if stored {
                     durable.push(t.as_str());
                 }
                 accepted.push(i);
@@ -105,17 +117,6 @@ impl Broker {
                         out.rejected = true;
                         accepted.clear();
                     }
-                }
-            }
-            // A message that needs no store record and goes to one queue may
-            // skip the arena (see `deliver_direct`).
-            if let ([i], 0) = (accepted.as_slice(), store_id) {
-                let delivered = v.queues.get_mut(&targets[*i]).is_some_and(|q| {
-                    deliver_direct(q, conns, dirty, config.write_buffer_bytes_max, m)
-                });
-                if delivered {
-                    out.queued = 1;
-                    accepted.clear();
                 }
             }
             if !accepted.is_empty() {

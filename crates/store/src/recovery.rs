@@ -1,7 +1,7 @@
 //! Reading the data folder at open: rebuild definitions and queue contents,
 //! cut torn tails, drop settled segments and rewrite the definitions log as a
 //! compact snapshot. Nothing here ever panics on disk data; everything dropped
-//! is reported in `Recovered::warnings`.
+//! is reported in the warnings `open` returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 
