@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// apart from the threads that read and run the broker. 0 runs writers
     /// on the main runtime. Default 1.
     pub writer_threads: usize,
+    /// When a connection's writer is idle, small output (at most 4 KiB) is
+    /// sent at once by the thread that produced it, with one non-blocking
+    /// send, instead of waking the writer (see `sink.rs`). Default on.
+    pub write_through: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +72,7 @@ impl Default for ServerConfig {
             arena_segment_size_bytes: 8 << 20,
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
+            write_through: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! queue with as few syscalls as possible and sends heartbeats when idle.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::handshake;
-use crate::sink::ConnIo;
+use crate::sink::{CloseOnDrop, ConnIo};
 use crate::Shared;
 
 /// A read smaller than this marks the connection as quiet (small buffer).
@@ -69,7 +70,14 @@ pub(crate) async fn run(
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
-    let io = Arc::new(ConnIo::default());
+    let io = Arc::new(ConnIo::new(if shared.config.write_through {
+        wr.as_ref().as_raw_fd()
+    } else {
+        -1
+    }));
+    // Declared after `rd`, so it is dropped (closing the sink) before the
+    // read half, whatever ends this task.
+    let _close_sink = CloseOnDrop(io.clone());
     let id = shared.core.lock().open_connection(ConnInfo {
         user: neg.user.clone(),
         vhost: neg.vhost.as_str().into(),
@@ -406,11 +414,11 @@ async fn write_loop(
             match tokio::time::timeout(idle_max, io.notify.notified()).await {
                 Ok(()) => continue,
                 Err(_) => {
+                    // Through the queue, like all output, so it cannot
+                    // interleave with a write-through.
                     let mut hb = BytesMut::with_capacity(8);
                     encode_heartbeat(&mut hb);
-                    if wr.write_all(&hb).await.is_err() {
-                        break;
-                    }
+                    io.queue(hb.freeze());
                     continue;
                 }
             }
@@ -431,6 +439,7 @@ async fn write_loop(
             break;
         }
         io.written(total);
+        io.write_done();
         if before >= write_max / 2 {
             // The core may have held deliveries back for this socket.
             let mut core = shared.core.lock();
