@@ -48,7 +48,7 @@ pub(crate) struct Conn {
     pub info: ConnInfo,
     /// Boxed: a `Channel` is a few hundred bytes and most connections have
     /// one or two, so the table stays small (memory per connection).
-    pub channels: FxHashMap<u16, Box<Channel>>,
+    pub channels: crate::channel_table::ChannelTable,
     /// Frames produced but not yet passed to the sink.
     pub out: BytesMut,
     /// Set once the core sent connection.close: everything else is ignored.
@@ -262,7 +262,7 @@ impl Broker {
             Box::new(Conn {
                 has_published: false,
                 info,
-                channels: FxHashMap::default(),
+                channels: Default::default(),
                 out,
                 closing: false,
                 exclusive_queues: Vec::new(),
@@ -284,7 +284,7 @@ impl Broker {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let channels: Vec<u16> = c.channels.keys().copied().collect();
+        let channels: Vec<u16> = c.channels.keys().collect();
         for ch in channels {
             self.cleanup_channel(conn, ch);
         }
@@ -324,7 +324,7 @@ impl Broker {
         );
         // Release what the connection held right away; the socket closes
         // after close-ok or a timeout.
-        let channels: Vec<u16> = c.channels.keys().copied().collect();
+        let channels: Vec<u16> = c.channels.keys().collect();
         for ch in channels {
             self.cleanup_channel(conn, ch);
         }
@@ -623,7 +623,6 @@ impl Broker {
         self.conns
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&ch_id))
-            .map(|b| &mut **b)
             .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
     }
 

@@ -12,6 +12,7 @@ mod auth;
 mod basic;
 mod broker;
 mod channel;
+mod channel_table;
 pub mod config;
 mod delivery;
 mod enqueue;
