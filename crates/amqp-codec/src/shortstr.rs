@@ -149,6 +149,13 @@ impl ShortStr {
         self.0.is_empty()
     }
 
+    /// A copy in its own allocation. Decoded strings are slices of the
+    /// frame they came in, so one kept for long (a queue or exchange name,
+    /// a consumer tag, a binding key) would pin that whole read buffer.
+    pub fn detached(&self) -> ShortStr {
+        ShortStr(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The underlying shared buffer (cheap clone).
     pub fn to_bytes(&self) -> Bytes {
         self.0.clone()

@@ -460,10 +460,11 @@ impl Broker {
             )));
         }
         let prefetch = c.prefetch_consumer;
+        let tag = tag.detached();
         c.consumers.insert(
             tag.clone(),
             ChannelConsumer {
-                queue: qname.clone(),
+                queue: qname.detached(),
                 no_ack: m.no_ack,
                 prefetch,
                 unacked: 0,

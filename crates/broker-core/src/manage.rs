@@ -44,6 +44,16 @@ fn encoded(t: &FieldTable) -> Vec<u8> {
     t.encode(&mut b);
     b.to_vec()
 }
+
+/// A table in its own allocation (see `ShortStr::detached`): decoded tables
+/// are slices of their frame, which a stored one would pin.
+pub(crate) fn detached_table(t: &FieldTable) -> FieldTable {
+    if t.is_empty() {
+        return FieldTable::default();
+    }
+    let mut b = bytes::Bytes::from(encoded(t));
+    FieldTable::decode(&mut b).unwrap_or_default()
+}
 /// Queue arguments RabbitMQ checks for equivalence on redeclare; others are ignored.
 const QUEUE_ARGS_CHECKED: [&str; 14] = [
     "x-expires",
@@ -224,15 +234,16 @@ impl Broker {
                         })
                         .map_err(AmqpError::internal)?;
                 }
+                let name = name.detached();
                 v.exchanges.insert(
                     name.clone(),
                     Exchange::new(
-                        name.clone(),
+                        name,
                         kind,
                         m.durable,
                         m.auto_delete,
                         m.internal,
-                        m.arguments,
+                        detached_table(&m.arguments),
                     ),
                 );
             }
@@ -368,8 +379,12 @@ impl Broker {
             .get_mut(source)
             .ok_or_else(|| no_exchange(source, &vname))?;
         if bind {
+            let dest = match dest {
+                Destination::Queue(q) => Destination::Queue(q.detached()),
+                Destination::Exchange(e) => Destination::Exchange(e.detached()),
+            };
             let added = ex
-                .bind(dest, routing_key, arguments)
+                .bind(dest, routing_key.detached(), detached_table(&arguments))
                 .map_err(AmqpError::precondition_failed)?;
             if added && durable {
                 self.persist
@@ -579,9 +594,11 @@ impl Broker {
             let owner = m.exclusive.then_some(conn);
             // Exclusive queues are never stored: they die with their connection.
             let durable = m.durable;
+            let name = name.detached();
+            let args = detached_table(&m.arguments);
             v.queues.insert(
                 name.clone(),
-                Queue::new(name.clone(), durable, owner, m.auto_delete, m.arguments),
+                Queue::new(name.clone(), durable, owner, m.auto_delete, args),
             );
             // Bind to the default exchange implicitly (routing is special-cased).
             if m.exclusive {
