@@ -118,7 +118,17 @@ impl Broker {
             delivery_mode: w.delivery_mode,
             expiration: w.expiration,
         };
-        match self.publish(conn, w.channel, &p) {
+        let result = if self
+            .publish_cache
+            .hit(conn, w.channel, w.exchange, w.routing_key)
+            && !w.immediate
+            && !needs_per_message_checks(w.properties)
+        {
+            self.publish_cached(conn, w.channel, &p)
+        } else {
+            self.publish(conn, w.channel, &p)
+        };
+        match result {
             Ok(()) => WireOutcome::Done,
             Err(err) => {
                 self.raise(conn, w.channel, err);
@@ -199,7 +209,39 @@ impl Broker {
         } else {
             None
         };
-        let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, &p)?;
+        // Cacheable unless the properties need per-message checks.
+        let fill = (!needs_per_message_checks(p.properties)).then_some(confirming);
+        let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, &p, fill)?;
+        if let Some(tag) = confirm_tag {
+            self.confirm(conn, ch, tag, seq, !rejected);
+        }
+        Ok(())
+    }
+
+    /// A publish like the one `publish_cache` remembers: its checks and
+    /// routing hold (see `publish_cache.rs`), so only the per-message work
+    /// is left.
+    fn publish_cached(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        p: &PublishRef<'_>,
+    ) -> Result<(), AmqpError> {
+        let confirm_tag = if self.publish_cache.confirming {
+            let c = self.channel_mut(conn, ch)?;
+            c.publish_seq += 1;
+            Some(c.publish_seq)
+        } else {
+            None
+        };
+        // Taken out for the call and put back: enqueueing never clears
+        // the cache (only errors and other frames do, after this returns).
+        let targets = std::mem::take(&mut self.publish_cache.targets);
+        let vhost = std::mem::take(&mut self.publish_cache.vhost);
+        let result = self.enqueue_routed(conn, ch, &vhost, p, &targets);
+        self.publish_cache.targets = targets;
+        self.publish_cache.vhost = vhost;
+        let (seq, rejected) = result?;
         if let Some(tag) = confirm_tag {
             self.confirm(conn, ch, tag, seq, !rejected);
         }
@@ -209,12 +251,15 @@ impl Broker {
     /// Routes one message, stores it if it is persistent and reaches durable
     /// queues, enqueues it, returns it if mandatory and unroutable. Returns
     /// the store seq that must be durable before the publish is confirmed.
+    /// `fill`: remember the checks and routing for the next publishes of
+    /// this run (with whether the channel confirms), if routing allows.
     fn route_and_enqueue(
         &mut self,
         conn: ConnId,
         ch: u16,
-        vname: &str,
+        vname: &std::sync::Arc<str>,
         p: &PublishRef<'_>,
+        fill: Option<bool>,
     ) -> Result<(u64, bool), AmqpError> {
         if p.exchange.is_empty() && crate::reply_to::is_reply_name(p.routing_key) {
             let m = Incoming {
@@ -234,12 +279,19 @@ impl Broker {
         let mut targets = std::mem::take(&mut self.scratch_targets);
         targets.clear();
         let raw = p.properties;
+        let mut used_headers = false;
         let mut headers = || {
+            used_headers = true;
             BasicProperties::decode(&Bytes::copy_from_slice(raw))
                 .ok()
                 .and_then(|p| p.headers)
         };
         v.route(p.exchange, p.routing_key, &mut headers, &mut targets);
+        if let (Some(confirming), false) = (fill, used_headers) {
+            let (ex, rk) = (p.exchange, p.routing_key);
+            self.publish_cache
+                .fill(conn, ch, ex, rk, vname, confirming, &targets);
+        }
         let result = self.enqueue_routed(conn, ch, vname, p, &targets);
         targets.clear();
         self.scratch_targets = targets;
@@ -377,7 +429,10 @@ impl Broker {
         let tx = std::mem::take(tx);
         let mut wait = 0;
         for p in &tx.publishes {
-            wait = wait.max(self.route_and_enqueue(conn, ch, &vname, &p.as_ref())?.0);
+            wait = wait.max(
+                self.route_and_enqueue(conn, ch, &vname, &p.as_ref(), None)?
+                    .0,
+            );
         }
         let settled = !tx.settles.is_empty();
         for (tag, multiple, ack, requeue) in tx.settles {
@@ -736,6 +791,14 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// Whether a publish with these properties needs checks that depend on the
+/// message itself (user-id against the login, reply-to rewriting), so it
+/// neither fills nor uses the publish cache.
+fn needs_per_message_checks(raw: &[u8]) -> bool {
+    // user-id is flag bit 4, reply-to flag bit 9 of the first flag word.
+    raw.len() < 2 || u16::from_be_bytes([raw[0], raw[1]]) & (1 << 4 | 1 << 9) != 0
 }
 
 /// The user_id property, if set (decoding only when the flag bit is present).

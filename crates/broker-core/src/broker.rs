@@ -187,6 +187,9 @@ pub struct Broker {
     /// anything else that could observe the queues runs the dispatch first
     /// (see `run_pending_dispatch`), so no client sees the difference.
     pub(crate) pending_dispatch: Vec<(std::sync::Arc<str>, ShortStr)>,
+    /// The last publish's checks and routing, valid within a run of
+    /// publishes (see `publish_cache.rs`).
+    pub(crate) publish_cache: crate::publish_cache::PublishCache,
 }
 
 impl Broker {
@@ -222,6 +225,7 @@ impl Broker {
             scratch_targets: Vec::new(),
             scratch_accepted: Vec::new(),
             pending_dispatch: Vec::new(),
+            publish_cache: Default::default(),
         }
     }
 
@@ -376,6 +380,8 @@ impl Broker {
 
     /// Delivers from every queue that received messages since the last run.
     pub(crate) fn run_pending_dispatch(&mut self) {
+        // Whatever runs next may change what a cached publish relied on.
+        self.publish_cache.clear();
         while !self.pending_dispatch.is_empty() {
             let mut pending = std::mem::take(&mut self.pending_dispatch);
             for (v, q) in &pending {
@@ -590,6 +596,7 @@ impl Broker {
 
     /// Sends a channel or connection exception.
     pub(crate) fn raise(&mut self, conn: ConnId, ch_id: u16, err: AmqpError) {
+        self.publish_cache.clear();
         if err.is_connection_error() || ch_id == 0 {
             self.close_connection_with(conn, err);
             return;

@@ -22,6 +22,7 @@ pub mod headers;
 mod manage;
 pub mod message;
 pub mod persist;
+mod publish_cache;
 pub mod queue;
 pub mod queue_args;
 mod recover;

@@ -17,5 +17,6 @@ mod errors;
 mod exchanges;
 mod kill;
 mod lifecycle;
+mod publish_runs;
 mod queue_features;
 mod queues;

@@ -175,6 +175,17 @@ impl Raw {
         self.stream.write_all(&ctx.write).await
     }
 
+    /// Writes all `frames` with one `write`, so the broker reads them in one
+    /// batch (as long as they fit its read buffer).
+    pub async fn send_batch(&mut self, frames: &[AMQPFrame]) {
+        let mut all = Vec::new();
+        for f in frames {
+            let ctx = gen_frame(f)(WriteContext::from(Vec::new())).expect("encode frame");
+            all.extend_from_slice(&ctx.write);
+        }
+        self.stream.write_all(&all).await.expect("write frames");
+    }
+
     pub async fn send(&mut self, ch: u16, method: AMQPClass) {
         self.write(&AMQPFrame::Method(ch, method)).await;
     }
@@ -348,6 +359,32 @@ impl Raw {
             self.write(&AMQPFrame::Body(ch, body.to_vec())).await;
         }
     }
+}
+
+/// The three frames of a basic.publish with `body` and no properties.
+pub fn publish_frames(ch: u16, exchange: &str, key: &str, body: &[u8]) -> Vec<AMQPFrame> {
+    use amq_protocol::frame::AMQPContentHeader;
+    vec![
+        AMQPFrame::Method(
+            ch,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: ss(exchange),
+                routing_key: ss(key),
+                mandatory: false,
+                immediate: false,
+            })),
+        ),
+        AMQPFrame::Header(
+            ch,
+            60,
+            Box::new(AMQPContentHeader {
+                class_id: 60,
+                body_size: body.len() as u64,
+                properties: amq_protocol::protocol::BasicProperties::default(),
+            }),
+        ),
+        AMQPFrame::Body(ch, body.to_vec()),
+    ]
 }
 
 /// One read attempt with a deadline.

@@ -1,0 +1,78 @@
+//! Reusing one publish's checks and routing for the next ones in a run.
+//!
+//! A publisher usually sends many messages in a row to the same exchange
+//! and routing key, and within a run of publishes (the frames of one socket
+//! read, up to the next frame that is not part of a publish) nothing can
+//! change the topology or the channel's mode: every other frame and every
+//! other entry point of the core first runs `run_pending_dispatch`, which
+//! clears this cache, and so does any error (`raise`). So the vhost, the
+//! exchange checks and the routing result of one publish hold for the next
+//! ones with the same connection, channel, exchange and routing key. A
+//! publish whose routing looked at its headers (a headers exchange on the
+//! way) is never cached, nor is one in a transaction.
+
+use std::sync::Arc;
+
+use amqp_codec::{bytes_eq, ShortStr};
+
+use crate::ConnId;
+
+#[derive(Default)]
+pub(crate) struct PublishCache {
+    valid: bool,
+    conn: ConnId,
+    channel: u16,
+    exchange: Vec<u8>,
+    routing_key: Vec<u8>,
+    /// The connection's vhost.
+    pub vhost: Arc<str>,
+    /// The channel is in confirm mode.
+    pub confirming: bool,
+    /// Where messages with this exchange and routing key go.
+    pub targets: Vec<ShortStr>,
+}
+
+impl PublishCache {
+    pub fn clear(&mut self) {
+        if self.valid {
+            self.valid = false;
+            self.targets.clear();
+        }
+    }
+
+    #[inline]
+    pub fn hit(&self, conn: ConnId, channel: u16, exchange: &str, routing_key: &str) -> bool {
+        self.valid
+            && self.conn == conn
+            && self.channel == channel
+            && bytes_eq(&self.exchange, exchange.as_bytes())
+            && bytes_eq(&self.routing_key, routing_key.as_bytes())
+    }
+
+    /// Remembers a publish that passed the checks and was routed to `targets`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        exchange: &str,
+        routing_key: &str,
+        vhost: &Arc<str>,
+        confirming: bool,
+        targets: &[ShortStr],
+    ) {
+        self.valid = true;
+        self.conn = conn;
+        self.channel = channel;
+        self.exchange.clear();
+        self.exchange.extend_from_slice(exchange.as_bytes());
+        self.routing_key.clear();
+        self.routing_key.extend_from_slice(routing_key.as_bytes());
+        if !Arc::ptr_eq(&self.vhost, vhost) {
+            self.vhost = vhost.clone();
+        }
+        self.confirming = confirming;
+        self.targets.clear();
+        self.targets.extend_from_slice(targets);
+    }
+}
