@@ -46,10 +46,11 @@ pub struct ServerConfig {
     /// apart from the threads that read and run the broker. 0 runs writers
     /// on the main runtime. Default 1.
     pub writer_threads: usize,
-    /// When a connection's writer is idle, small output (at most 4 KiB) is
-    /// sent at once by the thread that produced it, with one non-blocking
-    /// send, instead of waking the writer (see `sink.rs`). Default on.
-    pub write_through: bool,
+    /// When a connection's writer is idle, output of at most this many
+    /// bytes is sent at once by the thread that produced it, with one
+    /// non-blocking send, instead of waking the writer (see `sink.rs`).
+    /// 0 turns this off. Default 4 KiB.
+    pub write_through_bytes_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -72,7 +73,7 @@ impl Default for ServerConfig {
             arena_segment_size_bytes: 8 << 20,
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
-            write_through: true,
+            write_through_bytes_max: 4096,
         }
     }
 }

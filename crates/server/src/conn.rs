@@ -70,11 +70,10 @@ pub(crate) async fn run(
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
-    let io = Arc::new(ConnIo::new(if shared.config.write_through {
-        wr.as_ref().as_raw_fd()
-    } else {
-        -1
-    }));
+    let io = Arc::new(ConnIo::new(
+        wr.as_ref().as_raw_fd(),
+        shared.config.write_through_bytes_max,
+    ));
     // Declared after `rd`, so it is dropped (closing the sink) before the
     // read half, whatever ends this task.
     let _close_sink = CloseOnDrop(io.clone());

@@ -17,10 +17,6 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// Largest chunk written through; bigger output (a busy connection's batch)
-/// always goes to the writer, so the broker's thread never does bulk writes.
-pub(crate) const WRITE_THROUGH_BYTES_MAX: usize = 4096;
-
 struct State {
     /// Encoded frames waiting for the socket, in order.
     chunks: Vec<Bytes>,
@@ -34,6 +30,10 @@ struct State {
 
 pub(crate) struct ConnIo {
     state: Mutex<State>,
+    /// Largest chunk written through (0 = never); bigger output — a busy
+    /// connection's batch — always goes to the writer, so the broker's
+    /// thread never does bulk writes.
+    write_through_bytes_max: usize,
     /// Bytes in `chunks` plus bytes being written right now.
     pending: AtomicUsize,
     pub notify: Notify,
@@ -42,9 +42,10 @@ pub(crate) struct ConnIo {
 }
 
 impl ConnIo {
-    /// `fd` is the connection's socket; -1 disables write-through.
-    pub fn new(fd: RawFd) -> ConnIo {
+    /// `fd` is the connection's socket.
+    pub fn new(fd: RawFd, write_through_bytes_max: usize) -> ConnIo {
         ConnIo {
+            write_through_bytes_max,
             state: Mutex::new(State {
                 chunks: Vec::new(),
                 writing: false,
@@ -93,7 +94,7 @@ impl ConnSink for ConnIo {
         if st.chunks.is_empty()
             && !st.writing
             && st.fd >= 0
-            && bytes.len() <= WRITE_THROUGH_BYTES_MAX
+            && bytes.len() <= self.write_through_bytes_max
         {
             // SAFETY: `fd` is this connection's open socket: `close` sets it
             // to -1 under this lock before the socket can be closed, and the

@@ -4,7 +4,7 @@
 //! `#` starts a comment. Keys: bind, port, data_dir, heartbeat_s,
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
-//! memory_high_watermark_bytes, writer_threads, write_through.
+//! memory_high_watermark_bytes, writer_threads, write_through_bytes_max.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -97,7 +97,9 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
                 cfg.disk_free_limit_bytes = value.parse().with_context(bad)?
             }
             "writer_threads" => cfg.writer_threads = value.parse().with_context(bad)?,
-            "write_through" => cfg.write_through = value.parse().with_context(bad)?,
+            "write_through_bytes_max" => {
+                cfg.write_through_bytes_max = value.parse().with_context(bad)?
+            }
             "write_buffer_bytes_max" => {
                 cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?
             }
