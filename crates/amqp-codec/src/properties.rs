@@ -152,6 +152,15 @@ fn walk(raw: &[u8], stop: usize, deep: bool) -> Result<(u16, Cursor<'_>), Decode
     Ok((flags, cur))
 }
 
+/// Flag bits of the first property-flags word.
+pub const FLAG_REPLY_TO: u16 = 1 << (15 - 6);
+pub const FLAG_USER_ID: u16 = 1 << (15 - 11);
+
+/// The first property-flags word of raw property bytes.
+pub fn property_flags(raw: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*raw.first()?, *raw.get(1)?]))
+}
+
 /// What the publish path reads from a property list, taken in the one deep
 /// walk that also validates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -202,13 +202,7 @@ impl Broker {
             }
             return Ok(());
         }
-        let confirm_tag = if confirming {
-            let c = self.channel_mut(conn, ch)?;
-            c.publish_seq += 1;
-            Some(c.publish_seq)
-        } else {
-            None
-        };
+        let confirm_tag = self.next_confirm_tag(conn, ch, confirming)?;
         // Cacheable unless the properties need per-message checks.
         let fill = (!needs_per_message_checks(p.properties)).then_some(confirming);
         let (seq, rejected) = self.route_and_enqueue(conn, ch, &vname, &p, fill)?;
@@ -216,6 +210,21 @@ impl Broker {
             self.confirm(conn, ch, tag, seq, !rejected);
         }
         Ok(())
+    }
+
+    /// The publish's confirm tag when the channel is in confirm mode.
+    fn next_confirm_tag(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        confirming: bool,
+    ) -> Result<Option<u64>, AmqpError> {
+        if !confirming {
+            return Ok(None);
+        }
+        let c = self.channel_mut(conn, ch)?;
+        c.publish_seq += 1;
+        Ok(Some(c.publish_seq))
     }
 
     /// A publish like the one `publish_cache` remembers: its checks and
@@ -227,13 +236,7 @@ impl Broker {
         ch: u16,
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
-        let confirm_tag = if self.publish_cache.confirming {
-            let c = self.channel_mut(conn, ch)?;
-            c.publish_seq += 1;
-            Some(c.publish_seq)
-        } else {
-            None
-        };
+        let confirm_tag = self.next_confirm_tag(conn, ch, self.publish_cache.confirming)?;
         // Taken out for the call and put back: enqueueing never clears
         // the cache (only errors and other frames do, after this returns).
         let targets = std::mem::take(&mut self.publish_cache.targets);
@@ -797,15 +800,13 @@ impl Broker {
 /// message itself (user-id against the login, reply-to rewriting), so it
 /// neither fills nor uses the publish cache.
 fn needs_per_message_checks(raw: &[u8]) -> bool {
-    // user-id is flag bit 4, reply-to flag bit 9 of the first flag word.
-    raw.len() < 2 || u16::from_be_bytes([raw[0], raw[1]]) & (1 << 4 | 1 << 9) != 0
+    amqp_codec::property_flags(raw)
+        .is_none_or(|f| f & (amqp_codec::FLAG_USER_ID | amqp_codec::FLAG_REPLY_TO) != 0)
 }
 
 /// The user_id property, if set (decoding only when the flag bit is present).
 fn peek_user_id(raw: &[u8]) -> Option<String> {
-    // user-id is property 12 of 14: flag bit 15-11 = 4.
-    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
-    if flags & (1 << 4) == 0 {
+    if amqp_codec::property_flags(raw)? & amqp_codec::FLAG_USER_ID == 0 {
         return None;
     }
     BasicProperties::decode(&Bytes::copy_from_slice(raw))

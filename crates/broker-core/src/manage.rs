@@ -51,7 +51,13 @@ pub(crate) fn detached_table(t: &FieldTable) -> FieldTable {
     if t.is_empty() {
         return FieldTable::default();
     }
-    let mut b = bytes::Bytes::from(encoded(t));
+    decode_table(&encoded(t))
+}
+
+/// A table from its encoding (as stored), in its own allocation; an
+/// undecodable one reads as empty.
+pub(crate) fn decode_table(raw: &[u8]) -> FieldTable {
+    let mut b = bytes::Bytes::copy_from_slice(raw);
     FieldTable::decode(&mut b).unwrap_or_default()
 }
 /// Queue arguments RabbitMQ checks for equivalence on redeclare; others are ignored.

@@ -2,12 +2,12 @@
 //! streams into a [`Restorer`] (a `RestoreSink`): definitions first, then
 //! every live message once, in id order.
 
-use amqp_codec::{FieldTable, ShortStr};
-use bytes::Bytes;
+use amqp_codec::ShortStr;
 
 use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::manage::decode_table;
 use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageId, MessageRecord, Persistence, RecoveredDefs, RestoreSink};
 use crate::queue::Queue;
@@ -20,11 +20,6 @@ pub struct RestoreStats {
     pub queues: usize,
     pub bindings: usize,
     pub messages: usize,
-}
-
-fn table(raw: &[u8]) -> FieldTable {
-    let mut b = Bytes::copy_from_slice(raw);
-    FieldTable::decode(&mut b).unwrap_or_default()
 }
 
 /// One recovered queue, by the slot number the store uses for it.
@@ -76,7 +71,7 @@ impl RestoreSink for Restorer<'_> {
                 .entry(e.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(e.name.as_str());
-            let args = table(&e.arguments);
+            let args = decode_table(&e.arguments);
             let ex = Exchange::new(name.clone(), kind, true, e.auto_delete, e.internal, args);
             v.exchanges.insert(name, ex);
             self.stats.exchanges += 1;
@@ -93,7 +88,13 @@ impl RestoreSink for Restorer<'_> {
                 .entry(q.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(q.name.as_str());
-            let queue = Queue::new(name.clone(), true, None, q.auto_delete, table(&q.arguments));
+            let queue = Queue::new(
+                name.clone(),
+                true,
+                None,
+                q.auto_delete,
+                decode_table(&q.arguments),
+            );
             v.queues.insert(name.clone(), queue);
             self.slots.push(Some(Slot {
                 vhost: q.vhost,
@@ -120,7 +121,7 @@ impl RestoreSink for Restorer<'_> {
                 continue;
             };
             let key = ShortStr::from(d.routing_key.as_str());
-            if ex.bind(dest, key, table(&d.arguments)).is_ok() {
+            if ex.bind(dest, key, decode_table(&d.arguments)).is_ok() {
                 self.stats.bindings += 1;
             }
         }

@@ -57,9 +57,10 @@ impl Broker {
         ch: u16,
         raw: &[u8],
     ) -> Result<Option<Bytes>, AmqpError> {
-        // Cheap pre-checks: the reply-to flag (bit 9 of the first flag
-        // word) is set and the bytes can contain the name; only then decode.
-        let has_reply_to = raw.len() >= 2 && u16::from_be_bytes([raw[0], raw[1]]) & (1 << 9) != 0;
+        // Cheap pre-checks: the reply-to flag is set and the bytes can
+        // contain the name; only then decode.
+        let has_reply_to =
+            amqp_codec::property_flags(raw).is_some_and(|f| f & amqp_codec::FLAG_REPLY_TO != 0);
         if !has_reply_to || !contains(raw, REPLY_QUEUE.as_bytes()) {
             return Ok(None);
         }

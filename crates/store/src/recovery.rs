@@ -334,13 +334,14 @@ pub(crate) fn recover(
                 skipped,
             } => {
                 defs.next_message_id = defs.next_message_id.max(value);
-                if valid_len < buf.len() {
+                let file_len = buf.len();
+                if valid_len < file_len {
                     // Unmap before shrinking the file, then map what is left.
                     drop(buf);
-                    truncate_tail(b, &seg_name, valid_len)?;
+                    truncate_tail(b, &seg_name, file_len, valid_len)?;
                     buf = b.read_mapped(&seg_name).map_err(io_err)?;
                 } else {
-                    b.sync(&seg_name).map_err(io_err)?;
+                    truncate_tail(b, &seg_name, file_len, valid_len)?;
                 }
                 skipped
             }
@@ -455,7 +456,7 @@ fn read_acks(
     );
     match scanned {
         Scan::Ok { valid_len, .. } => {
-            truncate_tail(b, &name, valid_len)?;
+            truncate_tail(b, &name, buf.len(), valid_len)?;
             Ok(true)
         }
         Scan::Empty => {
@@ -471,8 +472,13 @@ fn read_acks(
 
 /// Cuts a torn tail so later appends follow valid records, and makes the
 /// file's bytes durable, so what recovery returned survives a later crash.
-fn truncate_tail(b: &dyn Backend, name: &str, valid_len: usize) -> Result<(), PersistError> {
-    if (valid_len as u64) < b.len(name).map_err(io_err)? {
+fn truncate_tail(
+    b: &dyn Backend,
+    name: &str,
+    file_len: usize,
+    valid_len: usize,
+) -> Result<(), PersistError> {
+    if valid_len < file_len {
         b.truncate(name, valid_len as u64).map_err(io_err)?;
     }
     b.sync(name).map_err(io_err)

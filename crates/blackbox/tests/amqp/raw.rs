@@ -344,47 +344,44 @@ pub fn conn_cc(c: &connection::Close) -> (u16, String, u16, u16) {
 impl Raw {
     /// Send a content header + one body frame for a preceding basic.publish.
     pub async fn send_content(&mut self, ch: u16, body: &[u8]) {
-        use amq_protocol::frame::AMQPContentHeader;
-        self.write(&AMQPFrame::Header(
-            ch,
-            60,
-            Box::new(AMQPContentHeader {
-                class_id: 60,
-                body_size: body.len() as u64,
-                properties: amq_protocol::protocol::BasicProperties::default(),
-            }),
-        ))
-        .await;
-        if !body.is_empty() {
-            self.write(&AMQPFrame::Body(ch, body.to_vec())).await;
+        for f in content_frames(ch, body) {
+            self.write(&f).await;
         }
     }
 }
 
-/// The three frames of a basic.publish with `body` and no properties.
-pub fn publish_frames(ch: u16, exchange: &str, key: &str, body: &[u8]) -> Vec<AMQPFrame> {
+/// The content header (no properties) and, unless empty, the one body
+/// frame of a message.
+pub fn content_frames(ch: u16, body: &[u8]) -> Vec<AMQPFrame> {
     use amq_protocol::frame::AMQPContentHeader;
-    vec![
-        AMQPFrame::Method(
-            ch,
-            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: ss(exchange),
-                routing_key: ss(key),
-                mandatory: false,
-                immediate: false,
-            })),
-        ),
-        AMQPFrame::Header(
-            ch,
-            60,
-            Box::new(AMQPContentHeader {
-                class_id: 60,
-                body_size: body.len() as u64,
-                properties: amq_protocol::protocol::BasicProperties::default(),
-            }),
-        ),
-        AMQPFrame::Body(ch, body.to_vec()),
-    ]
+    let mut frames = vec![AMQPFrame::Header(
+        ch,
+        60,
+        Box::new(AMQPContentHeader {
+            class_id: 60,
+            body_size: body.len() as u64,
+            properties: amq_protocol::protocol::BasicProperties::default(),
+        }),
+    )];
+    if !body.is_empty() {
+        frames.push(AMQPFrame::Body(ch, body.to_vec()));
+    }
+    frames
+}
+
+/// The frames of a basic.publish with `body` and no properties.
+pub fn publish_frames(ch: u16, exchange: &str, key: &str, body: &[u8]) -> Vec<AMQPFrame> {
+    let mut frames = vec![AMQPFrame::Method(
+        ch,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: ss(exchange),
+            routing_key: ss(key),
+            mandatory: false,
+            immediate: false,
+        })),
+    )];
+    frames.extend(content_frames(ch, body));
+    frames
 }
 
 /// One read attempt with a deadline.
