@@ -30,6 +30,11 @@ mod reply_to;
 pub mod topic;
 mod vhost;
 
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+pub(crate) mod testkit;
+
 pub use basic::WireOutcome;
 pub use broker::{Broker, ConnInfo, ConnSink};
 pub use config::CoreConfig;

@@ -31,7 +31,13 @@ impl QueuedMessage {
 /// Milliseconds since the broker started, from the monotonic clock.
 /// Reading the clock is not I/O; keeping it here lets TTLs be computed
 /// without the server passing time around.
+/// In the core's own tests a thread that built a `testkit::Core` reads that
+/// core's virtual clock instead, so TTLs are tested without sleeping.
 pub fn now_ms() -> u64 {
+    #[cfg(test)]
+    if let Some(ms) = crate::testkit::test_clock_ms() {
+        return ms;
+    }
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START
         .get_or_init(std::time::Instant::now)
