@@ -142,6 +142,10 @@ impl Broker {
                                 continue;
                             };
                             q.push(QueuedMessage::new(loc), size, expiration_ms.is_some());
+                            if expiration_ms.is_some() && !q.timed {
+                                q.timed = true;
+                                v.timed_queues.push(t.clone());
+                            }
                             out.queued += 1;
                             while q.is_over_limit() {
                                 match q.pop(arena.as_ref()) {
@@ -291,7 +295,17 @@ impl Broker {
         let mut expired: Vec<(String, ShortStr, QueuedMessage)> = Vec::new();
         let mut idle: Vec<(String, ShortStr)> = Vec::new();
         for (vname, v) in self.vhosts.iter_mut() {
-            for (name, q) in v.queues.iter_mut() {
+            // Only queues with TTLs or x-expires are on this list.
+            let mut i = 0;
+            while i < v.timed_queues.len() {
+                let name = &v.timed_queues[i];
+                let Some(q) = v.queues.get_mut(name).filter(|q| q.needs_tick()) else {
+                    if let Some(q) = v.queues.get_mut(name) {
+                        q.timed = false;
+                    }
+                    v.timed_queues.swap_remove(i);
+                    continue;
+                };
                 while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
                     expired.push((vname.to_string(), name.clone(), m));
                 }
@@ -300,6 +314,7 @@ impl Broker {
                         idle.push((vname.to_string(), name.clone()));
                     }
                 }
+                i += 1;
             }
         }
         for (v, q, m) in expired {
@@ -309,9 +324,6 @@ impl Broker {
             self.delete_queue_internal(&v, &q);
         }
         self.arena.maintain();
-        // Safety net: anything written outside the tracked paths goes out
-        // within one tick.
-        self.flush_all = true;
     }
 }
 

@@ -1,7 +1,6 @@
 //! Exchanges, their bindings, and routing a message to destinations.
 
 use amqp_codec::{FieldTable, ShortStr};
-use rustc_hash::FxHashMap;
 
 use crate::headers::{headers_match, x_match, XMatch};
 use crate::topic::topic_matches;
@@ -66,10 +65,10 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    /// All bindings in creation order (the source of truth).
-    pub bindings: Vec<Binding>,
-    /// Direct exchanges: routing key -> indexes into `bindings`; rebuilt on change.
-    direct_index: FxHashMap<ShortStr, Vec<usize>>,
+    /// The bindings, indexed by destination (and by routing key for direct
+    /// exchanges). Changed only through `bind`/`unbind`/`unbind_all_to`,
+    /// called by `Vhost`, which keeps the reverse index.
+    pub bindings: crate::bindings::BindingSet,
 }
 
 impl Exchange {
@@ -88,8 +87,7 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            bindings: Vec::new(),
-            direct_index: FxHashMap::default(),
+            bindings: crate::bindings::BindingSet::new(kind == ExchangeKind::Direct),
         }
     }
 
@@ -112,21 +110,12 @@ impl Exchange {
         } else {
             XMatch::All
         };
-        if self.bindings.iter().any(|b| {
-            b.destination == destination
-                && b.routing_key == routing_key
-                && b.arguments.equivalent(&arguments)
-        }) {
-            return Ok(false);
-        }
-        self.bindings.push(Binding {
+        Ok(self.bindings.insert(Binding {
             destination,
             routing_key,
             arguments,
             x_match,
-        });
-        self.reindex();
-        Ok(true)
+        }))
     }
 
     /// Removes a binding; returns false if there was none.
@@ -136,69 +125,34 @@ impl Exchange {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> bool {
-        let before = self.bindings.len();
-        self.bindings.retain(|b| {
-            !(b.destination == *destination
-                && b.routing_key.as_str() == routing_key
-                && b.arguments.equivalent(arguments))
-        });
-        let removed = self.bindings.len() != before;
-        if removed {
-            self.reindex();
-        }
-        removed
+        self.bindings.remove(destination, routing_key, arguments)
     }
 
     /// Removes every binding to `destination`; returns how many went.
     pub fn unbind_all_to(&mut self, destination: &Destination) -> usize {
-        let before = self.bindings.len();
-        self.bindings.retain(|b| b.destination != *destination);
-        let removed = before - self.bindings.len();
-        if removed > 0 {
-            self.reindex();
-        }
-        removed
+        self.bindings.remove_destination(destination)
     }
 
-    fn reindex(&mut self) {
-        if self.kind != ExchangeKind::Direct {
-            return;
-        }
-        self.direct_index.clear();
-        for (i, b) in self.bindings.iter().enumerate() {
-            self.direct_index
-                .entry(b.routing_key.clone())
-                .or_default()
-                .push(i);
-        }
-    }
-
-    /// Appends the destinations matching a message to `out`.
-    pub fn route<'a>(
+    /// Calls `f` with each destination a message matches.
+    pub fn for_each_destination<'a>(
         &'a self,
         routing_key: &str,
         headers: Option<&FieldTable>,
-        out: &mut Vec<&'a Destination>,
+        mut f: impl FnMut(&'a Destination),
     ) {
         match self.kind {
-            ExchangeKind::Direct => {
-                if let Some(idx) = self.direct_index.get(routing_key) {
-                    out.extend(idx.iter().map(|&i| &self.bindings[i].destination));
-                }
-            }
-            ExchangeKind::Fanout => out.extend(self.bindings.iter().map(|b| &b.destination)),
-            ExchangeKind::Topic => out.extend(
-                self.bindings
-                    .iter()
-                    .filter(|b| topic_matches(&b.routing_key, routing_key))
-                    .map(|b| &b.destination),
-            ),
-            ExchangeKind::Headers => out.extend(
-                self.bindings
-                    .iter()
-                    .filter(|b| headers_match(b.x_match, &b.arguments, headers))
-                    .map(|b| &b.destination),
-            ),
+            ExchangeKind::Direct => self.bindings.with_key(routing_key).for_each(f),
+            ExchangeKind::Fanout => self.bindings.iter().for_each(|b| f(&b.destination)),
+            ExchangeKind::Topic => self
+                .bindings
+                .iter()
+                .filter(|b| topic_matches(&b.routing_key, routing_key))
+                .for_each(|b| f(&b.destination)),
+            ExchangeKind::Headers => self
+                .bindings
+                .iter()
+                .filter(|b| headers_match(b.x_match, &b.arguments, headers))
+                .for_each(|b| f(&b.destination)),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod arena;
 mod auth;
 mod basic;
+mod bindings;
 mod broker;
 mod channel;
 mod channel_table;
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod queue_args;
 mod recover;
 mod reply_to;
+mod route;
 pub mod topic;
 mod vhost;
 

@@ -300,19 +300,13 @@ impl Broker {
         let Some(v) = self.vhosts.get_mut(vname) else {
             return;
         };
-        let Some(ex) = v.exchanges.remove(name) else {
+        let Some(ex) = v.remove_exchange(name) else {
             return;
         };
         if ex.durable {
             let _ = self.persist.delete_exchange(vname, name);
         }
-        let dest = Destination::Exchange(name.clone());
-        let mut sources = Vec::new();
-        for (s, e) in v.exchanges.iter_mut() {
-            if e.unbind_all_to(&dest) > 0 {
-                sources.push(s.clone());
-            }
-        }
+        let sources = v.unbind_destination(&Destination::Exchange(name.clone()));
         for s in sources {
             self.maybe_auto_delete_exchange(vname, &s);
         }
@@ -380,17 +374,21 @@ impl Broker {
             .vhosts
             .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let ex = v
-            .exchanges
-            .get_mut(source)
-            .ok_or_else(|| no_exchange(source, &vname))?;
+        if !v.exchanges.contains_key(source) {
+            return Err(no_exchange(source, &vname));
+        }
         if bind {
             let dest = match dest {
                 Destination::Queue(q) => Destination::Queue(q.detached()),
                 Destination::Exchange(e) => Destination::Exchange(e.detached()),
             };
-            let added = ex
-                .bind(dest, routing_key.detached(), detached_table(&arguments))
+            let added = v
+                .bind(
+                    source,
+                    dest,
+                    routing_key.detached(),
+                    detached_table(&arguments),
+                )
                 .map_err(AmqpError::precondition_failed)?;
             if added && durable {
                 self.persist
@@ -398,7 +396,7 @@ impl Broker {
                     .map_err(AmqpError::internal)?;
             }
         } else {
-            let removed = ex.unbind(&dest, &routing_key, &arguments);
+            let removed = v.unbind(source, &dest, &routing_key, &arguments);
             if removed && durable {
                 self.persist
                     .delete_binding(&def)
@@ -602,10 +600,13 @@ impl Broker {
             let durable = m.durable;
             let name = name.detached();
             let args = detached_table(&m.arguments);
-            v.queues.insert(
+            v.insert_queue(Queue::new(
                 name.clone(),
-                Queue::new(name.clone(), durable, owner, m.auto_delete, args),
-            );
+                durable,
+                owner,
+                m.auto_delete,
+                args,
+            ));
             // Bind to the default exchange implicitly (routing is special-cased).
             if m.exclusive {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -721,12 +722,10 @@ impl Broker {
         let Some(q) = v.queues.remove(name) else {
             return;
         };
-        let dest = Destination::Queue(name.clone());
-        let mut sources = Vec::new();
-        for (ename, ex) in v.exchanges.iter_mut() {
-            if ex.unbind_all_to(&dest) > 0 {
-                sources.push(ename.clone());
-            }
+        let sources = v.unbind_destination(&Destination::Queue(name.clone()));
+        if q.timed {
+            // O(timed queues); keeps the tick's list free of stale names.
+            v.timed_queues.retain(|n| n != name);
         }
         if q.durable && q.exclusive_owner.is_none() {
             let _ = self.persist.delete_queue(vname, name);

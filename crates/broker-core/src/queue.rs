@@ -46,6 +46,8 @@ pub struct Queue {
     pub last_used_ms: u64,
     /// Some message here may carry a TTL: head expiry must be checked.
     pub ttl_possible: bool,
+    /// The queue is on its vhost's `timed_queues` list (visited by `tick`).
+    pub timed: bool,
 }
 
 impl Queue {
@@ -59,6 +61,7 @@ impl Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
             ttl_possible: limits.message_ttl_ms.is_some(),
+            timed: false,
             limits,
             ready_bytes: 0,
             last_used_ms: now_ms(),
@@ -73,6 +76,11 @@ impl Queue {
             next_consumer: 0,
             had_consumer: false,
         }
+    }
+
+    /// The periodic tick has work here: expiring messages or the queue.
+    pub fn needs_tick(&self) -> bool {
+        self.ttl_possible || self.limits.expires_ms.is_some()
     }
 
     pub fn message_count(&self) -> u32 {

@@ -95,7 +95,7 @@ impl RestoreSink for Restorer<'_> {
                 q.auto_delete,
                 decode_table(&q.arguments),
             );
-            v.queues.insert(name.clone(), queue);
+            v.insert_queue(queue);
             self.slots.push(Some(Slot {
                 vhost: q.vhost,
                 name,
@@ -117,12 +117,14 @@ impl RestoreSink for Restorer<'_> {
             } else {
                 Destination::Exchange(dest_name)
             };
-            let Some(ex) = v.exchanges.get_mut(d.source.as_str()) else {
-                continue;
-            };
             let key = ShortStr::from(d.routing_key.as_str());
-            if ex.bind(dest, key, decode_table(&d.arguments)).is_ok() {
-                self.stats.bindings += 1;
+            match v.bind(d.source.as_str(), dest, key, decode_table(&d.arguments)) {
+                Ok(true) => self.stats.bindings += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    vhost = %d.vhost, source = %d.source, destination = %d.destination,
+                    "recovered binding dropped: {e}"
+                ),
             }
         }
     }
@@ -175,16 +177,16 @@ impl Restorer<'_> {
     pub fn finish(self) -> RestoreStats {
         let mut stats = self.stats;
         for slot in self.slots.into_iter().flatten() {
-            let Some(q) = self
-                .broker
-                .vhosts
-                .get_mut(slot.vhost.as_str())
-                .and_then(|v| v.queues.get_mut(&slot.name))
-            else {
+            let Some(v) = self.broker.vhosts.get_mut(slot.vhost.as_str()) else {
+                continue;
+            };
+            let Some(q) = v.queues.get_mut(&slot.name) else {
                 continue;
             };
             stats.messages += slot.messages.len();
             q.restore_messages(slot.messages, slot.ready_bytes);
+            // Recovered messages are checked for expiry from the head.
+            v.watch(&slot.name);
         }
         stats
     }

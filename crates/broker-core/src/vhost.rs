@@ -20,10 +20,6 @@ const PREDECLARED: [(&str, ExchangeKind); 6] = [
     ("amq.rabbitmq.trace", ExchangeKind::Topic),
 ];
 
-/// Upper bound on exchange-to-exchange hops while routing one message, so a
-/// binding cycle cannot loop (cycles are also cut by a visited set).
-const ROUTE_EXCHANGES_MAX: usize = 64;
-
 /// A vhost's name as the broker's vhost table keys it: shared (connections
 /// name their vhost without allocating) and looked up as a [`Name`], so
 /// the hot path compares names inline.
@@ -73,6 +69,13 @@ impl std::ops::Deref for VhostKey {
 pub struct Vhost {
     pub exchanges: FxHashMap<ShortStr, Exchange>,
     pub queues: FxHashMap<ShortStr, Queue>,
+    /// Reverse binding index: for each destination, the exchanges that bind
+    /// to it and how many bindings each has, so deleting a queue or an
+    /// exchange visits only those exchanges (not every exchange).
+    sources: FxHashMap<Destination, FxHashMap<ShortStr, u32>>,
+    /// Queues the periodic tick visits (`Queue::needs_tick`): those with
+    /// TTLs or x-expires, so a tick costs O(timed queues), not O(queues).
+    pub timed_queues: Vec<ShortStr>,
 }
 
 impl Vhost {
@@ -106,78 +109,115 @@ impl Vhost {
         Vhost {
             exchanges,
             queues: FxHashMap::default(),
+            sources: FxHashMap::default(),
+            timed_queues: Vec::new(),
         }
     }
 
-    /// Queues a message published to `exchange` reaches, without duplicates.
-    /// `headers` is computed only if a headers exchange is consulted.
-    pub fn route<'a>(
-        &'a self,
-        exchange: &'a str,
-        routing_key: &str,
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
-        out: &mut Vec<ShortStr>,
-    ) {
-        if exchange.is_empty() {
-            if let Some((name, _)) = self.queues.get_key_value(Name::new(routing_key)) {
-                out.push(name.clone());
+    /// Adds a queue (replacing one of the same name).
+    pub fn insert_queue(&mut self, queue: Queue) {
+        let name = queue.name.clone();
+        self.queues.insert(name.clone(), queue);
+        self.watch(&name);
+    }
+
+    /// Puts `name` on the tick's list if it needs ticks and is not there.
+    pub fn watch(&mut self, name: &ShortStr) {
+        if let Some(q) = self.queues.get_mut(name) {
+            if !q.timed && q.needs_tick() {
+                q.timed = true;
+                self.timed_queues.push(name.clone());
             }
-            return;
         }
-        let mut cached_headers: Option<Option<FieldTable>> = None;
-        let mut visited: Vec<&str> = Vec::new();
-        self.route_from(
-            exchange,
-            routing_key,
-            headers,
-            &mut cached_headers,
-            &mut visited,
-            out,
-        );
     }
 
-    fn route_from<'a>(
-        &'a self,
-        exchange: &'a str,
-        routing_key: &str,
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
-        cached: &mut Option<Option<FieldTable>>,
-        visited: &mut Vec<&'a str>,
-        out: &mut Vec<ShortStr>,
-    ) {
-        if visited.len() >= ROUTE_EXCHANGES_MAX || visited.contains(&exchange) {
-            return;
+    /// Binds `destination` to exchange `source`; Ok(false) if the binding
+    /// existed (or the exchange does not). Every binding goes through here
+    /// and `unbind`, so the reverse index stays exact.
+    pub fn bind(
+        &mut self,
+        source: &str,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<bool, String> {
+        let Some(ex) = self.exchanges.get_mut(source) else {
+            return Ok(false);
+        };
+        let name = ex.name.clone();
+        let dest = destination.clone();
+        let added = ex.bind(destination, routing_key, arguments)?;
+        if added {
+            *self
+                .sources
+                .entry(dest)
+                .or_default()
+                .entry(name)
+                .or_default() += 1;
         }
-        visited.push(exchange);
-        let Some(ex) = self.exchanges.get(Name::new(exchange)) else {
+        Ok(added)
+    }
+
+    /// Removes one binding; false if there was none.
+    pub fn unbind(
+        &mut self,
+        source: &str,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        let Some(ex) = self.exchanges.get_mut(source) else {
+            return false;
+        };
+        let removed = ex.unbind(destination, routing_key, arguments);
+        if removed {
+            self.forget_source(destination, source, 1);
+        }
+        removed
+    }
+
+    /// Removes every binding to `destination` (a queue or exchange being
+    /// deleted), visiting only the exchanges that bind to it; returns them.
+    pub fn unbind_destination(&mut self, destination: &Destination) -> Vec<ShortStr> {
+        let Some(sources) = self.sources.remove(destination) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(sources.len());
+        for (source, _) in sources {
+            if let Some(ex) = self.exchanges.get_mut(&source) {
+                ex.unbind_all_to(destination);
+            }
+            out.push(source);
+        }
+        out
+    }
+
+    /// Removes an exchange and forgets its bindings from the reverse index
+    /// (bindings *to* it are removed with `unbind_destination`).
+    pub fn remove_exchange(&mut self, name: &str) -> Option<Exchange> {
+        let ex = self.exchanges.remove(name)?;
+        let mut counts: FxHashMap<&Destination, u32> = FxHashMap::default();
+        for b in ex.bindings.iter() {
+            *counts.entry(&b.destination).or_default() += 1;
+        }
+        for (dest, n) in counts {
+            self.forget_source(dest, name, n);
+        }
+        Some(ex)
+    }
+
+    fn forget_source(&mut self, destination: &Destination, source: &str, n: u32) {
+        let Some(m) = self.sources.get_mut(destination) else {
             return;
         };
-        if ex.kind == ExchangeKind::Headers && cached.is_none() {
-            *cached = Some(headers());
-        }
-        let before = out.len();
-        let mut dests = Vec::new();
-        ex.route(
-            routing_key,
-            cached.as_ref().and_then(|h| h.as_ref()),
-            &mut dests,
-        );
-        for d in dests {
-            match d {
-                Destination::Queue(q) => {
-                    if self.queues.contains_key(q) && !out.contains(q) {
-                        out.push(q.clone());
-                    }
-                }
-                Destination::Exchange(e) => {
-                    self.route_from(e.as_str(), routing_key, headers, cached, visited, out);
-                }
+        if let Some(count) = m.get_mut(source) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                m.remove(source);
             }
         }
-        if out.len() == before {
-            if let Some(ae) = ex.alternate_exchange() {
-                self.route_from(ae, routing_key, headers, cached, visited, out);
-            }
+        if m.is_empty() {
+            self.sources.remove(destination);
         }
     }
 }
