@@ -156,6 +156,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Writes already-encoded frames (e.g. a batch of publishes).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
     /// Sends a synchronous method and returns the reply (the next method on `channel`).
     pub async fn rpc(&mut self, channel: u16, method: &Method) -> anyhow::Result<Method> {
         self.send(channel, method).await?;

@@ -10,7 +10,7 @@
 //! * [`stats`] — shared counters, the once-a-second reporter, medians, percentiles,
 //!   a tiny JSON writer and broker RSS from `/proc`;
 //! * one file per scenario: [`throughput`], [`latency`], [`publish_drain`],
-//!   [`connection_churn`], [`queue_churn`], [`idle_connections`];
+//!   [`connection_churn`], [`queue_churn`], [`idle_connections`], [`topology`];
 //! * [`relay`] — the raw-TCP-relay baseline (`relay` server, `relay-throughput`);
 //! * [`sink`] — a fake broker that completes the handshake and discards everything,
 //!   to measure the generator's own ceiling.
@@ -30,4 +30,5 @@ pub mod relay;
 pub mod sink;
 pub mod stats;
 pub mod throughput;
+pub mod topology;
 pub mod uri;

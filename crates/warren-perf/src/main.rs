@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use warren_perf::{
     connection_churn, idle_connections, latency, publish_drain, queue_churn, relay, sink,
-    throughput,
+    throughput, topology,
 };
 
 /// Load generator for any AMQP 0-9-1 broker.
@@ -29,6 +29,8 @@ enum Command {
     ConnectionChurn(connection_churn::ConnectionChurnArgs),
     /// Declare and delete queues
     QueueChurn(queue_churn::QueueChurnArgs),
+    /// Large topology: declare queues, bind, publish through it, delete
+    Topology(topology::TopologyArgs),
     /// Hold many idle connections and measure broker RSS per connection
     IdleConnections(idle_connections::IdleConnectionsArgs),
     /// A fake broker that discards everything (measures the generator itself)
@@ -53,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             Command::PublishDrain(a) => publish_drain::run(a).await,
             Command::ConnectionChurn(a) => connection_churn::run(a).await,
             Command::QueueChurn(a) => queue_churn::run(a).await,
+            Command::Topology(a) => topology::run(a).await,
             Command::IdleConnections(a) => idle_connections::run(a).await,
             Command::Sink(a) => sink::run(a).await,
             Command::Relay(a) => relay::run_relay(a).await,
