@@ -692,7 +692,7 @@ impl Broker {
                     "queue '{name}' in vhost '{vname}' in use"
                 )));
             }
-            if m.if_empty && !q.messages.is_empty() {
+            if m.if_empty && !q.is_empty() {
                 return Err(AmqpError::precondition_failed(format!(
                     "queue '{name}' in vhost '{vname}' not empty"
                 )));
@@ -732,7 +732,7 @@ impl Broker {
             let _ = self.persist.delete_queue(vname, name);
         }
         // The store forgot the queue's messages with it; drop arena references.
-        for m in &q.messages {
+        for m in q.ready_messages() {
             self.arena.release(m.loc());
         }
         for c in &q.consumers {

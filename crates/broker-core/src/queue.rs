@@ -1,12 +1,11 @@
 //! A queue: its ready messages in order, and the consumers it feeds.
 
-use std::collections::VecDeque;
-
 use amqp_codec::{FieldTable, ShortStr};
 
 use crate::arena::Arena;
 use crate::message::{now_ms, QueuedMessage};
 use crate::queue_args::QueueLimits;
+use crate::ready::{Placement, Ready};
 use crate::ConnId;
 
 /// A consumer as the queue sees it: who to deliver to. Credit (prefetch)
@@ -29,8 +28,9 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// Ready messages, ordered by position.
-    pub messages: VecDeque<QueuedMessage>,
+    /// Ready messages, stored by the queue's kind (FIFO or priority
+    /// lanes); reached only through the methods below.
+    ready: Ready,
     pub consumers: Vec<ConsumerRef>,
     /// Set while one consumer holds exclusive access.
     pub exclusive_consumer: bool,
@@ -58,6 +58,7 @@ impl Queue {
     ) -> Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
+            ready: Ready::new(limits.max_priority),
             ttl_possible: limits.message_ttl_ms.is_some(),
             limits,
             ready_bytes: 0,
@@ -67,7 +68,6 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            messages: VecDeque::new(),
             consumers: Vec::new(),
             exclusive_consumer: false,
             next_consumer: 0,
@@ -76,7 +76,46 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.messages.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
+    }
+
+    /// No ready messages.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// True for a priority queue (`x-max-priority` >= 1).
+    pub fn is_priority(&self) -> bool {
+        self.ready.is_priority()
+    }
+
+    /// Every ready message, in delivery order, left in place.
+    pub fn ready_messages(&self) -> impl Iterator<Item = QueuedMessage> + '_ {
+        self.ready.iter()
+    }
+
+    /// Where a message with these raw properties goes: its `priority`
+    /// (absent = 0; capped at the maximum by the lanes). Reads the
+    /// properties only for priority queues.
+    #[inline]
+    fn placement(&self, properties: &[u8]) -> Placement {
+        if !self.ready.is_priority() {
+            return Placement::default();
+        }
+        Placement {
+            priority: amqp_codec::peek_priority(properties).unwrap_or(0),
+        }
+    }
+
+    /// The placement of a message already in the arena (requeue, restore).
+    fn placement_of(&self, arena: &dyn Arena, m: QueuedMessage) -> Placement {
+        if !self.ready.is_priority() {
+            return Placement::default();
+        }
+        arena
+            .get(m.loc())
+            .map_or(Placement::default(), |v| self.placement(v.properties))
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -91,63 +130,74 @@ impl Queue {
         self.limits.max_length_bytes.is_some()
     }
 
-    /// Appends a newly routed message.
-    pub fn push(&mut self, m: QueuedMessage, body_len: u64, has_expiration: bool) {
+    /// Appends a newly routed message; `properties` are its raw content
+    /// properties (read for the priority only by priority queues).
+    pub fn push(
+        &mut self,
+        m: QueuedMessage,
+        body_len: u64,
+        has_expiration: bool,
+        properties: &[u8],
+    ) {
         if self.counts_bytes() {
             self.ready_bytes += body_len;
         }
         self.ttl_possible |= has_expiration;
-        self.messages.push_back(m);
+        let at = self.placement(properties);
+        self.ready.push(m, at);
     }
 
-    /// Installs recovered messages (in order) into an empty queue.
-    pub fn restore_messages(&mut self, messages: Vec<QueuedMessage>, body_bytes: u64) {
+    /// Installs recovered messages (in order) into an empty queue; a
+    /// priority queue reads each one's priority from its stored properties.
+    pub fn restore_messages(
+        &mut self,
+        messages: Vec<QueuedMessage>,
+        body_bytes: u64,
+        arena: &dyn Arena,
+    ) {
         if self.counts_bytes() {
             self.ready_bytes += body_bytes;
         }
         // Expiry is re-checked from the head after a restart.
         self.ttl_possible = true;
-        if self.messages.is_empty() {
-            // Reuses the vector's buffer: no copy of millions of entries.
-            self.messages = VecDeque::from(messages);
-        } else {
-            self.messages.extend(messages);
-        }
+        let mut ready = std::mem::replace(&mut self.ready, Ready::new(None));
+        ready.restore(messages, |m| self.placement_of(arena, m));
+        self.ready = ready;
     }
 
-    /// Takes the oldest ready message.
+    /// Takes the next message to deliver (the oldest; of the highest
+    /// priority in a priority queue).
+    #[inline]
     pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
-        let m = self.messages.pop_front()?;
+        let m = self.ready.pop()?;
         if self.counts_bytes() {
             self.ready_bytes = self.ready_bytes.saturating_sub(Self::body_len(arena, m));
         }
         Some(m)
     }
 
-    /// Puts a message back where it was, flagged redelivered.
+    /// Puts a message back where it was (in its priority lane), flagged
+    /// redelivered.
     pub fn requeue(&mut self, mut m: QueuedMessage, arena: &dyn Arena) {
         m.set_redelivered();
         if self.counts_bytes() {
             self.ready_bytes += Self::body_len(arena, m);
         }
-        // Requeues usually land at or near the front: search from there.
-        let at = self
-            .messages
-            .partition_point(|q| q.position() < m.position());
-        self.messages.insert(at, m);
+        let at = self.placement_of(arena, m);
+        self.ready.requeue(m, at);
     }
 
     /// Removes and returns every ready message.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
         self.ready_bytes = 0;
-        self.messages.drain(..).collect()
+        self.ready.purge()
     }
 
     /// True when one more message of `size` bytes would exceed a length limit.
     pub fn is_full_for(&self, size: u64) -> bool {
         self.limits
             .max_length
-            .is_some_and(|m| self.messages.len() as u64 >= m)
+            .is_some_and(|m| self.ready.len() as u64 >= m)
             || self
                 .limits
                 .max_length_bytes
@@ -158,14 +208,16 @@ impl Queue {
     pub fn is_over_limit(&self) -> bool {
         self.limits
             .max_length
-            .is_some_and(|m| self.messages.len() as u64 > m)
+            .is_some_and(|m| self.ready.len() as u64 > m)
             || self
                 .limits
                 .max_length_bytes
                 .is_some_and(|m| self.ready_bytes > m)
     }
 
-    /// Pops the head message if its TTL has passed. `strict` (used right
+    /// Pops the head message (the next to deliver: in a priority queue the
+    /// head of the highest non-empty lane, as RabbitMQ checks it) if its TTL
+    /// has passed. `strict` (used right
     /// before delivering) keeps a message that expires in this very
     /// millisecond, so TTL 0 messages still reach a consumer that is ready.
     pub fn pop_expired(
@@ -177,7 +229,7 @@ impl Queue {
         if !self.ttl_possible {
             return None;
         }
-        let head = *self.messages.front()?;
+        let head = self.ready.front()?;
         let meta = arena.get(head.loc())?.meta;
         let ttl = match self.limits.message_ttl_ms {
             Some(q) => q.min(meta.expiration_ms),
@@ -244,18 +296,18 @@ mod tests {
                     1,
                 )
                 .unwrap();
-            q.push(QueuedMessage::new(loc), 1, false);
+            q.push(QueuedMessage::new(loc), 1, false, b"");
         }
         let one = q.pop(&arena).unwrap();
         let two = q.pop(&arena).unwrap();
         q.requeue(two, &arena);
         q.requeue(one, &arena);
-        let order: Vec<&[u8]> = q
-            .messages
+        let all: Vec<QueuedMessage> = q.ready_messages().collect();
+        let order: Vec<&[u8]> = all
             .iter()
             .map(|m| arena.get(m.loc()).unwrap().body)
             .collect();
         assert_eq!(order, vec![b"1".as_ref(), b"2", b"3", b"4"]);
-        assert!(q.messages[0].redelivered() && !q.messages[2].redelivered());
+        assert!(all[0].redelivered() && !all[2].redelivered());
     }
 }
