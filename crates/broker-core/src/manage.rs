@@ -108,10 +108,19 @@ fn check_args(
             _ => false,
         };
         if !same {
+            // RabbitMQ names the type of a value whose counterpart is absent.
+            let shown = |v: Option<&amqp_codec::FieldValue>, other_absent: bool| match v {
+                Some(x) if other_absent => format!(
+                    "the value {} of type '{}'",
+                    show(v),
+                    crate::queue_args::type_name(x)
+                ),
+                _ => show(v),
+            };
             return Err(AmqpError::precondition_failed(format!(
                 "inequivalent arg '{k}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
-                show(n),
-                show(c)
+                shown(n, c.is_none()),
+                shown(c, n.is_none())
             )));
         }
     }

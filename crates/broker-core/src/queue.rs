@@ -103,19 +103,15 @@ impl Queue {
         if !self.ready.is_priority() {
             return Placement::default();
         }
-        Placement {
-            priority: amqp_codec::peek_priority(properties).unwrap_or(0),
-        }
+        placement_from(properties)
     }
 
-    /// The placement of a message already in the arena (requeue, restore).
+    /// The placement of a message already in the arena (requeue).
     fn placement_of(&self, arena: &dyn Arena, m: QueuedMessage) -> Placement {
         if !self.ready.is_priority() {
             return Placement::default();
         }
-        arena
-            .get(m.loc())
-            .map_or(Placement::default(), |v| self.placement(v.properties))
+        stored_placement(arena, m)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -160,9 +156,7 @@ impl Queue {
         }
         // Expiry is re-checked from the head after a restart.
         self.ttl_possible = true;
-        let mut ready = std::mem::replace(&mut self.ready, Ready::new(None));
-        ready.restore(messages, |m| self.placement_of(arena, m));
-        self.ready = ready;
+        self.ready.restore(messages, |m| stored_placement(arena, m));
     }
 
     /// Takes the next message to deliver (the oldest; of the highest
@@ -268,6 +262,21 @@ impl Queue {
     }
 }
 
+/// Where a message with these raw properties goes in a priority queue.
+fn placement_from(properties: &[u8]) -> Placement {
+    Placement {
+        priority: amqp_codec::peek_priority(properties).unwrap_or(0),
+    }
+}
+
+/// The placement of a message in the arena (read from its stored
+/// properties; a missing record goes to lane 0).
+fn stored_placement(arena: &dyn Arena, m: QueuedMessage) -> Placement {
+    arena
+        .get(m.loc())
+        .map_or(Placement::default(), |v| placement_from(v.properties))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +318,90 @@ mod tests {
             .collect();
         assert_eq!(order, vec![b"1".as_ref(), b"2", b"3", b"4"]);
         assert!(all[0].redelivered() && !all[2].redelivered());
+    }
+
+    /// A priority queue (x-max-priority 2) holding `bodies` published with
+    /// the given priorities, pushed or restored.
+    fn priority_queue(
+        arena: &mut MemArena,
+        msgs: &[(&'static str, Option<u8>)],
+        restore: bool,
+    ) -> Queue {
+        let mut args = FieldTable::new();
+        args.insert("x-max-priority".into(), amqp_codec::FieldValue::I32(2));
+        let mut q = Queue::new("q".into(), true, None, false, args);
+        let mut locs = Vec::new();
+        for (body, p) in msgs {
+            let props = amqp_codec::BasicProperties {
+                priority: *p,
+                ..Default::default()
+            }
+            .to_bytes();
+            let meta = RecordMeta {
+                published_ms: 0,
+                expiration_ms: u64::MAX,
+                store_id: 0,
+                persistent: false,
+            };
+            let new = NewMessage {
+                meta,
+                exchange: "",
+                routing_key: "q",
+                properties: &props,
+                body: body.as_bytes(),
+            };
+            let loc = arena.append(&new, 1).unwrap();
+            if restore {
+                locs.push(QueuedMessage::new(loc));
+            } else {
+                q.push(QueuedMessage::new(loc), 1, false, &props);
+            }
+        }
+        if restore {
+            q.restore_messages(locs, 0, arena);
+        }
+        q
+    }
+
+    fn drain(q: &mut Queue, arena: &MemArena) -> Vec<String> {
+        std::iter::from_fn(|| q.pop(arena))
+            .map(|m| String::from_utf8_lossy(arena.get(m.loc()).unwrap().body).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn priority_queue_orders_pushed_and_restored_messages() {
+        let msgs = [("a", None), ("b", Some(2)), ("c", Some(1)), ("d", Some(7))];
+        for restore in [false, true] {
+            let mut arena = MemArena::new(1 << 16);
+            let mut q = priority_queue(&mut arena, &msgs, restore);
+            assert!(q.is_priority());
+            assert_eq!(q.message_count(), 4);
+            assert_eq!(
+                drain(&mut q, &arena),
+                vec!["b", "d", "c", "a"],
+                "restore={restore}"
+            );
+            assert!(q.is_empty());
+        }
+    }
+
+    #[test]
+    fn priority_queue_requeue_and_limits() {
+        let mut arena = MemArena::new(1 << 16);
+        let msgs = [("a", Some(0)), ("b", Some(2)), ("c", Some(2))];
+        let mut q = priority_queue(&mut arena, &msgs, false);
+        let b = q.pop(&arena).unwrap();
+        let c = q.pop(&arena).unwrap();
+        q.requeue(c, &arena);
+        q.requeue(b, &arena);
+        assert_eq!(q.message_count(), 3);
+        q.limits.max_length = Some(2);
+        assert!(q.is_over_limit());
+        // drop-head takes the next to deliver: "b".
+        let dropped = q.pop(&arena).unwrap();
+        assert_eq!(arena.get(dropped.loc()).unwrap().body, b"b");
+        assert!(!q.is_over_limit() && q.is_full_for(0));
+        assert_eq!(drain(&mut q, &arena), vec!["c", "a"]);
     }
 }
