@@ -635,3 +635,40 @@ async fn restart_restores_messages_into_their_lanes_in_order() {
         vec!["b2", "d2", "e9", "c1", "a0", "f0"]
     );
 }
+
+/// reject-publish refuses a new message when full, whatever its priority.
+#[tokio::test]
+async fn max_length_reject_publish_refuses_even_high_priority() {
+    let b = broker().await;
+    let (conn, ch) = b.channel().await;
+    let q = uniq("prio.reject");
+    declare(
+        &ch,
+        &q,
+        args(vec![
+            max_prio(9),
+            ("x-max-length", AMQPValue::LongInt(2)),
+            (
+                "x-overflow",
+                AMQPValue::LongString(LongString::from("reject-publish")),
+            ),
+        ]),
+    )
+    .await;
+    publish(
+        &conn,
+        &q,
+        &[("a0", Some(0)), ("b5", Some(5))],
+        BasicProperties::default(),
+    )
+    .await;
+    let pc = conn.create_channel().await.unwrap();
+    pc.confirm_select(Default::default()).await.unwrap();
+    let c = pc
+        .basic_publish("", &q, Default::default(), b"c9", props(Some(9)))
+        .await
+        .unwrap();
+    assert!(within("confirm", c).await.unwrap().is_nack());
+    assert_eq!(bodies(&drain(&ch, &q).await), vec!["b5", "a0"]);
+    delete(&ch, &q).await;
+}
