@@ -29,8 +29,8 @@ pub use frame::{
 };
 pub use method::*;
 pub use properties::{
-    peek_basic_properties, peek_delivery_mode, peek_expiration, property_flags, BasicProperties,
-    ContentHeader, PropsPeek, FLAG_REPLY_TO, FLAG_USER_ID,
+    peek_basic_properties, peek_delivery_mode, peek_expiration, peek_priority, property_flags,
+    BasicProperties, ContentHeader, PropsPeek, FLAG_REPLY_TO, FLAG_USER_ID,
 };
 pub use publish::{peek_publish, WirePublish};
 pub use shortstr::{bytes_eq, Name, ShortStr};

@@ -111,6 +111,7 @@ const KINDS: [Kind; NUM_PROPS] = [
     Kind::Short,  // cluster-id
 ];
 const DELIVERY_MODE: usize = 3;
+const PRIORITY: usize = 4;
 const EXPIRATION: usize = 7;
 
 #[inline]
@@ -209,6 +210,16 @@ pub fn peek_basic_properties(raw: &[u8]) -> Option<PropsPeek<'_>> {
 pub fn peek_delivery_mode(raw: &[u8]) -> Option<u8> {
     let (flags, mut cur) = walk(raw, DELIVERY_MODE, false).ok()?;
     if flags & flag(DELIVERY_MODE) == 0 {
+        return None;
+    }
+    cur.u8().ok()
+}
+
+/// Priority from raw property bytes without allocating (None if absent or the
+/// bytes are malformed).
+pub fn peek_priority(raw: &[u8]) -> Option<u8> {
+    let (flags, mut cur) = walk(raw, PRIORITY, false).ok()?;
+    if flags & flag(PRIORITY) == 0 {
         return None;
     }
     cur.u8().ok()

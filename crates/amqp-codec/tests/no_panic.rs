@@ -92,6 +92,7 @@ fn exercise(data: &[u8]) {
     let _ = BasicProperties::decode(&b);
     let _ = peek_delivery_mode(data);
     let _ = peek_expiration(data);
+    let _ = peek_priority(data);
     for frame_max in [0, 4096, 16] {
         let mut buf = BytesMut::from(data);
         while let Ok(Some(f)) = parse_frame(&mut buf, frame_max) {

@@ -320,6 +320,7 @@ fn properties_round_trip_every_subset() {
         assert_eq!(BasicProperties::decode(&raw).unwrap(), p);
         assert_eq!(peek_delivery_mode(&raw), p.delivery_mode);
         assert_eq!(peek_expiration(&raw), p.expiration.as_deref());
+        assert_eq!(peek_priority(&raw), p.priority);
         let mut payload = BytesMut::new();
         payload.put_slice(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
         payload.put_slice(&raw);

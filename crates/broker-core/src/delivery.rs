@@ -146,7 +146,7 @@ pub(crate) fn deliver_direct(
     m: &Incoming<'_>,
 ) -> bool {
     let n = q.consumers.len();
-    if n == 0 || !q.messages.is_empty() {
+    if n == 0 || !q.is_empty() {
         return false;
     }
     let idx = q.next_consumer % n;
@@ -219,7 +219,7 @@ impl Broker {
             0
         };
         let n = q.consumers.len();
-        while n > 0 && !q.messages.is_empty() {
+        while n > 0 && !q.is_empty() {
             if let Some(m) = q.pop_expired(now, true, arena.as_ref()) {
                 expired.push(m);
                 continue;
@@ -312,7 +312,7 @@ impl Broker {
                         consumer: Some(k.tag.clone()),
                     });
                 }
-                if n > 1 || q.ttl_possible || q.messages.is_empty() {
+                if n > 1 || q.ttl_possible || q.is_empty() {
                     break;
                 }
                 if out.len() + info.sink.pending_bytes() >= write_max {

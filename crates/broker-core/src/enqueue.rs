@@ -54,6 +54,10 @@ impl Broker {
         let mut accepted = std::mem::take(&mut self.scratch_accepted);
         accepted.clear();
         let mut refused_dlx: Vec<ShortStr> = Vec::new();
+        // A priority queue with consumers is dispatched at once: deferring
+        // would let a later, higher-priority message of the same run
+        // overtake this one, which a client of RabbitMQ never sees.
+        let mut dispatch_now = false;
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
         let Broker {
             vhosts,
@@ -141,12 +145,18 @@ impl Broker {
                                 arena.release(loc);
                                 continue;
                             };
-                            q.push(QueuedMessage::new(loc), size, expiration_ms.is_some());
+                            q.push(
+                                QueuedMessage::new(loc),
+                                size,
+                                expiration_ms.is_some(),
+                                m.properties,
+                            );
                             if expiration_ms.is_some() && !q.timed {
                                 q.timed = true;
                                 v.timed_queues.push(t.clone());
                             }
                             out.queued += 1;
+                            dispatch_now |= q.is_priority() && !q.consumers.is_empty();
                             while q.is_over_limit() {
                                 match q.pop(arena.as_ref()) {
                                     Some(old) => dropped.push((t.clone(), old)),
@@ -170,7 +180,11 @@ impl Broker {
             self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
         for &i in accepted.iter() {
-            self.defer_dispatch(vname, &targets[i]);
+            if dispatch_now {
+                self.dispatch(vname, &targets[i]);
+            } else {
+                self.defer_dispatch(vname, &targets[i]);
+            }
         }
         accepted.clear();
         self.scratch_accepted = accepted;

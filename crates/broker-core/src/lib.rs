@@ -26,6 +26,7 @@ pub mod persist;
 mod publish_cache;
 pub mod queue;
 pub mod queue_args;
+pub mod ready;
 mod recover;
 mod reply_to;
 mod route;

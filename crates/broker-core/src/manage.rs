@@ -108,10 +108,19 @@ fn check_args(
             _ => false,
         };
         if !same {
+            // RabbitMQ names the type of a value whose counterpart is absent.
+            let shown = |v: Option<&amqp_codec::FieldValue>, other_absent: bool| match v {
+                Some(x) if other_absent => format!(
+                    "the value {} of type '{}'",
+                    show(v),
+                    crate::queue_args::type_name(x)
+                ),
+                _ => show(v),
+            };
             return Err(AmqpError::precondition_failed(format!(
                 "inequivalent arg '{k}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
-                show(n),
-                show(c)
+                shown(n, c.is_none()),
+                shown(c, n.is_none())
             )));
         }
     }
@@ -693,7 +702,7 @@ impl Broker {
                     "queue '{name}' in vhost '{vname}' in use"
                 )));
             }
-            if m.if_empty && !q.messages.is_empty() {
+            if m.if_empty && !q.is_empty() {
                 return Err(AmqpError::precondition_failed(format!(
                     "queue '{name}' in vhost '{vname}' not empty"
                 )));
@@ -731,7 +740,7 @@ impl Broker {
             let _ = self.persist.delete_queue(vname, name);
         }
         // The store forgot the queue's messages with it; drop arena references.
-        for m in &q.messages {
+        for m in q.ready_messages() {
             self.arena.release(m.loc());
         }
         for c in &q.consumers {

@@ -1,12 +1,11 @@
 //! A queue: its ready messages in order, and the consumers it feeds.
 
-use std::collections::VecDeque;
-
 use amqp_codec::{FieldTable, ShortStr};
 
 use crate::arena::Arena;
 use crate::message::{now_ms, QueuedMessage};
 use crate::queue_args::QueueLimits;
+use crate::ready::{Placement, Ready};
 use crate::ConnId;
 
 /// A consumer as the queue sees it: who to deliver to. Credit (prefetch)
@@ -29,8 +28,9 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// Ready messages, ordered by position.
-    pub messages: VecDeque<QueuedMessage>,
+    /// Ready messages, stored by the queue's kind (FIFO or priority
+    /// lanes); reached only through the methods below.
+    ready: Ready,
     pub consumers: Vec<ConsumerRef>,
     /// Set while one consumer holds exclusive access.
     pub exclusive_consumer: bool,
@@ -60,6 +60,7 @@ impl Queue {
     ) -> Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
         Queue {
+            ready: Ready::new(limits.max_priority),
             ttl_possible: limits.message_ttl_ms.is_some(),
             timed: false,
             limits,
@@ -70,7 +71,6 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            messages: VecDeque::new(),
             consumers: Vec::new(),
             exclusive_consumer: false,
             next_consumer: 0,
@@ -84,7 +84,42 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.messages.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
+    }
+
+    /// No ready messages.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// True for a priority queue (`x-max-priority` >= 1).
+    pub fn is_priority(&self) -> bool {
+        self.ready.is_priority()
+    }
+
+    /// Every ready message, in delivery order, left in place.
+    pub fn ready_messages(&self) -> impl Iterator<Item = QueuedMessage> + '_ {
+        self.ready.iter()
+    }
+
+    /// Where a message with these raw properties goes: its `priority`
+    /// (absent = 0; capped at the maximum by the lanes). Reads the
+    /// properties only for priority queues.
+    #[inline]
+    fn placement(&self, properties: &[u8]) -> Placement {
+        if !self.ready.is_priority() {
+            return Placement::default();
+        }
+        placement_from(properties)
+    }
+
+    /// The placement of a message already in the arena (requeue).
+    fn placement_of(&self, arena: &dyn Arena, m: QueuedMessage) -> Placement {
+        if !self.ready.is_priority() {
+            return Placement::default();
+        }
+        stored_placement(arena, m)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -99,63 +134,72 @@ impl Queue {
         self.limits.max_length_bytes.is_some()
     }
 
-    /// Appends a newly routed message.
-    pub fn push(&mut self, m: QueuedMessage, body_len: u64, has_expiration: bool) {
+    /// Appends a newly routed message; `properties` are its raw content
+    /// properties (read for the priority only by priority queues).
+    pub fn push(
+        &mut self,
+        m: QueuedMessage,
+        body_len: u64,
+        has_expiration: bool,
+        properties: &[u8],
+    ) {
         if self.counts_bytes() {
             self.ready_bytes += body_len;
         }
         self.ttl_possible |= has_expiration;
-        self.messages.push_back(m);
+        let at = self.placement(properties);
+        self.ready.push(m, at);
     }
 
-    /// Installs recovered messages (in order) into an empty queue.
-    pub fn restore_messages(&mut self, messages: Vec<QueuedMessage>, body_bytes: u64) {
+    /// Installs recovered messages (in order) into an empty queue; a
+    /// priority queue reads each one's priority from its stored properties.
+    pub fn restore_messages(
+        &mut self,
+        messages: Vec<QueuedMessage>,
+        body_bytes: u64,
+        arena: &dyn Arena,
+    ) {
         if self.counts_bytes() {
             self.ready_bytes += body_bytes;
         }
         // Expiry is re-checked from the head after a restart.
         self.ttl_possible = true;
-        if self.messages.is_empty() {
-            // Reuses the vector's buffer: no copy of millions of entries.
-            self.messages = VecDeque::from(messages);
-        } else {
-            self.messages.extend(messages);
-        }
+        self.ready.restore(messages, |m| stored_placement(arena, m));
     }
 
-    /// Takes the oldest ready message.
+    /// Takes the next message to deliver (the oldest; of the highest
+    /// priority in a priority queue).
+    #[inline]
     pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
-        let m = self.messages.pop_front()?;
+        let m = self.ready.pop()?;
         if self.counts_bytes() {
             self.ready_bytes = self.ready_bytes.saturating_sub(Self::body_len(arena, m));
         }
         Some(m)
     }
 
-    /// Puts a message back where it was, flagged redelivered.
+    /// Puts a message back where it was (in its priority lane), flagged
+    /// redelivered.
     pub fn requeue(&mut self, mut m: QueuedMessage, arena: &dyn Arena) {
         m.set_redelivered();
         if self.counts_bytes() {
             self.ready_bytes += Self::body_len(arena, m);
         }
-        // Requeues usually land at or near the front: search from there.
-        let at = self
-            .messages
-            .partition_point(|q| q.position() < m.position());
-        self.messages.insert(at, m);
+        let at = self.placement_of(arena, m);
+        self.ready.requeue(m, at);
     }
 
     /// Removes and returns every ready message.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
         self.ready_bytes = 0;
-        self.messages.drain(..).collect()
+        self.ready.purge()
     }
 
     /// True when one more message of `size` bytes would exceed a length limit.
     pub fn is_full_for(&self, size: u64) -> bool {
         self.limits
             .max_length
-            .is_some_and(|m| self.messages.len() as u64 >= m)
+            .is_some_and(|m| self.ready.len() as u64 >= m)
             || self
                 .limits
                 .max_length_bytes
@@ -166,14 +210,16 @@ impl Queue {
     pub fn is_over_limit(&self) -> bool {
         self.limits
             .max_length
-            .is_some_and(|m| self.messages.len() as u64 > m)
+            .is_some_and(|m| self.ready.len() as u64 > m)
             || self
                 .limits
                 .max_length_bytes
                 .is_some_and(|m| self.ready_bytes > m)
     }
 
-    /// Pops the head message if its TTL has passed. `strict` (used right
+    /// Pops the head message (the next to deliver: in a priority queue the
+    /// head of the highest non-empty lane, as RabbitMQ checks it) if its TTL
+    /// has passed. `strict` (used right
     /// before delivering) keeps a message that expires in this very
     /// millisecond, so TTL 0 messages still reach a consumer that is ready.
     pub fn pop_expired(
@@ -185,7 +231,7 @@ impl Queue {
         if !self.ttl_possible {
             return None;
         }
-        let head = *self.messages.front()?;
+        let head = self.ready.front()?;
         let meta = arena.get(head.loc())?.meta;
         let ttl = match self.limits.message_ttl_ms {
             Some(q) => q.min(meta.expiration_ms),
@@ -224,6 +270,21 @@ impl Queue {
     }
 }
 
+/// Where a message with these raw properties goes in a priority queue.
+fn placement_from(properties: &[u8]) -> Placement {
+    Placement {
+        priority: amqp_codec::peek_priority(properties).unwrap_or(0),
+    }
+}
+
+/// The placement of a message in the arena (read from its stored
+/// properties; a missing record goes to lane 0).
+fn stored_placement(arena: &dyn Arena, m: QueuedMessage) -> Placement {
+    arena
+        .get(m.loc())
+        .map_or(Placement::default(), |v| placement_from(v.properties))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,18 +313,103 @@ mod tests {
                     1,
                 )
                 .unwrap();
-            q.push(QueuedMessage::new(loc), 1, false);
+            q.push(QueuedMessage::new(loc), 1, false, b"");
         }
         let one = q.pop(&arena).unwrap();
         let two = q.pop(&arena).unwrap();
         q.requeue(two, &arena);
         q.requeue(one, &arena);
-        let order: Vec<&[u8]> = q
-            .messages
+        let all: Vec<QueuedMessage> = q.ready_messages().collect();
+        let order: Vec<&[u8]> = all
             .iter()
             .map(|m| arena.get(m.loc()).unwrap().body)
             .collect();
         assert_eq!(order, vec![b"1".as_ref(), b"2", b"3", b"4"]);
-        assert!(q.messages[0].redelivered() && !q.messages[2].redelivered());
+        assert!(all[0].redelivered() && !all[2].redelivered());
+    }
+
+    /// A priority queue (x-max-priority 2) holding `bodies` published with
+    /// the given priorities, pushed or restored.
+    fn priority_queue(
+        arena: &mut MemArena,
+        msgs: &[(&'static str, Option<u8>)],
+        restore: bool,
+    ) -> Queue {
+        let mut args = FieldTable::new();
+        args.insert("x-max-priority".into(), amqp_codec::FieldValue::I32(2));
+        let mut q = Queue::new("q".into(), true, None, false, args);
+        let mut locs = Vec::new();
+        for (body, p) in msgs {
+            let props = amqp_codec::BasicProperties {
+                priority: *p,
+                ..Default::default()
+            }
+            .to_bytes();
+            let meta = RecordMeta {
+                published_ms: 0,
+                expiration_ms: u64::MAX,
+                store_id: 0,
+                persistent: false,
+            };
+            let new = NewMessage {
+                meta,
+                exchange: "",
+                routing_key: "q",
+                properties: &props,
+                body: body.as_bytes(),
+            };
+            let loc = arena.append(&new, 1).unwrap();
+            if restore {
+                locs.push(QueuedMessage::new(loc));
+            } else {
+                q.push(QueuedMessage::new(loc), 1, false, &props);
+            }
+        }
+        if restore {
+            q.restore_messages(locs, 0, arena);
+        }
+        q
+    }
+
+    fn drain(q: &mut Queue, arena: &MemArena) -> Vec<String> {
+        std::iter::from_fn(|| q.pop(arena))
+            .map(|m| String::from_utf8_lossy(arena.get(m.loc()).unwrap().body).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn priority_queue_orders_pushed_and_restored_messages() {
+        let msgs = [("a", None), ("b", Some(2)), ("c", Some(1)), ("d", Some(7))];
+        for restore in [false, true] {
+            let mut arena = MemArena::new(1 << 16);
+            let mut q = priority_queue(&mut arena, &msgs, restore);
+            assert!(q.is_priority());
+            assert_eq!(q.message_count(), 4);
+            assert_eq!(
+                drain(&mut q, &arena),
+                vec!["b", "d", "c", "a"],
+                "restore={restore}"
+            );
+            assert!(q.is_empty());
+        }
+    }
+
+    #[test]
+    fn priority_queue_requeue_and_limits() {
+        let mut arena = MemArena::new(1 << 16);
+        let msgs = [("a", Some(0)), ("b", Some(2)), ("c", Some(2))];
+        let mut q = priority_queue(&mut arena, &msgs, false);
+        let b = q.pop(&arena).unwrap();
+        let c = q.pop(&arena).unwrap();
+        q.requeue(c, &arena);
+        q.requeue(b, &arena);
+        assert_eq!(q.message_count(), 3);
+        q.limits.max_length = Some(2);
+        assert!(q.is_over_limit());
+        // drop-head takes the next to deliver: "b".
+        let dropped = q.pop(&arena).unwrap();
+        assert_eq!(arena.get(dropped.loc()).unwrap().body, b"b");
+        assert!(!q.is_over_limit() && q.is_full_for(0));
+        assert_eq!(drain(&mut q, &arena), vec!["c", "a"]);
     }
 }

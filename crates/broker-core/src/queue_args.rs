@@ -26,6 +26,8 @@ pub struct QueueLimits {
     pub dead_letter_routing_key: Option<ShortStr>,
     /// Delete the queue after it has been unused this long.
     pub expires_ms: Option<u64>,
+    /// `x-max-priority`: highest message priority (a priority queue when >= 1).
+    pub max_priority: Option<u8>,
 }
 
 fn non_negative(args: &FieldTable, key: &str, min: i64) -> Result<Option<u64>, String> {
@@ -59,15 +61,57 @@ fn string_arg(args: &FieldTable, key: &str) -> Result<Option<ShortStr>, String> 
     }
 }
 
-fn type_name(v: &FieldValue) -> &'static str {
+/// RabbitMQ's name for a field's type (its Erlang atom).
+pub(crate) fn type_name(v: &FieldValue) -> &'static str {
     match v {
         FieldValue::LongStr(_) => "longstr",
         FieldValue::Bool(_) => "bool",
         FieldValue::Table(_) => "table",
         FieldValue::Array(_) => "array",
-        FieldValue::F32(_) | FieldValue::F64(_) => "double",
-        _ => "unknown",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Void => "void",
+        FieldValue::ByteArray(_) => "binary",
     }
+}
+
+/// `x-max-priority` as RabbitMQ 3.10 validates it (`check_max_priority_arg`):
+/// an integer type, 0..=255 (0 means one lane, i.e. FIFO).
+fn max_priority_arg(args: &FieldTable) -> Result<Option<u8>, String> {
+    const KEY: &str = "x-max-priority";
+    let Some(v) = args.get(KEY) else {
+        return Ok(None);
+    };
+    let n = match v {
+        FieldValue::I8(_)
+        | FieldValue::U8(_)
+        | FieldValue::I16(_)
+        | FieldValue::U16(_)
+        | FieldValue::I32(_)
+        | FieldValue::U32(_)
+        | FieldValue::I64(_) => v.as_i64().unwrap_or(0),
+        _ => {
+            return Err(format!(
+                "invalid arg '{KEY}': \"expected integer, got {}\"",
+                type_name(v)
+            ))
+        }
+    };
+    if n < 0 {
+        return Err(format!("invalid arg '{KEY}': {{value_negative,{n}}}"));
+    }
+    u8::try_from(n)
+        .map(Some)
+        .map_err(|_| format!("invalid arg '{KEY}': {{max_value_exceeded,{n}}}"))
 }
 
 impl QueueLimits {
@@ -95,6 +139,7 @@ impl QueueLimits {
             dead_letter_exchange: dlx,
             dead_letter_routing_key: dlrk,
             expires_ms: non_negative(args, "x-expires", 1)?,
+            max_priority: max_priority_arg(args)?,
         })
     }
 
@@ -134,6 +179,38 @@ mod tests {
         assert_eq!(l.message_ttl_ms, Some(500));
         t.insert("x-max-length".into(), FieldValue::I32(-1));
         assert!(QueueLimits::parse(&t).is_err());
+    }
+
+    #[test]
+    fn max_priority_validated_like_rabbitmq() {
+        let parse = |v: FieldValue| {
+            let mut t = FieldTable::new();
+            t.insert("x-max-priority".into(), v);
+            QueueLimits::parse(&t).map(|l| l.max_priority)
+        };
+        assert_eq!(parse(FieldValue::I32(10)), Ok(Some(10)));
+        assert_eq!(parse(FieldValue::U8(0)), Ok(Some(0)));
+        assert_eq!(parse(FieldValue::I64(255)), Ok(Some(255)));
+        assert_eq!(
+            parse(FieldValue::I32(256)),
+            Err("invalid arg 'x-max-priority': {max_value_exceeded,256}".into())
+        );
+        assert_eq!(
+            parse(FieldValue::I16(-1)),
+            Err("invalid arg 'x-max-priority': {value_negative,-1}".into())
+        );
+        assert_eq!(
+            parse(FieldValue::LongStr("5".into())),
+            Err("invalid arg 'x-max-priority': \"expected integer, got longstr\"".into())
+        );
+        assert_eq!(
+            parse(FieldValue::Bool(true)),
+            Err("invalid arg 'x-max-priority': \"expected integer, got bool\"".into())
+        );
+        assert_eq!(
+            QueueLimits::parse(&FieldTable::new()).map(|l| l.max_priority),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Restorer<'_> {
                 continue;
             };
             stats.messages += slot.messages.len();
-            q.restore_messages(slot.messages, slot.ready_bytes);
+            q.restore_messages(slot.messages, slot.ready_bytes, self.broker.arena.as_ref());
             // Recovered messages are checked for expiry from the head.
             v.watch(&slot.name);
         }

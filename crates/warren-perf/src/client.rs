@@ -215,9 +215,22 @@ impl Connection {
         name: &str,
         durable: bool,
     ) -> anyhow::Result<u32> {
+        self.declare_queue_with(channel, name, durable, FieldTable::new())
+            .await
+    }
+
+    /// queue.declare with arguments (e.g. `x-max-priority`).
+    pub async fn declare_queue_with(
+        &mut self,
+        channel: u16,
+        name: &str,
+        durable: bool,
+        arguments: FieldTable,
+    ) -> anyhow::Result<u32> {
         let declare = Method::QueueDeclare(QueueDeclare {
             queue: ShortStr::try_from_str(name).context("queue name longer than 255 bytes")?,
             durable,
+            arguments,
             ..Default::default()
         });
         match self.rpc(channel, &declare).await? {

@@ -36,6 +36,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
         &uri,
         &queues,
         args.flow.durable_queue,
+        args.flow.queue_arguments(),
         vec![producer],
         vec![consumer],
         Duration::from_secs(args.duration),

@@ -44,6 +44,9 @@ pub struct ProducerConfig {
     pub rate_per_s: f64,
     /// Stop after this many messages (and wait for their confirms).
     pub count: Option<u64>,
+    /// Publish with priorities cycling 0..N-1 (for a queue declared with
+    /// `x-max-priority` N); `None` sends no priority property.
+    pub priorities: Option<u8>,
 }
 
 /// What one producer did.
@@ -126,11 +129,14 @@ pub async fn run(
         }
         buf.clear();
         let ts = now_ns().to_be_bytes();
-        for _ in 0..n {
+        for i in 0..n {
             let at = buf.len();
             buf.extend_from_slice(&template.bytes);
             if let Some(off) = template.timestamp_at {
                 buf[at + off..at + off + 8].copy_from_slice(&ts);
+            }
+            if let (Some(off), Some(levels)) = (template.priority_at, cfg.priorities) {
+                buf[at + off] = ((sent + i) % u64::from(levels.max(1))) as u8;
             }
         }
         sent += n;
@@ -188,6 +194,8 @@ struct Template {
     bytes: Vec<u8>,
     /// Offset of the 8-byte timestamp in `bytes` (bodies of at least 8 bytes).
     timestamp_at: Option<usize>,
+    /// Offset of the priority property's byte in `bytes` (when cycling priorities).
+    priority_at: Option<usize>,
 }
 
 fn encode_message(cfg: &ProducerConfig, frame_max: u32) -> anyhow::Result<Template> {
@@ -202,9 +210,13 @@ fn encode_message(cfg: &ProducerConfig, frame_max: u32) -> anyhow::Result<Templa
     encode_method_frame(&mut b, CHANNEL, &publish);
     let props = BasicProperties {
         delivery_mode: Some(if cfg.persistent { 2 } else { 1 }),
+        priority: cfg.priorities.map(|_| 0),
         ..Default::default()
     };
     let raw = props.to_bytes();
+    // Frame header (7), class, weight, body size (12), flags (2), then
+    // delivery-mode (1) and priority: the two present properties.
+    let priority_at = cfg.priorities.map(|_| b.len() + 7 + 12 + 2 + 1);
     encode_content_header_frame(&mut b, CHANNEL, CLASS_BASIC, cfg.size_bytes as u64, &raw);
     let body_at = b.len() + 7;
     let body = vec![0x2a_u8; cfg.size_bytes];
@@ -212,6 +224,7 @@ fn encode_message(cfg: &ProducerConfig, frame_max: u32) -> anyhow::Result<Templa
     Ok(Template {
         bytes: b.to_vec(),
         timestamp_at: (cfg.size_bytes >= 8).then_some(body_at),
+        priority_at,
     })
 }
 

@@ -54,7 +54,12 @@ pub async fn run(args: PublishDrainArgs) -> anyhow::Result<()> {
         .context("admin connection")?;
     admin.open_channel(1).await?;
     admin
-        .declare_queue(1, &queue, args.flow.durable_queue)
+        .declare_queue_with(
+            1,
+            &queue,
+            args.flow.durable_queue,
+            args.flow.queue_arguments(),
+        )
         .await?;
     let rss_before = maybe_rss(args.broker_pid);
     let split_before = rss_split_kib(args.broker_pid);
@@ -73,7 +78,12 @@ pub async fn run(args: PublishDrainArgs) -> anyhow::Result<()> {
         publish_s = started.elapsed().as_secs_f64();
     }
     let in_queue = admin
-        .declare_queue(1, &queue, args.flow.durable_queue)
+        .declare_queue_with(
+            1,
+            &queue,
+            args.flow.durable_queue,
+            args.flow.queue_arguments(),
+        )
         .await?;
     if do_publish {
         eprintln!(

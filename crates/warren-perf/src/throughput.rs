@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amqp_codec::{FieldTable, FieldValue};
 use anyhow::Context;
 use tokio::task::JoinSet;
 
@@ -47,6 +48,10 @@ pub struct FlowArgs {
     /// Also write the JSON summary to this file
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Declare the queues with x-max-priority N and publish with
+    /// priorities cycling 0..N-1
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub max_priority: Option<u8>,
 }
 
 impl FlowArgs {
@@ -77,7 +82,17 @@ impl FlowArgs {
             confirm_window: self.confirm.map(|w| w.clamp(1, CONFIRM_WINDOW_MAX)),
             rate_per_s,
             count,
+            priorities: self.max_priority,
         }
+    }
+
+    /// Arguments to declare the queues with.
+    pub fn queue_arguments(&self) -> FieldTable {
+        let mut t = FieldTable::new();
+        if let Some(n) = self.max_priority {
+            t.insert("x-max-priority".into(), FieldValue::U8(n));
+        }
+        t
     }
 
     pub fn consumer(
@@ -130,6 +145,7 @@ pub async fn run_timed(
     uri: &AmqpUri,
     queues: &[String],
     durable: bool,
+    queue_arguments: FieldTable,
     producers: Vec<ProducerConfig>,
     consumers: Vec<ConsumerConfig>,
     duration: Duration,
@@ -137,7 +153,9 @@ pub async fn run_timed(
     let mut admin = Connection::connect(uri).await.context("admin connection")?;
     admin.open_channel(1).await?;
     for q in queues {
-        admin.declare_queue(1, q, durable).await?;
+        admin
+            .declare_queue_with(1, q, durable, queue_arguments.clone())
+            .await?;
     }
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop) = Signal::new();
@@ -250,6 +268,7 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         &uri,
         &queues,
         args.flow.durable_queue,
+        args.flow.queue_arguments(),
         producers,
         consumers,
         Duration::from_secs(args.duration),
@@ -259,6 +278,10 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         .num("producers", args.producers as f64)
         .num("consumers", args.consumers as f64)
         .num("queues", queues.len() as f64)
-        .num("size", args.flow.size as f64);
+        .num("size", args.flow.size as f64)
+        .num(
+            "max_priority",
+            f64::from(args.flow.max_priority.unwrap_or(0)),
+        );
     stats::emit(json, args.flow.json.as_deref())
 }

@@ -28,6 +28,7 @@ async fn throughput_against_sink_moves_messages() {
         confirm_window: Some(100),
         rate_per_s: 0.0,
         count: None,
+        priorities: Some(10),
     };
     let consumer = ConsumerConfig {
         queue: "smoke".into(),
@@ -36,10 +37,13 @@ async fn throughput_against_sink_moves_messages() {
         expect: None,
         record_latency: false,
     };
+    let mut queue_args = amqp_codec::FieldTable::new();
+    queue_args.insert("x-max-priority".into(), amqp_codec::FieldValue::U8(10));
     let run = run_timed(
         &uri,
         &queues,
         true,
+        queue_args,
         vec![producer],
         vec![consumer],
         Duration::from_secs(1),

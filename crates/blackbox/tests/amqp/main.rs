@@ -17,6 +17,7 @@ mod errors;
 mod exchanges;
 mod kill;
 mod lifecycle;
+mod priority;
 mod publish_runs;
 mod queue_features;
 mod queues;
