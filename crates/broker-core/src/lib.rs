@@ -14,6 +14,8 @@ mod broker;
 mod channel;
 mod channel_table;
 pub mod config;
+pub mod consumers;
+mod consumer_timeout;
 mod delivery;
 mod enqueue;
 pub mod error;
