@@ -11,6 +11,7 @@ mod raw;
 
 mod basic;
 mod confirms_tx;
+mod consumers;
 mod connection;
 mod durability;
 mod errors;
