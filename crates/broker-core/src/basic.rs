@@ -625,9 +625,11 @@ impl Broker {
             self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
             return Ok(());
         };
-        let timeout_on =
-            crate::consumer_timeout::timeout_for(consumer_timeout_ms, self.config.consumer_timeout_ms)
-                .is_some();
+        let timeout_on = crate::consumer_timeout::timeout_for(
+            consumer_timeout_ms,
+            self.config.consumer_timeout_ms,
+        )
+        .is_some();
         let Broker {
             conns,
             arena,

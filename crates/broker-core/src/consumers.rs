@@ -70,7 +70,9 @@ fn can_receive(
         return false;
     }
     // An auto-ack consumer always has credit: no lookup by tag.
-    k.no_ack || ch.consumers
+    k.no_ack
+        || ch
+            .consumers
             .get(&k.tag)
             .is_some_and(|cons| has_credit(cons, ch.unacked.len(), ch.prefetch_channel))
 }
@@ -180,7 +182,12 @@ impl Queue {
         let old: Vec<(i64, usize)> = self
             .lower_groups
             .iter()
-            .map(|g| (self.consumers.get(g.start).map_or(i64::MIN, |c| c.priority), g.next))
+            .map(|g| {
+                (
+                    self.consumers.get(g.start).map_or(i64::MIN, |c| c.priority),
+                    g.next,
+                )
+            })
             .collect();
         let old_top_next = self.next_consumer;
         self.lower_groups.clear();

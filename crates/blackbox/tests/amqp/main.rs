@@ -11,8 +11,8 @@ mod raw;
 
 mod basic;
 mod confirms_tx;
-mod consumers;
 mod connection;
+mod consumers;
 mod durability;
 mod errors;
 mod exchanges;
