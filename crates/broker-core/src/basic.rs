@@ -501,7 +501,12 @@ impl Broker {
         if q.exclusive_owner.is_some_and(|owner| owner != conn) {
             return Err(locked(&qname, &vname));
         }
-        if q.exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
+        let priority = consumer_priority(&m.arguments, &qname, &vname)?;
+        // An exclusive consumer is refused on a single-active-consumer queue
+        // even with no consumers (RabbitMQ 3.10).
+        if q.exclusive_consumer
+            || (m.exclusive && (!q.consumers.is_empty() || q.limits.single_active_consumer))
+        {
             return Err(AmqpError::access_refused(format!(
                 "queue '{qname}' in vhost '{vname}' in exclusive use"
             )));
@@ -529,11 +534,12 @@ impl Broker {
             },
         );
         let q = self.queue_mut(&vname, &qname)?;
-        q.consumers.push(ConsumerRef {
+        q.add_consumer(ConsumerRef {
             conn,
             channel: ch,
             tag: tag.clone(),
             no_ack: m.no_ack,
+            priority,
         });
         q.had_consumer = true;
         q.last_used_ms = crate::message::now_ms();
@@ -605,6 +611,7 @@ impl Broker {
         q.last_used_ms = crate::message::now_ms();
         let now = crate::message::now_ms();
         let durable = q.durable;
+        let consumer_timeout_ms = q.limits.consumer_timeout_ms;
         let mut expired = Vec::new();
         while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
             expired.push(m);
@@ -618,7 +625,17 @@ impl Broker {
             self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
             return Ok(());
         };
-        let Broker { conns, arena, .. } = self;
+        let timeout_on = crate::consumer_timeout::timeout_for(
+            consumer_timeout_ms,
+            self.config.consumer_timeout_ms,
+        )
+        .is_some();
+        let Broker {
+            conns,
+            arena,
+            timeout_watch,
+            ..
+        } = self;
         let c = conns
             .get_mut(&conn)
             .ok_or_else(|| AmqpError::internal("no connection"))?;
@@ -640,11 +657,15 @@ impl Broker {
         if m.no_ack {
             self.settle_message(&vname, &qname, durable, msg);
         } else {
+            if timeout_on {
+                crate::consumer_timeout::watch(timeout_watch, &mut chan.timeout_watched, conn, ch);
+            }
             chan.unacked.push_back(crate::broker::Unacked {
                 tag,
                 queue: qname,
                 msg,
                 consumer: None,
+                delivered_ms: if timeout_on { now } else { 0 },
             });
         }
         Ok(())
@@ -793,6 +814,24 @@ impl Broker {
             self.dispatch(&vname, &q);
         }
         Ok(())
+    }
+}
+
+/// The `x-priority` argument of basic.consume (default 0), validated as
+/// RabbitMQ 3.10 does (check_int_arg: any integer type).
+fn consumer_priority(
+    args: &amqp_codec::FieldTable,
+    qname: &str,
+    vname: &str,
+) -> Result<i64, AmqpError> {
+    match args.get("x-priority") {
+        None => Ok(0),
+        Some(v) => v.as_i64().ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid arg 'x-priority' for queue '{qname}' in vhost '{vname}': \"expected integer, got {}\"",
+                crate::queue_args::type_name(v)
+            ))
+        }),
     }
 }
 

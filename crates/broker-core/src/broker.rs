@@ -80,6 +80,9 @@ pub(crate) struct Unacked {
     pub msg: QueuedMessage,
     /// None for basic.get deliveries.
     pub consumer: Option<ShortStr>,
+    /// When it was delivered (ms since the epoch; 0 when no consumer
+    /// timeout applies), for the acknowledgement timeout.
+    pub delivered_ms: u64,
 }
 
 /// A consumer as its channel sees it: its credit.
@@ -125,6 +128,8 @@ pub(crate) struct Channel {
     pub last_queue: Option<ShortStr>,
     /// Direct reply-to consumer: (consumer tag, secret in the reply name).
     pub reply_consumer: Option<(ShortStr, u64)>,
+    /// The channel is listed in `Broker::timeout_watch`.
+    pub timeout_watched: bool,
 }
 
 impl Channel {
@@ -146,6 +151,7 @@ impl Channel {
             commit_wait: None,
             last_queue: None,
             reply_consumer: None,
+            timeout_watched: false,
         }
     }
 }
@@ -190,6 +196,9 @@ pub struct Broker {
     /// The last publish's checks and routing, valid within a run of
     /// publishes (see `publish_cache.rs`).
     pub(crate) publish_cache: crate::publish_cache::PublishCache,
+    /// Channels that got unacked deliveries under a consumer timeout: the
+    /// only ones the tick checks (see `consumer_timeout.rs`).
+    pub(crate) timeout_watch: Vec<(ConnId, u16)>,
 }
 
 impl Broker {
@@ -226,6 +235,7 @@ impl Broker {
             scratch_accepted: Vec::new(),
             pending_dispatch: Vec::new(),
             publish_cache: Default::default(),
+            timeout_watch: Vec::new(),
         }
     }
 

@@ -15,6 +15,10 @@ pub struct CoreConfig {
     pub write_buffer_bytes_max: usize,
     /// Consumers per channel.
     pub consumers_per_channel_max: usize,
+    /// A delivery left unacknowledged longer than this closes its channel
+    /// with 406 PRECONDITION_FAILED (RabbitMQ's `consumer_timeout`, default
+    /// 30 min); 0 turns it off. A queue's `x-consumer-timeout` replaces it.
+    pub consumer_timeout_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -25,6 +29,7 @@ impl Default for CoreConfig {
             message_size_max_bytes: 128 * 1024 * 1024,
             write_buffer_bytes_max: 1024 * 1024,
             consumers_per_channel_max: 65_535,
+            consumer_timeout_ms: 1_800_000,
         }
     }
 }

@@ -9,6 +9,8 @@ use rustc_hash::FxHashMap;
 
 use crate::arena::MessageView;
 use crate::broker::{Broker, Conn, Unacked};
+use crate::consumer_timeout::{timeout_for, watch};
+use crate::consumers::{has_credit, pick_consumer};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::queue::Queue;
@@ -134,9 +136,9 @@ pub(crate) fn write_view(
 
 /// Delivers a new message straight to a consumer, without an arena copy or
 /// a queue entry, when that changes nothing a client can see: the queue is
-/// empty (so order holds), and the consumer next in turn takes messages
-/// without acks (auto-ack: nothing to keep for redelivery) and has room in
-/// its socket budget. Returns false, having done nothing, otherwise; the
+/// empty (so order holds), and the consumer the general path would pick
+/// (`pick_consumer`) takes messages without acks (auto-ack: nothing to keep
+/// for redelivery). Returns false, having done nothing, otherwise; the
 /// caller then queues the message as usual.
 pub(crate) fn deliver_direct(
     q: &mut Queue,
@@ -145,11 +147,12 @@ pub(crate) fn deliver_direct(
     write_max: usize,
     m: &Incoming<'_>,
 ) -> bool {
-    let n = q.consumers.len();
-    if n == 0 || !q.is_empty() {
+    if q.consumers.is_empty() || !q.is_empty() {
         return false;
     }
-    let idx = q.next_consumer % n;
+    let Some(idx) = pick_consumer(q, conns, write_max) else {
+        return false;
+    };
     let k = &q.consumers[idx];
     if !k.no_ack {
         return false;
@@ -157,9 +160,6 @@ pub(crate) fn deliver_direct(
     let Some(c) = conns.get_mut(&k.conn) else {
         return false;
     };
-    if c.closing || c.out.len() + c.info.sink.pending_bytes() >= write_max {
-        return false;
-    }
     let Conn {
         info,
         channels,
@@ -169,9 +169,6 @@ pub(crate) fn deliver_direct(
     let Some(ch) = channels.get_mut(&k.channel) else {
         return false;
     };
-    if !ch.flow_active || ch.closing {
-        return false;
-    }
     let tag = ch.next_delivery_tag;
     ch.next_delivery_tag += 1;
     let method = ContentMethod::Deliver {
@@ -183,7 +180,7 @@ pub(crate) fn deliver_direct(
     if dirty.last() != Some(&k.conn) {
         dirty.push(k.conn);
     }
-    q.next_consumer = (idx + 1) % n;
+    q.advance_consumer(idx);
     true
 }
 
@@ -201,12 +198,14 @@ impl Broker {
     fn dispatch_inner(&mut self, vname: &str, qname: &ShortStr) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         let write_max = self.config.write_buffer_bytes_max;
+        let server_timeout_ms = self.config.consumer_timeout_ms;
         let Broker {
             vhosts,
             conns,
             persist,
             arena,
             dirty,
+            timeout_watch,
             ..
         } = self;
         let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else {
@@ -218,46 +217,19 @@ impl Broker {
         } else {
             0
         };
-        let n = q.consumers.len();
-        while n > 0 && !q.is_empty() {
+        // Delivery time for the acknowledgement timeout: the clock is read
+        // at most once per run, and only when a timeout applies.
+        let timeout_on = timeout_for(q.limits.consumer_timeout_ms, server_timeout_ms).is_some();
+        let mut delivered_ms = 0;
+        while !q.consumers.is_empty() && !q.is_empty() {
             if let Some(m) = q.pop_expired(now, true, arena.as_ref()) {
                 expired.push(m);
                 continue;
             }
-            let mut chosen = None;
-            for i in 0..n {
-                let idx = (q.next_consumer + i) % n;
-                let k = &q.consumers[idx];
-                let Some(c) = conns.get_mut(&k.conn) else {
-                    continue;
-                };
-                if c.closing {
-                    continue;
-                }
-                if c.out.len() + c.info.sink.pending_bytes() >= write_max {
-                    c.throttled = true;
-                    continue;
-                }
-                let Some(ch) = c.channels.get(&k.channel) else {
-                    continue;
-                };
-                let Some(cons) = ch.consumers.get(&k.tag) else {
-                    continue;
-                };
-                if !ch.flow_active || ch.closing {
-                    continue;
-                }
-                let has_credit = cons.no_ack
-                    || ((cons.prefetch == 0 || cons.unacked < cons.prefetch)
-                        && (ch.prefetch_channel == 0
-                            || (ch.unacked.len() as u64) < u64::from(ch.prefetch_channel)));
-                if has_credit {
-                    chosen = Some(idx);
-                    break;
-                }
-            }
-            let Some(idx) = chosen else { break };
-            q.next_consumer = (idx + 1) % n;
+            let Some(idx) = pick_consumer(q, conns, write_max) else {
+                break;
+            };
+            q.advance_consumer(idx);
             // Cloned (one refcount bump per turn) so `q` can be popped below.
             let k = q.consumers[idx].clone();
             let k = &k;
@@ -282,8 +254,9 @@ impl Broker {
                 dirty.push(k.conn);
             }
             // Round-robin means one message per consumer turn; a lone
-            // consumer takes messages back to back while its credit and
-            // socket budget last, with the lookups above done once.
+            // eligible consumer (one consumer, or the single active one)
+            // takes messages back to back while its credit and socket
+            // budget last, with the lookups above done once.
             while let Some(msg) = q.pop(arena.as_ref()) {
                 let tag = ch.next_delivery_tag;
                 ch.next_delivery_tag += 1;
@@ -304,26 +277,29 @@ impl Broker {
                     }
                     arena.release(msg.loc());
                 } else {
+                    if timeout_on && delivered_ms == 0 {
+                        delivered_ms = crate::message::now_ms();
+                    }
+                    if timeout_on {
+                        watch(timeout_watch, &mut ch.timeout_watched, k.conn, k.channel);
+                    }
                     cons.unacked += 1;
                     ch.unacked.push_back(Unacked {
                         tag,
                         queue: qname.clone(),
                         msg,
                         consumer: Some(k.tag.clone()),
+                        delivered_ms,
                     });
                 }
-                if n > 1 || q.ttl_possible || q.is_empty() {
+                if !q.one_eligible_consumer() || q.ttl_possible || q.is_empty() {
                     break;
                 }
                 if out.len() + info.sink.pending_bytes() >= write_max {
                     *throttled = true;
                     break;
                 }
-                let has_credit = cons.no_ack
-                    || ((cons.prefetch == 0 || cons.unacked < cons.prefetch)
-                        && (ch.prefetch_channel == 0
-                            || (ch.unacked.len() as u64) < u64::from(ch.prefetch_channel)));
-                if !has_credit {
+                if !has_credit(cons, ch.unacked.len(), ch.prefetch_channel) {
                     break;
                 }
             }

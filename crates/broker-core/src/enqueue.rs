@@ -301,8 +301,9 @@ impl Broker {
     }
 
     /// Periodic housekeeping, called by the server a few times a second:
-    /// expires messages at the head of queues and deletes queues whose
-    /// `x-expires` has passed.
+    /// expires messages at the head of queues, deletes queues whose
+    /// `x-expires` has passed, and closes channels whose deliveries exceeded
+    /// their acknowledgement timeout.
     pub fn tick(&mut self) {
         self.run_pending_dispatch();
         let now = now_ms();
@@ -337,6 +338,7 @@ impl Broker {
         for (v, q) in idle {
             self.delete_queue_internal(&v, &q);
         }
+        self.check_consumer_timeouts(now);
         self.arena.maintain();
     }
 }

@@ -15,6 +15,8 @@ mod broker;
 mod channel;
 mod channel_table;
 pub mod config;
+mod consumer_timeout;
+pub mod consumers;
 mod delivery;
 mod enqueue;
 pub mod error;

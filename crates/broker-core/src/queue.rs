@@ -18,6 +18,8 @@ pub struct ConsumerRef {
     /// Copied from the consumer (fixed for its life) so the direct
     /// delivery path needs no lookup by tag.
     pub no_ack: bool,
+    /// `x-priority` of basic.consume (default 0): higher goes first.
+    pub priority: i64,
 }
 
 #[derive(Debug)]
@@ -31,10 +33,17 @@ pub struct Queue {
     /// Ready messages, stored by the queue's kind (FIFO or priority
     /// lanes); reached only through the methods below.
     ready: Ready,
+    /// Ordered by priority, highest first, then by registration (see
+    /// `consumers.rs`); on a single-active-consumer queue the active one
+    /// is first, whatever its priority.
     pub consumers: Vec<ConsumerRef>,
+    /// Consumer groups of equal priority below the first one, each with
+    /// its round-robin cursor; empty when all consumers share a priority.
+    pub lower_groups: Vec<crate::consumers::LowerGroup>,
     /// Set while one consumer holds exclusive access.
     pub exclusive_consumer: bool,
-    /// Index in `consumers` to try first (round-robin).
+    /// Index in `consumers` to try first (round-robin within the first
+    /// priority group).
     pub next_consumer: usize,
     /// Auto-delete applies only after the queue has had a consumer.
     pub had_consumer: bool,
@@ -72,6 +81,7 @@ impl Queue {
             auto_delete,
             arguments,
             consumers: Vec::new(),
+            lower_groups: Vec::new(),
             exclusive_consumer: false,
             next_consumer: 0,
             had_consumer: false,
@@ -255,14 +265,15 @@ impl Queue {
 
     pub fn remove_consumer(&mut self, conn: ConnId, channel: u16, tag: &str) -> bool {
         let before = self.consumers.len();
+        let top = self.consumers.first().map(|c| c.priority);
         self.consumers
             .retain(|c| !(c.conn == conn && c.channel == channel && c.tag.as_str() == tag));
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.last_used_ms = now_ms();
-            if self.next_consumer >= self.consumers.len() {
-                self.next_consumer = 0;
-            }
+            // On a single-active-consumer queue the next active one (the
+            // highest priority, earliest registered) is now first.
+            self.consumers_changed(top);
             true
         } else {
             false

@@ -28,6 +28,12 @@ pub struct QueueLimits {
     pub expires_ms: Option<u64>,
     /// `x-max-priority`: highest message priority (a priority queue when >= 1).
     pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`: only one consumer receives at a time.
+    pub single_active_consumer: bool,
+    /// `x-consumer-timeout` (RabbitMQ 3.12+): a delivery from this queue
+    /// left unacknowledged longer than this closes its channel; replaces
+    /// the server's `consumer_timeout_ms` for this queue.
+    pub consumer_timeout_ms: Option<u64>,
 }
 
 fn non_negative(args: &FieldTable, key: &str, min: i64) -> Result<Option<u64>, String> {
@@ -61,15 +67,9 @@ fn string_arg(args: &FieldTable, key: &str) -> Result<Option<ShortStr>, String> 
     }
 }
 
-/// RabbitMQ's name for a field's type (its Erlang atom).
+/// RabbitMQ's name for a field's AMQP type, as its error texts print it.
 pub(crate) fn type_name(v: &FieldValue) -> &'static str {
     match v {
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::Bool(_) => "bool",
-        FieldValue::Table(_) => "table",
-        FieldValue::Array(_) => "array",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
         FieldValue::I8(_) => "byte",
         FieldValue::U8(_) => "unsignedbyte",
         FieldValue::I16(_) => "short",
@@ -77,8 +77,14 @@ pub(crate) fn type_name(v: &FieldValue) -> &'static str {
         FieldValue::I32(_) => "signedint",
         FieldValue::U32(_) => "unsignedint",
         FieldValue::I64(_) => "long",
-        FieldValue::Decimal { .. } => "decimal",
         FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Bool(_) => "bool",
+        FieldValue::Table(_) => "table",
+        FieldValue::Array(_) => "array",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
         FieldValue::Void => "void",
         FieldValue::ByteArray(_) => "binary",
     }
@@ -114,6 +120,35 @@ fn max_priority_arg(args: &FieldTable) -> Result<Option<u8>, String> {
         .map_err(|_| format!("invalid arg '{KEY}': {{max_value_exceeded,{n}}}"))
 }
 
+/// `x-single-active-consumer`: a bool (RabbitMQ's check_bool_arg).
+fn bool_arg(args: &FieldTable, key: &str) -> Result<bool, String> {
+    match args.get(key) {
+        None => Ok(false),
+        Some(FieldValue::Bool(b)) => Ok(*b),
+        Some(v) => Err(format!(
+            "invalid arg '{key}': {{unacceptable_type,{}}}",
+            type_name(v)
+        )),
+    }
+}
+
+/// `x-consumer-timeout`: validated as RabbitMQ (4.x) does at declare, with
+/// its check_non_neg_int_arg (3.12 read it without validating it).
+fn consumer_timeout_arg(args: &FieldTable) -> Result<Option<u64>, String> {
+    let key = "x-consumer-timeout";
+    match args.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => Ok(Some(n as u64)),
+            Some(n) => Err(format!("invalid arg '{key}': {{value_negative,{n}}}")),
+            None => Err(format!(
+                "invalid arg '{key}': \"expected integer, got {}\"",
+                type_name(v)
+            )),
+        },
+    }
+}
+
 impl QueueLimits {
     /// Parses and validates; `Err` carries the detail of a 406 reply.
     pub fn parse(args: &FieldTable) -> Result<QueueLimits, String> {
@@ -140,6 +175,8 @@ impl QueueLimits {
             dead_letter_routing_key: dlrk,
             expires_ms: non_negative(args, "x-expires", 1)?,
             max_priority: max_priority_arg(args)?,
+            single_active_consumer: bool_arg(args, "x-single-active-consumer")?,
+            consumer_timeout_ms: consumer_timeout_arg(args)?,
         })
     }
 
@@ -210,6 +247,32 @@ mod tests {
         assert_eq!(
             QueueLimits::parse(&FieldTable::new()).map(|l| l.max_priority),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn single_active_and_consumer_timeout() {
+        let mut t = FieldTable::new();
+        t.insert("x-single-active-consumer".into(), FieldValue::Bool(true));
+        t.insert("x-consumer-timeout".into(), FieldValue::I32(1500));
+        let l = QueueLimits::parse(&t).unwrap();
+        assert!(l.single_active_consumer);
+        assert_eq!(l.consumer_timeout_ms, Some(1500));
+        t.insert("x-single-active-consumer".into(), FieldValue::I32(1));
+        assert_eq!(
+            QueueLimits::parse(&t).unwrap_err(),
+            "invalid arg 'x-single-active-consumer': {unacceptable_type,signedint}"
+        );
+        t.remove("x-single-active-consumer");
+        t.insert("x-consumer-timeout".into(), FieldValue::I64(-1));
+        assert_eq!(
+            QueueLimits::parse(&t).unwrap_err(),
+            "invalid arg 'x-consumer-timeout': {value_negative,-1}"
+        );
+        t.insert("x-consumer-timeout".into(), FieldValue::LongStr("1".into()));
+        assert_eq!(
+            QueueLimits::parse(&t).unwrap_err(),
+            "invalid arg 'x-consumer-timeout': \"expected integer, got longstr\""
         );
     }
 

@@ -4,7 +4,8 @@
 //! `#` starts a comment. Keys: bind, port, data_dir, heartbeat_s,
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
-//! memory_high_watermark_bytes, writer_threads, write_through_bytes_max.
+//! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
+//! consumer_timeout_ms.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub struct ServeArgs {
     /// Block publishers while the data folder's disk has less free space [default: 50000000]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT_BYTES")]
     disk_free_limit_bytes: Option<u64>,
+    /// Close a channel whose delivery stays unacknowledged longer than this, ms; 0 = off [default: 1800000]
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
+    consumer_timeout_ms: Option<u64>,
 }
 
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -61,6 +65,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(d) = args.disk_free_limit_bytes {
         cfg.disk_free_limit_bytes = d;
+    }
+    if let Some(t) = args.consumer_timeout_ms {
+        cfg.core.consumer_timeout_ms = t;
     }
     Ok(cfg)
 }
@@ -103,6 +110,9 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "write_buffer_bytes_max" => {
                 cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?
             }
+            "consumer_timeout_ms" => {
+                cfg.core.consumer_timeout_ms = value.parse().with_context(bad)?
+            }
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }
@@ -118,9 +128,10 @@ mod tests {
         let mut cfg = ServerConfig::default();
         apply_file(
             &mut cfg,
-            "# comment\nport = 5673\nbind = \"0.0.0.0\"\ndata_dir = /tmp/w\n",
+            "# comment\nport = 5673\nbind = \"0.0.0.0\"\ndata_dir = /tmp/w\nconsumer_timeout_ms = 2000\n",
         )
         .unwrap();
+        assert_eq!(cfg.core.consumer_timeout_ms, 2000);
         assert_eq!(cfg.port, 5673);
         assert_eq!(cfg.bind.to_string(), "0.0.0.0");
         assert!(apply_file(&mut cfg, "nope = 1").is_err());
