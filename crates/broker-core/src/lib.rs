@@ -25,6 +25,8 @@ pub mod persist;
 mod publish_cache;
 pub mod queue;
 pub mod queue_args;
+pub mod queue_type;
+mod quorum;
 mod recover;
 mod reply_to;
 pub mod topic;

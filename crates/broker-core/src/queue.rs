@@ -3,10 +3,12 @@
 use std::collections::VecDeque;
 
 use amqp_codec::{FieldTable, ShortStr};
+use rustc_hash::FxHashMap;
 
 use crate::arena::Arena;
 use crate::message::{now_ms, QueuedMessage};
-use crate::queue_args::QueueLimits;
+use crate::queue_args::{Overflow, QueueLimits};
+use crate::queue_type::{DeliveryLimit, QueueType};
 use crate::ConnId;
 
 /// A consumer as the queue sees it: who to deliver to. Credit (prefetch)
@@ -46,6 +48,18 @@ pub struct Queue {
     pub last_used_ms: u64,
     /// Some message here may carry a TTL: head expiry must be checked.
     pub ttl_possible: bool,
+    /// The queue's type (`x-queue-type`), fixed at declare.
+    pub kind: QueueType,
+    /// Quorum queues: `x-delivery-limit`.
+    pub delivery_limit: DeliveryLimit,
+    /// Quorum queues: times each message that came back unacked has been
+    /// returned, by arena location. Only returned messages have an entry
+    /// (see `quorum.rs`); classic queues never fill it.
+    pub delivery_counts: FxHashMap<u64, u32>,
+    /// Quorum queues: returned messages at the head of `messages`, which
+    /// are served before the others (RabbitMQ's `returns` queue). Always 0
+    /// for classic queues.
+    pub returns_ready: usize,
 }
 
 impl Queue {
@@ -56,8 +70,21 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Queue {
-        let limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let mut limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let kind = QueueType::of(&arguments);
+        if kind.is_quorum() && limits.overflow == Overflow::RejectPublishDlx {
+            // RabbitMQ 3.10's quorum queues accept it but use drop-head.
+            limits.overflow = Overflow::DropHead;
+        }
         Queue {
+            kind,
+            delivery_limit: if kind.is_quorum() {
+                DeliveryLimit::parse(&arguments)
+            } else {
+                DeliveryLimit::Unset
+            },
+            delivery_counts: FxHashMap::default(),
+            returns_ready: 0,
             ttl_possible: limits.message_ttl_ms.is_some(),
             limits,
             ready_bytes: 0,
@@ -118,6 +145,8 @@ impl Queue {
     /// Takes the oldest ready message.
     pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
         let m = self.messages.pop_front()?;
+        // Branch-free: 0 stays 0 for classic queues.
+        self.returns_ready = self.returns_ready.saturating_sub(1);
         if self.counts_bytes() {
             self.ready_bytes = self.ready_bytes.saturating_sub(Self::body_len(arena, m));
         }
@@ -140,7 +169,12 @@ impl Queue {
     /// Removes and returns every ready message.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
         self.ready_bytes = 0;
-        self.messages.drain(..).collect()
+        self.returns_ready = 0;
+        let purged: Vec<QueuedMessage> = self.messages.drain(..).collect();
+        for m in &purged {
+            self.forget_delivery_count(*m);
+        }
+        purged
     }
 
     /// True when one more message of `size` bytes would exceed a length limit.
