@@ -19,4 +19,5 @@ mod kill;
 mod lifecycle;
 mod publish_runs;
 mod queue_features;
+mod queue_types;
 mod queues;
