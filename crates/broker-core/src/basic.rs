@@ -13,6 +13,7 @@ use crate::error::AmqpError;
 use crate::manage::{locked, no_exchange, no_queue};
 use crate::queue::ConsumerRef;
 use crate::queue_args::parse_expiration;
+use crate::quorum::{write_view_counted, ReturnCause};
 use crate::ConnId;
 
 /// A complete publish, borrowed from the frames (or the read buffer) it
@@ -502,6 +503,13 @@ impl Broker {
             return Err(locked(&qname, &vname));
         }
         let priority = consumer_priority(&m.arguments, &qname, &vname)?;
+        if q.kind.is_quorum() && self.channel_mut(conn, ch)?.prefetch_channel != 0 {
+            // RabbitMQ 3.10 quorum queues refuse a channel-wide prefetch.
+            return Err(AmqpError::not_implemented(format!(
+                "queue '{qname}' in vhost '{vname}' does not support global qos"
+            )));
+        }
+        let q = self.queue_ref(&vname, &qname)?;
         // An exclusive consumer is refused on a single-active-consumer queue
         // even with no consumers (RabbitMQ 3.10).
         if q.exclusive_consumer
@@ -618,6 +626,17 @@ impl Broker {
         }
         let popped = q.pop(self.arena.as_ref());
         let remaining = q.message_count();
+        // Quorum queues put x-delivery-count on every get-ok, 0 included.
+        let count = match popped {
+            Some(msg) if q.kind.is_quorum() => {
+                let n = q.delivery_count(msg);
+                if m.no_ack {
+                    q.forget_delivery_count(msg);
+                }
+                Some(n)
+            }
+            _ => None,
+        };
         for m in expired {
             self.dead_letter(&vname, &qname, m, "expired");
         }
@@ -652,7 +671,10 @@ impl Broker {
                 redelivered: msg.redelivered(),
                 message_count: remaining,
             };
-            write_view(&mut c.out, ch, method, &view, frame_max);
+            match count {
+                Some(n) => write_view_counted(&mut c.out, ch, method, &view, frame_max, n),
+                None => write_view(&mut c.out, ch, method, &view, frame_max),
+            }
         }
         if m.no_ack {
             self.settle_message(&vname, &qname, durable, msg);
@@ -775,9 +797,13 @@ impl Broker {
                 self.arena.release(u.msg.loc());
                 continue;
             };
-            if requeue {
+            if requeue && q.kind.is_quorum() {
+                let qn = u.queue.clone();
+                self.return_to_quorum(vname, &qn, u.msg, ReturnCause::Settled);
+            } else if requeue {
                 q.requeue(u.msg, self.arena.as_ref());
             } else if drop && !rejected {
+                q.forget_delivery_count(u.msg);
                 let durable = q.durable;
                 self.settle_message(vname, &u.queue, durable, u.msg);
             } else if drop {

@@ -4,6 +4,7 @@ use amqp_codec::{reply, Method};
 
 use crate::broker::{Assembly, Broker};
 use crate::error::AmqpError;
+use crate::quorum::ReturnCause;
 use crate::ConnId;
 
 impl Broker {
@@ -141,7 +142,11 @@ impl Broker {
                 .get_mut(&*vhost)
                 .and_then(|v| v.queues.get_mut(&u.queue))
             {
-                q.requeue(u.msg, self.arena.as_ref());
+                if q.kind.is_quorum() {
+                    self.return_to_quorum(&vhost, &u.queue, u.msg, ReturnCause::ConsumerGone);
+                } else {
+                    q.requeue(u.msg, self.arena.as_ref());
+                }
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue);
                 }

@@ -14,6 +14,7 @@ use crate::consumers::{has_credit, pick_consumer};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::queue::Queue;
+use crate::quorum::write_view_counted;
 use crate::ConnId;
 
 /// The content-carrying method to write in front of a message.
@@ -269,8 +270,19 @@ impl Broker {
                     delivery_tag: tag,
                     redelivered: msg.redelivered(),
                 };
-                write_view(out, k.channel, method, &view, frame_max);
+                // Only a returned message of a quorum queue carries a count.
+                let count = if msg.redelivered() && q.kind.is_quorum() {
+                    q.delivery_count(msg)
+                } else {
+                    0
+                };
+                if count == 0 {
+                    write_view(out, k.channel, method, &view, frame_max);
+                } else {
+                    write_view_counted(out, k.channel, method, &view, frame_max, count);
+                }
                 if cons.no_ack {
+                    q.forget_delivery_count(msg);
                     let store_id = view.meta.store_id;
                     if q.durable && store_id != 0 {
                         let _ = persist.remove_message(vname, qname, store_id);

@@ -86,7 +86,9 @@ impl Broker {
                     continue;
                 }
                 needs_time |= q.limits.message_ttl_ms.is_some();
-                let stored = persistent && q.durable && q.exclusive_owner.is_none();
+                // Quorum queues store every message, whatever its delivery mode.
+                let stored =
+                    (persistent || q.kind.is_quorum()) && q.durable && q.exclusive_owner.is_none();
                 // A message for one queue that needs no store record may
                 // skip the arena (see `deliver_direct`).
                 if targets.len() == 1
@@ -203,9 +205,12 @@ impl Broker {
     ) {
         let has_dlx = self
             .vhosts
-            .get(vname)
-            .and_then(|v| v.queues.get(queue))
-            .is_some_and(|q| q.limits.dead_letter_exchange.is_some());
+            .get_mut(vname)
+            .and_then(|v| v.queues.get_mut(queue))
+            .is_some_and(|q| {
+                q.forget_delivery_count(msg);
+                q.limits.dead_letter_exchange.is_some()
+            });
         if has_dlx {
             // Copy out before the arena reference goes.
             if let Some(v) = self.arena.get(msg.loc()) {

@@ -28,6 +28,8 @@ pub mod persist;
 mod publish_cache;
 pub mod queue;
 pub mod queue_args;
+pub mod queue_type;
+mod quorum;
 pub mod ready;
 mod recover;
 mod reply_to;

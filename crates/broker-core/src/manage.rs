@@ -11,6 +11,7 @@ use crate::error::AmqpError;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::persist::{BindingDef, ExchangeDef, QueueDef};
 use crate::queue::Queue;
+use crate::queue_type::{self, QueueType};
 use crate::ConnId;
 
 pub(crate) fn no_exchange(name: &str, vhost: &str) -> AmqpError {
@@ -60,36 +61,8 @@ pub(crate) fn decode_table(raw: &[u8]) -> FieldTable {
     let mut b = bytes::Bytes::copy_from_slice(raw);
     FieldTable::decode(&mut b).unwrap_or_default()
 }
-/// Queue arguments RabbitMQ checks for equivalence on redeclare; others are ignored.
-const QUEUE_ARGS_CHECKED: [&str; 14] = [
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-queue-master-locator",
-    "x-delivery-limit",
-    "x-max-in-memory-length",
-];
 /// Exchange arguments RabbitMQ checks for equivalence.
 const EXCHANGE_ARGS_CHECKED: [&str; 1] = ["alternate-exchange"];
-
-fn show(v: Option<&amqp_codec::FieldValue>) -> String {
-    match v {
-        None => "none".to_string(),
-        Some(v) => match (v.as_i64(), v.as_str()) {
-            (Some(i), _) => format!("'{i}'"),
-            (_, Some(s)) => format!("'{s}'"),
-            _ => format!("'{v:?}'"),
-        },
-    }
-}
 
 /// Compares declared arguments with existing ones as RabbitMQ does.
 fn check_args(
@@ -100,31 +73,7 @@ fn check_args(
     new: &FieldTable,
     cur: &FieldTable,
 ) -> Result<(), AmqpError> {
-    for k in keys {
-        let (n, c) = (new.get(k), cur.get(k));
-        let same = match (n, c) {
-            (Some(a), Some(b)) => a == b || (a.as_i64().is_some() && a.as_i64() == b.as_i64()),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            // RabbitMQ names the type of a value whose counterpart is absent.
-            let shown = |v: Option<&amqp_codec::FieldValue>, other_absent: bool| match v {
-                Some(x) if other_absent => format!(
-                    "the value {} of type '{}'",
-                    show(v),
-                    crate::queue_args::type_name(x)
-                ),
-                _ => show(v),
-            };
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{k}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
-                shown(n, c.is_none()),
-                shown(c, n.is_none())
-            )));
-        }
-    }
-    Ok(())
+    crate::queue_type::check_equivalence(keys, what, name, vhost, new, cur)
 }
 
 impl Broker {
@@ -527,6 +476,9 @@ impl Broker {
             )));
         }
         let name = if m.queue.is_empty() && !m.passive {
+            if let Some(e) = queue_type::server_named_refused(QueueType::of(&m.arguments)) {
+                return Err(e);
+            }
             let mut raw = [0u8; 16];
             raw[..8].copy_from_slice(&self.random().to_le_bytes());
             raw[8..].copy_from_slice(&self.random().to_le_bytes());
@@ -575,7 +527,7 @@ impl Broker {
                     ));
                 }
                 check_args(
-                    &QUEUE_ARGS_CHECKED,
+                    q.kind.arguments(),
                     "queue",
                     &name,
                     &vname,
@@ -586,6 +538,12 @@ impl Broker {
         } else if m.passive {
             return Err(no_queue(&name, &vname));
         } else {
+            let declared = queue_type::Declared {
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+            };
+            queue_type::check_new_queue(&name, &vname, &m.arguments, declared)?;
             if let Err(detail) = crate::queue_args::QueueLimits::parse(&m.arguments) {
                 return Err(AmqpError::precondition_failed(detail.replacen(
                     "': ",

@@ -1,10 +1,12 @@
 //! A queue: its ready messages in order, and the consumers it feeds.
 
 use amqp_codec::{FieldTable, ShortStr};
+use rustc_hash::FxHashMap;
 
 use crate::arena::Arena;
 use crate::message::{now_ms, QueuedMessage};
-use crate::queue_args::QueueLimits;
+use crate::queue_args::{Overflow, QueueLimits};
+use crate::queue_type::{DeliveryLimit, QueueType};
 use crate::ready::{Placement, Ready};
 use crate::ConnId;
 
@@ -57,6 +59,18 @@ pub struct Queue {
     pub ttl_possible: bool,
     /// The queue is on its vhost's `timed_queues` list (visited by `tick`).
     pub timed: bool,
+    /// The queue's type (`x-queue-type`), fixed at declare.
+    pub kind: QueueType,
+    /// Quorum queues: `x-delivery-limit`.
+    pub delivery_limit: DeliveryLimit,
+    /// Quorum queues: times each message that came back unacked has been
+    /// returned, by arena location. Only returned messages have an entry
+    /// (see `quorum.rs`); classic queues never fill it.
+    pub delivery_counts: FxHashMap<u64, u32>,
+    /// Quorum queues: returned messages at the head of `messages`, which
+    /// are served before the others (RabbitMQ's `returns` queue). Always 0
+    /// for classic queues.
+    pub returns_ready: usize,
 }
 
 impl Queue {
@@ -67,9 +81,22 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Queue {
-        let limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let mut limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let kind = QueueType::of(&arguments);
+        if kind.is_quorum() && limits.overflow == Overflow::RejectPublishDlx {
+            // RabbitMQ 3.10's quorum queues accept it but use drop-head.
+            limits.overflow = Overflow::DropHead;
+        }
         Queue {
             ready: Ready::new(limits.max_priority),
+            kind,
+            delivery_limit: if kind.is_quorum() {
+                DeliveryLimit::parse(&arguments)
+            } else {
+                DeliveryLimit::Unset
+            },
+            delivery_counts: FxHashMap::default(),
+            returns_ready: 0,
             ttl_possible: limits.message_ttl_ms.is_some(),
             timed: false,
             limits,
@@ -111,6 +138,17 @@ impl Queue {
     /// Every ready message, in delivery order, left in place.
     pub fn ready_messages(&self) -> impl Iterator<Item = QueuedMessage> + '_ {
         self.ready.iter()
+    }
+
+    /// Number of ready messages.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Puts a message at `index` in delivery order (quorum returns; see
+    /// `quorum.rs`). The caller accounts for `ready_bytes`.
+    pub(crate) fn insert_ready_at(&mut self, index: usize, m: QueuedMessage) {
+        self.ready.insert_at(index, m, Placement::default());
     }
 
     /// Where a message with these raw properties goes: its `priority`
@@ -182,6 +220,8 @@ impl Queue {
     #[inline]
     pub fn pop(&mut self, arena: &dyn Arena) -> Option<QueuedMessage> {
         let m = self.ready.pop()?;
+        // Branch-free: 0 stays 0 for classic queues.
+        self.returns_ready = self.returns_ready.saturating_sub(1);
         if self.counts_bytes() {
             self.ready_bytes = self.ready_bytes.saturating_sub(Self::body_len(arena, m));
         }
@@ -202,7 +242,12 @@ impl Queue {
     /// Removes and returns every ready message.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
         self.ready_bytes = 0;
-        self.ready.purge()
+        self.returns_ready = 0;
+        let purged = self.ready.purge();
+        for m in &purged {
+            self.forget_delivery_count(*m);
+        }
+        purged
     }
 
     /// True when one more message of `size` bytes would exceed a length limit.

@@ -196,6 +196,16 @@ impl Ready {
         }
     }
 
+    /// Inserts at `index` in delivery order (quorum queues' returned
+    /// messages, which go ahead of the rest or at the tail). Priority
+    /// queues (never quorum) put the message back at its position instead.
+    pub fn insert_at(&mut self, index: usize, m: QueuedMessage, at: Placement) {
+        match self {
+            Ready::Fifo(q) => q.insert(index.min(q.len()), m),
+            Ready::Priority(l) => l.requeue(m, at.priority),
+        }
+    }
+
     /// Removes every message, in delivery order.
     pub fn purge(&mut self) -> Vec<QueuedMessage> {
         match self {

@@ -21,4 +21,5 @@ mod lifecycle;
 mod priority;
 mod publish_runs;
 mod queue_features;
+mod queue_types;
 mod queues;
