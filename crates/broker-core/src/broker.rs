@@ -407,6 +407,10 @@ impl Broker {
                 })?;
                 self.handle_method_frame(conn, ch_id, method)
             }
+            FRAME_HEADER | FRAME_BODY if self.channel_is_closing(conn, ch_id) => {
+                // Waiting for close-ok: content is discarded like methods.
+                Ok(())
+            }
             FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
             FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
@@ -449,7 +453,9 @@ impl Broker {
             );
         };
         if ch.closing {
-            // Waiting for close-ok: RabbitMQ drops everything else.
+            // Waiting for close-ok: RabbitMQ drops everything else. A
+            // client close that crossed ours is answered, and the channel
+            // stays closing: the client's close-ok for ours follows.
             match method {
                 Method::ChannelCloseOk(_) => {
                     c.channels.remove(&ch_id);
@@ -460,7 +466,6 @@ impl Broker {
                         ch_id,
                         &Method::ChannelCloseOk(Default::default()),
                     );
-                    c.channels.remove(&ch_id);
                 }
                 _ => {}
             }
@@ -620,6 +625,14 @@ impl Broker {
                 method_id: err.method_id,
             }),
         );
+    }
+
+    /// True if the core closed channel `ch_id` and awaits its close-ok.
+    fn channel_is_closing(&self, conn: ConnId, ch_id: u16) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.channels.get(&ch_id))
+            .is_some_and(|ch| ch.closing)
     }
 
     pub(crate) fn channel_mut(

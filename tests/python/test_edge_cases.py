@@ -1,0 +1,168 @@
+"""Protocol edge cases where clients must see exactly what RabbitMQ 3.10 does.
+
+Observed from RabbitMQ 3.10 (the reference; each test passes against it):
+
+* After the broker closes a channel with a channel exception, every frame on
+  that channel up to the client's channel.close-ok is discarded, content
+  header and body frames included (even when the exception arrived between
+  a publish's frames).
+* A client channel.close that crosses the broker's channel.close is answered
+  with channel.close-ok; the channel stays closing until the client's
+  close-ok for the broker's close, which is accepted.
+"""
+
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+
+import amqp_raw as raw
+from amqp_raw import RawConn
+
+NOT_FOUND = 404
+
+
+def unique(prefix):
+    return f"pytest.edge.{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def rawconn(broker):
+    conns = []
+
+    def make(**hs):
+        c = RawConn(broker.host, broker.port)
+        conns.append(c)
+        c.handshake(**hs)
+        return c
+    yield make
+    for c in conns:
+        c.close()
+
+
+def close_args(args):
+    code, = struct.unpack(">H", args[:2])
+    tlen = args[2]
+    text = args[3:3 + tlen].decode("utf-8", "replace")
+    class_id, method_id = struct.unpack(">HH", args[3 + tlen:7 + tlen])
+    return code, text, class_id, method_id
+
+
+def channel_close(ch, code=200, text="bye"):
+    return raw.method(ch, 20, 40, struct.pack(">H", code) + raw.shortstr(text)
+                      + struct.pack(">HH", 0, 0))
+
+
+def channel_close_ok(ch):
+    return raw.method(ch, 20, 41)
+
+
+def publish(ch, exchange, rk, body, split=False):
+    """basic.publish + header + body (the body in two frames if split)."""
+    out = raw.basic_publish(ch, exchange, rk) + raw.content_header(ch, len(body))
+    if split and len(body) > 1:
+        half = len(body) // 2
+        return out + raw.body(ch, body[:half]) + raw.body(ch, body[half:])
+    return out + raw.body(ch, body)
+
+
+def methods_until(c, want, timeout=5.0):
+    """Method frames read until (channel, class, method) == want (inclusive).
+    Fails on a connection.close."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        ftype, ch, payload = c.read_frame(max(0.01, deadline - time.monotonic()))
+        if ftype != raw.FRAME_METHOD:
+            continue  # heartbeats, content of deliveries
+        cls, mth = struct.unpack(">HH", payload[:4])
+        m = (ch, cls, mth, payload[4:])
+        seen.append(m)
+        if m[:3] == (0, 10, 50):
+            pytest.fail(f"connection closed: {close_args(m[3])}")
+        if m[:3] == want:
+            return seen
+
+
+def assert_connection_usable(c, ch=7):
+    """A fresh channel works: declare a queue, publish to it, get it back."""
+    q = unique("alive")
+    c.send(raw.channel_open(ch))
+    methods_until(c, (ch, 20, 11))
+    c.send(raw.queue_declare(ch, q, auto_delete=False, exclusive=True))
+    methods_until(c, (ch, 50, 11))
+    c.send(publish(ch, "", q, b"ping"))
+    # basic.get, no-ack
+    c.send(raw.method(ch, 60, 70, struct.pack(">H", 0) + raw.shortstr(q) + b"\x01"))
+    seen = methods_until(c, (ch, 60, 71))
+    assert seen[-1][:3] == (ch, 60, 71)
+
+
+# ------------------------------------------------- 1. frames on a closing channel
+@pytest.mark.parametrize("split", [False, True], ids=["one-body-frame", "two-body-frames"])
+def test_publishes_pipelined_on_closing_channel_are_discarded(rawconn, split):
+    c = rawconn()
+    c.open_channel(1)
+    missing = unique("nox")
+    body = b"x" * 64
+    # A burst of publishes to a missing exchange: the first raises 404, the
+    # rest arrive on the closing channel.
+    c.send(b"".join(publish(1, missing, "k", body, split) for _ in range(20)))
+    seen = methods_until(c, (1, 20, 40))
+    code, text, cls, mth = close_args(seen[-1][3])
+    assert (code, cls, mth) == (NOT_FOUND, 60, 40)
+    assert text == f"NOT_FOUND - no exchange '{missing}' in vhost '/'"
+    # The client has not seen the close yet: more publishes (some split
+    # across socket writes), then it answers close-ok and opens channels.
+    for _ in range(5):
+        p = publish(1, missing, "k", body, split)
+        c.send(p[:10])
+        time.sleep(0.02)
+        c.send(p[10:])
+    c.send(channel_close_ok(1))
+    assert_connection_usable(c, 2)
+    # Channel 1 can be opened again.
+    assert_connection_usable(c, 1)
+
+
+def test_error_between_header_and_body_discards_the_rest(rawconn):
+    """A channel exception raised at the content header (message too large
+    is not checked there by RabbitMQ, so use publish to a missing exchange
+    with a multi-frame body): the remaining body frames are discarded."""
+    c = rawconn(frame_max=4096)
+    c.open_channel(1)
+    missing = unique("nox")
+    body = b"y" * 10000  # three body frames at frame_max 4096
+    out = raw.basic_publish(1, missing, "k") + raw.content_header(1, len(body))
+    for i in range(0, len(body), 4000):
+        out += raw.body(1, body[i:i + 4000])
+    c.send(out + out)
+    seen = methods_until(c, (1, 20, 40))
+    assert close_args(seen[-1][3])[0] == NOT_FOUND
+    c.send(out)
+    c.send(channel_close_ok(1))
+    assert_connection_usable(c, 3)
+
+
+# ------------------------------------------------- 2. crossing channel.close
+def test_client_close_crossing_broker_close(rawconn):
+    c = rawconn()
+    c.open_channel(1)
+    c.open_channel(2)
+    missing = unique("noq")
+    # passive declare of a missing queue -> broker channel.close 404;
+    # the client closes the channel at the same time.
+    c.send(raw.queue_declare(1, missing, passive=True) + channel_close(1))
+    seen = methods_until(c, (1, 20, 41))
+    kinds = [m[:3] for m in seen]
+    assert kinds == [(1, 20, 40), (1, 20, 41)], kinds
+    assert close_args(seen[0][3])[0] == NOT_FOUND
+    # The client answers the broker's close with close-ok: accepted.
+    c.send(channel_close_ok(1))
+    # The other channel, and a reopened channel 1, keep working.
+    q = unique("other")
+    c.send(raw.queue_declare(2, q, exclusive=True))
+    methods_until(c, (2, 50, 11))
+    assert_connection_usable(c, 1)
