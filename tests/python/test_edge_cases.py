@@ -166,3 +166,129 @@ def test_client_close_crossing_broker_close(rawconn):
     c.send(raw.queue_declare(2, q, exclusive=True))
     methods_until(c, (2, 50, 11))
     assert_connection_usable(c, 1)
+
+
+# ------------------------------------------------- 3. cancelled consumer, queue.delete
+def basic_consume(ch, q, tag, no_ack=False):
+    return raw.method(ch, 60, 20, struct.pack(">H", 0) + raw.shortstr(q) + raw.shortstr(tag)
+                      + struct.pack(">B", 2 if no_ack else 0) + raw.table({}))
+
+
+def basic_cancel(ch, tag, nowait):
+    return raw.method(ch, 60, 30, raw.shortstr(tag) + struct.pack(">B", 1 if nowait else 0))
+
+
+def basic_ack(ch, tag):
+    return raw.method(ch, 60, 80, struct.pack(">QB", tag, 0))
+
+
+def basic_qos(ch, count):
+    return raw.method(ch, 60, 10, struct.pack(">IHB", 0, count, 0))
+
+
+def queue_delete(ch, q):
+    return raw.method(ch, 50, 40, struct.pack(">H", 0) + raw.shortstr(q) + b"\x00")
+
+
+NOTIFY = {"publisher_confirms": True, "consumer_cancel_notify": True,
+          "basic.nack": True}
+
+
+@pytest.mark.parametrize("nowait", [True, False], ids=["cancel-nowait", "cancel-wait"])
+@pytest.mark.parametrize("ack_when", ["before-delete", "after-delete", "never"])
+def test_cancelled_consumer_gets_no_cancel_on_queue_delete(rawconn, nowait, ack_when):
+    c = rawconn(capabilities=NOTIFY)
+    c.open_channel(1)
+    q = unique("cq")
+    c.send(raw.queue_declare(1, q))
+    methods_until(c, (1, 50, 11))
+    for i in range(5):
+        c.send(publish(1, "", q, b"m%d" % i))
+    c.send(basic_qos(1, 1))
+    methods_until(c, (1, 60, 11))
+    c.send(basic_consume(1, q, "ctag-edge"))
+    seen = methods_until(c, (1, 60, 60))  # consume-ok, then one deliver
+    tag, = struct.unpack(">Q", seen[-1][3][1 + seen[-1][3][0]:][:8])
+    c.send(basic_cancel(1, "ctag-edge", nowait))
+    if not nowait:
+        methods_until(c, (1, 60, 31))
+    if ack_when == "before-delete":
+        c.send(basic_ack(1, tag))
+    c.send(queue_delete(1, q))
+    seen = methods_until(c, (1, 50, 41))
+    if ack_when == "after-delete":
+        c.send(basic_ack(1, tag))
+    # A marker round trip: anything the broker sent meanwhile arrives first.
+    c.send(raw.queue_declare(1, q, exclusive=True))
+    seen += methods_until(c, (1, 50, 11))
+    kinds = [m[:3] for m in seen]
+    assert (1, 60, 30) not in kinds, kinds
+    assert (1, 60, 60) not in kinds, kinds
+
+
+# ------------------------------------------------- 4. unbind of what is not there
+def _reply(excinfo):
+    e = excinfo.value
+    return e.args[0], e.args[1]
+
+
+@pytest.mark.parametrize("missing", ["binding", "queue", "exchange", "both"])
+def test_queue_unbind_of_missing_things_succeeds(connection, cleanup, missing):
+    ch = connection.channel()
+    q = unique("uq")
+    x = unique("ux")
+    if missing in ("binding", "exchange"):
+        ch.queue_declare(cleanup.queue(q))
+    if missing in ("binding", "queue"):
+        ch.exchange_declare(cleanup.exchange(x), "direct")
+    ch.queue_unbind(q, x, routing_key="k")
+    assert ch.is_open
+    # The channel is still usable.
+    ch.queue_declare(unique("after"), exclusive=True)
+
+
+@pytest.mark.parametrize("missing", ["binding", "source", "destination", "both"])
+def test_exchange_unbind_of_missing_things_succeeds(connection, cleanup, missing):
+    ch = connection.channel()
+    src = unique("src")
+    dst = unique("dst")
+    if missing in ("binding", "destination"):
+        ch.exchange_declare(cleanup.exchange(src), "direct")
+    if missing in ("binding", "source"):
+        ch.exchange_declare(cleanup.exchange(dst), "fanout")
+    ch.exchange_unbind(dst, src, routing_key="k")
+    assert ch.is_open
+    ch.queue_declare(unique("after"), exclusive=True)
+
+
+def test_queue_unbind_twice_succeeds(connection, cleanup):
+    ch = connection.channel()
+    q = cleanup.queue(unique("uq"))
+    ch.queue_declare(q)
+    ch.queue_bind(q, "amq.direct", routing_key="k")
+    ch.queue_unbind(q, "amq.direct", routing_key="k")
+    ch.queue_unbind(q, "amq.direct", routing_key="k")
+    assert ch.is_open
+
+
+def test_queue_unbind_from_default_exchange_is_refused(connection, cleanup):
+    import pika.exceptions
+    ch = connection.channel()
+    q = cleanup.queue(unique("uq"))
+    ch.queue_declare(q)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
+        ch.queue_unbind(q, "", routing_key=q)
+    assert _reply(ei) == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+
+
+# ------------------------------------------------- 5. declaring the default exchange
+@pytest.mark.parametrize("passive", [True, False], ids=["passive", "active"])
+def test_declare_default_exchange_is_refused(connection, passive):
+    import pika.exceptions
+    ch = connection.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
+        ch.exchange_declare("", "direct", passive=passive)
+    assert _reply(ei) == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+    assert connection.is_open

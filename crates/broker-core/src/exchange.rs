@@ -58,6 +58,15 @@ pub struct Binding {
     pub x_match: XMatch,
 }
 
+impl Binding {
+    /// Same destination, routing key and (equivalent) arguments.
+    fn is(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        self.destination == *destination
+            && self.routing_key.as_str() == routing_key
+            && self.arguments.equivalent(arguments)
+    }
+}
+
 #[derive(Debug)]
 pub struct Exchange {
     pub name: ShortStr,
@@ -137,16 +146,25 @@ impl Exchange {
         arguments: &FieldTable,
     ) -> bool {
         let before = self.bindings.len();
-        self.bindings.retain(|b| {
-            !(b.destination == *destination
-                && b.routing_key.as_str() == routing_key
-                && b.arguments.equivalent(arguments))
-        });
+        self.bindings
+            .retain(|b| !b.is(destination, routing_key, arguments));
         let removed = self.bindings.len() != before;
         if removed {
             self.reindex();
         }
         removed
+    }
+
+    /// True if this exact binding exists.
+    pub fn has_binding(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.is(destination, routing_key, arguments))
     }
 
     /// Removes every binding to `destination`; returns how many went.
