@@ -292,3 +292,67 @@ def test_declare_default_exchange_is_refused(connection, passive):
     assert _reply(ei) == (
         403, "ACCESS_REFUSED - operation not permitted on the default exchange")
     assert connection.is_open
+
+
+# ------------------------------------------------- 6. channel_max
+NOT_ALLOWED = 530
+
+
+def expect_close(c, timeout=5.0):
+    """The broker's connection.close (args decoded); answers close-ok."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ftype, ch, payload = c.read_frame(max(0.01, deadline - time.monotonic()))
+        if ftype == raw.FRAME_METHOD and ch == 0 and payload[:4] == b"\x00\x0a\x00\x32":
+            c.send(raw.method(0, 10, 51))
+            return close_args(payload[4:])
+
+
+def test_channel_max_limits_open_channels_not_numbers(rawconn):
+    c = rawconn(channel_max=3)
+    for n in (65535, 3000, 2):
+        c.open_channel(n)
+    c.send(channel_close(3000))
+    methods_until(c, (3000, 20, 41))
+    c.open_channel(40000)
+    # A fourth channel at once is one too many.
+    c.send(raw.channel_open(9))
+    assert expect_close(c) == (
+        NOT_ALLOWED,
+        "NOT_ALLOWED - number of channels opened (3) has reached the "
+        "negotiated channel_max (3)", 0, 0)
+
+
+def test_channel_max_counts_a_closing_channel_until_close_ok(rawconn):
+    c = rawconn(channel_max=1)
+    c.open_channel(1)
+    c.send(raw.queue_declare(1, unique("noq"), passive=True))
+    methods_until(c, (1, 20, 40))
+    c.send(channel_close_ok(1))
+    c.open_channel(2)
+
+
+@pytest.mark.parametrize("channel_max,frame_max", [
+    (0, 131072), (3000, 131072), (10, 0), (10, 1000)],
+    ids=["channel_max-0", "channel_max-above", "frame_max-0", "frame_max-below-min"])
+def test_tune_ok_outside_the_offer_is_refused_silently(broker, channel_max, frame_max):
+    """RabbitMQ 3.10 refuses a tune-ok asking for no limit (0) where it offered
+    one, or above/below its limits ("negotiated channel_max = 0 (no limit) is
+    higher than the maximum allowed value (2047)" in its log), but sends no
+    connection.close: it closes the socket after its 3 s silent-close delay."""
+    c = RawConn(broker.host, broker.port)
+    try:
+        c.send(raw.PROTOCOL_HEADER)
+        c.read_method()
+        c.send(raw.method(0, 10, 11, raw.table({"product": "edge"}) + raw.shortstr("PLAIN")
+                          + raw.longstr(b"\x00guest\x00guest") + raw.shortstr("en_US")))
+        ch, cls, mth, args = c.read_method()
+        assert (cls, mth) == (10, 30)
+        srv_ch_max, srv_frame_max = struct.unpack(">HI", args[:6])
+        assert (srv_ch_max, srv_frame_max) == (2047, 131072)
+        start = time.monotonic()
+        c.send(raw.method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, 0)))
+        assert c.read_until_eof(8) == b""
+        assert time.monotonic() - start >= 2.5
+    finally:
+        c.close()

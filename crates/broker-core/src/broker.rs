@@ -433,13 +433,16 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("no connection"))?;
         let channel_max = c.info.channel_max;
         let Some(ch) = c.channels.get_mut(&ch_id) else {
+            // RabbitMQ limits how many are open at once, not numbers, and
+            // checks it for any method on a channel it does not know.
+            let open = c.channels.len();
+            if channel_max != 0 && open >= usize::from(channel_max) {
+                return Err(AmqpError::not_allowed(format!(
+                    "number of channels opened ({open}) has reached the \
+                     negotiated channel_max ({channel_max})"
+                )));
+            }
             if let Method::ChannelOpen(_) = method {
-                if channel_max != 0 && ch_id > channel_max {
-                    return Err(AmqpError::not_allowed(format!(
-                        "channel number {ch_id} exceeds the negotiated channel_max ({channel_max})"
-                    ))
-                    .during(class_id, method_id));
-                }
                 c.channels.insert(ch_id, Box::new(Channel::new()));
                 encode_method_frame(
                     &mut c.out,
