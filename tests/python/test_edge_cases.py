@@ -356,3 +356,48 @@ def test_tune_ok_outside_the_offer_is_refused_silently(broker, channel_max, fram
         assert time.monotonic() - start >= 2.5
     finally:
         c.close()
+
+
+# ------------------------------------------------- 7. close-ok is the last frame
+def connection_close():
+    return raw.method(0, 10, 50, b"\x00\xc8" + raw.shortstr("bye") + b"\x00\x00\x00\x00")
+
+
+@pytest.mark.parametrize("confirms", [False, True], ids=["plain", "confirms"])
+def test_nothing_follows_connection_close_ok(rawconn, confirms):
+    """Publishes to a queue the same connection consumes from, then
+    connection.close in the same write: whatever the broker sends, close-ok
+    comes last; acks and deliveries only before it."""
+    c = rawconn()
+    c.open_channel(1)
+    c.open_channel(2)
+    q = unique("last")
+    c.send(raw.queue_declare(1, q, exclusive=True))
+    methods_until(c, (1, 50, 11))
+    # Two manual-ack consumers with small prefetch, on channels 1 and 3:
+    # closing channel 1 requeues its unacked messages, which must not go to
+    # channel 3 after close-ok.
+    c.open_channel(3)
+    for ch in (1, 3):
+        c.send(basic_qos(ch, 10))
+        methods_until(c, (ch, 60, 11))
+        c.send(basic_consume(ch, q, f"ctag-last-{ch}"))
+        methods_until(c, (ch, 60, 21))
+    if confirms:
+        c.send(raw.method(2, 85, 10, b"\x00"))
+        methods_until(c, (2, 85, 11))
+    c.send(b"".join(publish(2, "", q, b"m%d" % i) for i in range(20)) + connection_close())
+    frames = []
+    deadline = time.monotonic() + 5
+    while True:
+        ftype, ch, payload = c.read_frame(max(0.01, deadline - time.monotonic()))
+        frames.append((ftype, ch, payload[:4]))
+        if ftype == raw.FRAME_METHOD and ch == 0 and payload[:4] == b"\x00\x0a\x00\x33":
+            break
+    # After close-ok: only EOF (or silence; the client closes the socket).
+    c.sock.settimeout(0.5)
+    try:
+        rest = c.buf + c.sock.recv(65536)
+    except socket.timeout:
+        rest = c.buf
+    assert rest == b"", f"{len(rest)} bytes after close-ok: {rest[:40]!r}"

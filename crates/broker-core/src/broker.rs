@@ -304,6 +304,25 @@ impl Broker {
         self.waiting_sync.retain(|(c, _)| *c != conn);
     }
 
+    /// The client sent connection.close: what its earlier frames produced
+    /// (deliveries, ready confirms) goes out first, then close-ok as the
+    /// last frame (nothing is delivered to a closing connection), then the
+    /// connection is forgotten.
+    pub fn client_closed(&mut self, conn: ConnId) {
+        self.run_pending_dispatch();
+        self.emit_ready_confirms();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.closing = true;
+        let channels: Vec<u16> = c.channels.keys().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+        self.send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
+        self.remove_connection(conn);
+    }
+
     /// Sends connection.close with `err` and stops processing this connection.
     pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
         self.run_pending_dispatch();
