@@ -164,7 +164,9 @@ class RawConn:
             data += chunk
 
     def handshake(self, frame_max=131072, heartbeat=0, vhost="/",
-                  user="guest", password="guest", mechanism="PLAIN"):
+                  user="guest", password="guest", mechanism="PLAIN",
+                  capabilities=None, channel_max=None):
+        """channel_max: what tune-ok answers (default: the server's offer)."""
         self.send(PROTOCOL_HEADER)
         ch, cls, mth, args = self.read_method()
         assert (ch, cls, mth) == (0, 10, 10), "expected connection.start"
@@ -175,8 +177,9 @@ class RawConn:
             response = b"\x00" + user.encode() + b"\x00" + password.encode()
         self.send(method(0, 10, 11,
                          table({"product": "warren-raw-test",
-                                "capabilities": {"publisher_confirms": True,
-                                                 "authentication_failure_close": True}})
+                                "capabilities": capabilities or
+                                {"publisher_confirms": True,
+                                 "authentication_failure_close": True}})
                          + shortstr(mechanism) + longstr(response) + shortstr("en_US")))
         ch, cls, mth, args = self.read_method()
         assert (ch, cls, mth) == (0, 10, 30), "expected connection.tune"
@@ -186,6 +189,8 @@ class RawConn:
         self.frame_max = frame_max
         self.heartbeat = heartbeat
         self.channel_max = srv_ch_max or 2047
+        if channel_max is not None:
+            self.channel_max = channel_max
         self.send(method(0, 10, 31, struct.pack(">HIH", self.channel_max,
                                                  frame_max, heartbeat)))
         self.send(method(0, 10, 40, shortstr(vhost) + shortstr("") + b"\x00"))

@@ -100,12 +100,17 @@ impl Broker {
         let Some(c) = self.conns.get(&conn) else {
             return WireOutcome::NotTaken;
         };
-        let ready = !c.closing
-            && (w.body.len() as u64) <= max
-            && c.channels
-                .get(&w.channel)
-                .is_some_and(|ch| !ch.closing && matches!(ch.assembly, Assembly::Idle));
-        if !ready {
+        if c.closing {
+            return WireOutcome::NotTaken;
+        }
+        let Some(ch) = c.channels.get(&w.channel) else {
+            return WireOutcome::NotTaken;
+        };
+        if ch.closing {
+            // Waiting for close-ok: discarded, as the general path does.
+            return WireOutcome::Done;
+        }
+        if (w.body.len() as u64) > max || !matches!(ch.assembly, Assembly::Idle) {
             return WireOutcome::NotTaken;
         }
         self.mark_dirty(conn);

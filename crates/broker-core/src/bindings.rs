@@ -71,10 +71,19 @@ impl BindingSet {
             .iter()
             .copied()
             .find(|&s| {
-                self.slot(s).is_some_and(|b| {
-                    b.routing_key.as_str() == routing_key && b.arguments.equivalent(args)
-                })
+                self.slot(s)
+                    .is_some_and(|b| b.is(destination, routing_key, args))
             })
+    }
+
+    /// True if a binding equal to the given one exists.
+    pub fn contains(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        args: &FieldTable,
+    ) -> bool {
+        self.find(destination, routing_key, args).is_some()
     }
 
     /// Adds `b`; returns false (and drops it) if an equal binding exists.

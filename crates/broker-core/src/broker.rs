@@ -314,6 +314,25 @@ impl Broker {
         self.waiting_sync.retain(|(c, _)| *c != conn);
     }
 
+    /// The client sent connection.close: what its earlier frames produced
+    /// (deliveries, ready confirms) goes out first, then close-ok as the
+    /// last frame (nothing is delivered to a closing connection), then the
+    /// connection is forgotten.
+    pub fn client_closed(&mut self, conn: ConnId) {
+        self.run_pending_dispatch();
+        self.emit_ready_confirms();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.closing = true;
+        let channels: Vec<u16> = c.channels.keys().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+        self.send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
+        self.remove_connection(conn);
+    }
+
     /// Sends connection.close with `err` and stops processing this connection.
     pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
         self.run_pending_dispatch();
@@ -417,6 +436,10 @@ impl Broker {
                 })?;
                 self.handle_method_frame(conn, ch_id, method)
             }
+            FRAME_HEADER | FRAME_BODY if self.channel_is_closing(conn, ch_id) => {
+                // Waiting for close-ok: content is discarded like methods.
+                Ok(())
+            }
             FRAME_HEADER => self.handle_header_frame(conn, ch_id, frame.payload),
             FRAME_BODY => self.handle_body_frame(conn, ch_id, frame.payload),
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
@@ -439,13 +462,16 @@ impl Broker {
             .ok_or_else(|| AmqpError::internal("no connection"))?;
         let channel_max = c.info.channel_max;
         let Some(ch) = c.channels.get_mut(&ch_id) else {
+            // RabbitMQ limits how many are open at once, not numbers, and
+            // checks it for any method on a channel it does not know.
+            let open = c.channels.len();
+            if channel_max != 0 && open >= usize::from(channel_max) {
+                return Err(AmqpError::not_allowed(format!(
+                    "number of channels opened ({open}) has reached the \
+                     negotiated channel_max ({channel_max})"
+                )));
+            }
             if let Method::ChannelOpen(_) = method {
-                if channel_max != 0 && ch_id > channel_max {
-                    return Err(AmqpError::not_allowed(format!(
-                        "channel number {ch_id} exceeds the negotiated channel_max ({channel_max})"
-                    ))
-                    .during(class_id, method_id));
-                }
                 c.channels.insert(ch_id, Box::new(Channel::new()));
                 encode_method_frame(
                     &mut c.out,
@@ -459,7 +485,9 @@ impl Broker {
             );
         };
         if ch.closing {
-            // Waiting for close-ok: RabbitMQ drops everything else.
+            // Waiting for close-ok: RabbitMQ drops everything else. A
+            // client close that crossed ours is answered, and the channel
+            // stays closing: the client's close-ok for ours follows.
             match method {
                 Method::ChannelCloseOk(_) => {
                     c.channels.remove(&ch_id);
@@ -470,7 +498,6 @@ impl Broker {
                         ch_id,
                         &Method::ChannelCloseOk(Default::default()),
                     );
-                    c.channels.remove(&ch_id);
                 }
                 _ => {}
             }
@@ -630,6 +657,14 @@ impl Broker {
                 method_id: err.method_id,
             }),
         );
+    }
+
+    /// True if the core closed channel `ch_id` and awaits its close-ok.
+    fn channel_is_closing(&self, conn: ConnId, ch_id: u16) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.channels.get(&ch_id))
+            .is_some_and(|ch| ch.closing)
     }
 
     pub(crate) fn channel_mut(

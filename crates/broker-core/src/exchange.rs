@@ -57,6 +57,20 @@ pub struct Binding {
     pub x_match: XMatch,
 }
 
+impl Binding {
+    /// Same destination, routing key and (equivalent) arguments.
+    pub(crate) fn is(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.destination == *destination
+            && self.routing_key.as_str() == routing_key
+            && self.arguments.equivalent(arguments)
+    }
+}
+
 #[derive(Debug)]
 pub struct Exchange {
     pub name: ShortStr,
@@ -126,6 +140,16 @@ impl Exchange {
         arguments: &FieldTable,
     ) -> bool {
         self.bindings.remove(destination, routing_key, arguments)
+    }
+
+    /// True if this exact binding exists.
+    pub fn has_binding(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.bindings.contains(destination, routing_key, arguments)
     }
 
     /// Removes every binding to `destination`; returns how many went.

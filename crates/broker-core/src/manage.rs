@@ -121,16 +121,15 @@ impl Broker {
             .vhosts
             .get_mut(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
+        if name.is_empty() {
+            // RabbitMQ 3.10 refuses the default exchange, passive or not.
+            return Err(default_exchange_refused());
+        }
         if m.passive {
-            if name.is_empty() {
-                // RabbitMQ accepts a passive declare of the default exchange.
-            } else if !v.exchanges.contains_key(&name) {
+            if !v.exchanges.contains_key(&name) {
                 return Err(no_exchange(&name, &vname));
             }
         } else {
-            if name.is_empty() {
-                return Err(default_exchange_refused());
-            }
             if name.starts_with("amq.") && !v.exchanges.contains_key(&name) {
                 return Err(AmqpError::access_refused(format!(
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
@@ -292,33 +291,42 @@ impl Broker {
         bind: bool,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_of(conn)?;
-        if source.is_empty() {
+        if source.is_empty() || matches!(&dest, Destination::Exchange(e) if e.is_empty()) {
             return Err(default_exchange_refused());
         }
         let v = self
             .vhosts
             .get(&*vname)
             .ok_or_else(|| AmqpError::internal("vhost gone"))?;
-        let dest_durable = match &dest {
-            Destination::Queue(q) => {
-                let queue = v.queues.get(q).ok_or_else(|| no_queue(q, &vname))?;
-                self.check_exclusive(conn, &vname, queue)?;
-                queue.durable
-            }
-            Destination::Exchange(e) => {
-                if e.is_empty() {
-                    return Err(default_exchange_refused());
-                }
-                v.exchanges
-                    .get(e)
-                    .ok_or_else(|| no_exchange(e, &vname))?
-                    .durable
-            }
+        let dest_found = match &dest {
+            Destination::Queue(q) => v.queues.get(q).map(|queue| (queue.durable, Some(queue))),
+            Destination::Exchange(e) => v.exchanges.get(e).map(|x| (x.durable, None)),
         };
-        let ex = v
-            .exchanges
-            .get(source)
-            .ok_or_else(|| no_exchange(source, &vname))?;
+        let ex = v.exchanges.get(source);
+        if !bind {
+            // RabbitMQ 3.x: unbinding what is not there (the binding, the
+            // queue or an exchange) succeeds; the exclusive check applies
+            // only to a binding that exists.
+            let (Some((_, queue)), Some(ex)) = (dest_found, ex) else {
+                return Ok(());
+            };
+            if !ex.has_binding(&dest, &routing_key, &arguments) {
+                return Ok(());
+            }
+            if let Some(queue) = queue {
+                self.check_exclusive(conn, &vname, queue)?;
+            }
+        }
+        let Some((dest_durable, queue)) = dest_found else {
+            return Err(match &dest {
+                Destination::Queue(q) => no_queue(q, &vname),
+                Destination::Exchange(e) => no_exchange(e, &vname),
+            });
+        };
+        if let (true, Some(queue)) = (bind, queue) {
+            self.check_exclusive(conn, &vname, queue)?;
+        }
+        let ex = ex.ok_or_else(|| no_exchange(source, &vname))?;
         let durable = ex.durable && dest_durable;
         let def = BindingDef {
             vhost: vname.to_string(),

@@ -355,10 +355,7 @@ fn connection_frame(
             })?;
             match m {
                 Method::ConnectionClose(_) => {
-                    core.send_raw(id, |out| {
-                        encode_method_frame(out, 0, &Method::ConnectionCloseOk(Default::default()))
-                    });
-                    core.remove_connection(id);
+                    core.client_closed(id);
                     Ok(Some(ReadEnd::ClientClosed))
                 }
                 Method::ConnectionCloseOk(_) => Ok(Some(ReadEnd::Gone)),

@@ -12,6 +12,26 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::Shared;
 
+/// Lowest channel_max a client may ask for (RabbitMQ's ?CHANNEL_MIN).
+const CHANNEL_MIN: u32 = 1;
+
+/// How long RabbitMQ waits before closing the socket on a handshake error
+/// it does not answer (its ?SILENT_CLOSE_DELAY, 3 s).
+const SILENT_CLOSE_DELAY_MS: u64 = 3_000;
+
+/// RabbitMQ's `validate_negotiated_integer_value`: the client's value in
+/// tune-ok must be at least `min` (0 = no limit excepted) and, when the
+/// server has a limit (non-zero), neither 0 nor above it.
+fn tune_value_ok(client: u32, server: u32, min: u32) -> Result<(), &'static str> {
+    if client != 0 && client < min {
+        return Err("lower than the minimum allowed value");
+    }
+    if server != 0 && (client == 0 || client > server) {
+        return Err("higher than the maximum allowed value");
+    }
+    Ok(())
+}
+
 /// What the handshake settled.
 pub(crate) struct Negotiated {
     pub user: String,
@@ -206,23 +226,34 @@ pub(crate) async fn run(
     let Method::ConnectionTuneOk(tune_ok) = read_method(rd, buf, frame_max).await? else {
         return Err(HandshakeEnd::Drop);
     };
+    let limits = (
+        tune_value_ok(tune_ok.frame_max, frame_max, FRAME_MIN_SIZE_BYTES),
+        tune_value_ok(
+            u32::from(tune_ok.channel_max),
+            u32::from(cfg.core.channel_max),
+            CHANNEL_MIN,
+        ),
+    );
+    if let (Err(e), _) | (_, Err(e)) = limits {
+        // RabbitMQ 3.10 refuses this ("negotiated channel_max = 0 (no
+        // limit) is higher than the maximum allowed value (2047)") but, its
+        // error carrying the method, sends no connection.close: the socket
+        // just closes after its silent-close delay. So do we.
+        tracing::info!(
+            "failed to negotiate connection parameters: {e} (frame_max {}, channel_max {})",
+            tune_ok.frame_max,
+            tune_ok.channel_max
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(SILENT_CLOSE_DELAY_MS)).await;
+        return Err(HandshakeEnd::Drop);
+    }
+    // 0 is "no limit", possible only when the server has none either.
     let negotiated_frame_max = if tune_ok.frame_max == 0 {
         frame_max
     } else {
-        tune_ok.frame_max.min(frame_max)
+        tune_ok.frame_max
     };
-    if negotiated_frame_max < FRAME_MIN_SIZE_BYTES {
-        let text = format!(
-            "NOT_ALLOWED - frame_max={} < {} min size",
-            tune_ok.frame_max, FRAME_MIN_SIZE_BYTES
-        );
-        return Err(refuse(rd, wr, buf, reply::NOT_ALLOWED, text, (10, 31)).await);
-    }
-    let channel_max = match (tune_ok.channel_max, cfg.core.channel_max) {
-        (0, s) => s,
-        (c, 0) => c,
-        (c, s) => c.min(s),
-    };
+    let channel_max = tune_ok.channel_max;
     let Method::ConnectionOpen(open) = read_method(rd, buf, negotiated_frame_max).await? else {
         return Err(HandshakeEnd::Drop);
     };
