@@ -640,6 +640,8 @@ impl Broker {
         }
         tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
         self.cleanup_channel(conn, ch_id);
+        // Raised from any entry point (frames, ticks): the close must go out.
+        self.mark_dirty(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
