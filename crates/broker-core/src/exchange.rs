@@ -70,6 +70,11 @@ pub struct Exchange {
     pub bindings: Vec<Binding>,
     /// Direct exchanges: routing key -> indexes into `bindings`; rebuilt on change.
     direct_index: FxHashMap<ShortStr, Vec<usize>>,
+    /// Declared as `x-delayed-message` (`kind` is its `x-delayed-type`):
+    /// messages with an `x-delay` wait in the vhost's `delayed` store.
+    pub delayed: bool,
+    /// Message deduplication (`x-message-deduplication`), if enabled.
+    pub dedup: Option<Box<crate::dedup::Dedup>>,
 }
 
 impl Exchange {
@@ -90,6 +95,17 @@ impl Exchange {
             arguments,
             bindings: Vec::new(),
             direct_index: FxHashMap::default(),
+            delayed: false,
+            dedup: None,
+        }
+    }
+
+    /// The type name clients declared (`x-delayed-message` or the kind).
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            crate::delayed::DELAYED_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Queue {
     pub last_used_ms: u64,
     /// Some message here may carry a TTL: head expiry must be checked.
     pub ttl_possible: bool,
+    /// Message deduplication (`x-message-deduplication`), if enabled.
+    pub dedup: Option<Box<crate::dedup::Dedup>>,
 }
 
 impl Queue {
@@ -57,6 +59,10 @@ impl Queue {
         arguments: FieldTable,
     ) -> Queue {
         let limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let dedup = crate::dedup::Dedup::from_args(&arguments)
+            .ok()
+            .flatten()
+            .map(Box::new);
         Queue {
             ttl_possible: limits.message_ttl_ms.is_some(),
             limits,
@@ -72,6 +78,7 @@ impl Queue {
             exclusive_consumer: false,
             next_consumer: 0,
             had_consumer: false,
+            dedup,
         }
     }
 
