@@ -180,7 +180,8 @@ impl Broker {
             }
             let (kind, delayed) = crate::delayed::declared_kind(kind_str, &m.arguments)?;
             if let Some(ex) = v.exchanges.get(&name) {
-                if ex.kind != kind || ex.delayed != delayed {
+                // Two delayed exchanges differ by x-delayed-type (checked below).
+                if ex.delayed != delayed || (!delayed && ex.kind != kind) {
                     return Err(inequivalent(
                         "exchange",
                         "type",

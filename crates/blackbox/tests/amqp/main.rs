@@ -12,6 +12,7 @@ mod raw;
 mod basic;
 mod confirms_tx;
 mod connection;
+mod delayed;
 mod durability;
 mod errors;
 mod exchanges;
