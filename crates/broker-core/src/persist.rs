@@ -137,11 +137,24 @@ pub struct Recovered {
     pub messages: Vec<(MessageId, OwnedMessage)>,
     /// For each durable queue (vhost, name): the ids it still holds, in queue order.
     pub queue_messages: Vec<(String, String, Vec<MessageId>)>,
+    /// Due times (wall-clock ms) of the timed (delayed) messages among `messages`.
+    pub due_ms: Vec<(MessageId, u64)>,
     /// Human-readable notes about anything dropped (torn tail, bad checksum...).
     pub warnings: Vec<String>,
 }
 
 impl RestoreSink for Recovered {
+    fn timed_message(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        msg: &MessageRecord<'_>,
+        due_ms: u64,
+    ) {
+        self.due_ms.push((id, due_ms));
+        self.message(id, queues, msg);
+    }
+
     fn definitions(&mut self, defs: RecoveredDefs) {
         self.queue_messages = defs
             .queues

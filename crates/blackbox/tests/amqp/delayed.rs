@@ -115,14 +115,29 @@ async fn routes_by_each_delayed_type_after_the_delay() {
         let mut headers = table(vec![("x-delay", AMQPValue::LongInt(400))]);
         headers.insert("k".into(), text("v"));
         let t0 = Instant::now();
-        publish(&ch, &ex, "a.b", kind, BasicProperties::default().with_headers(headers)).await;
+        publish(
+            &ch,
+            &ex,
+            "a.b",
+            kind,
+            BasicProperties::default().with_headers(headers),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(get_body(&ch, &q).await, None, "{kind}: delivered early");
-        let (body, at) = wait_body(&ch, &q, WAIT).await.expect("delayed message arrives");
+        let (body, at) = wait_body(&ch, &q, WAIT)
+            .await
+            .expect("delayed message arrives");
         assert_eq!(body, kind);
         let late = at.duration_since(t0);
-        assert!(late >= Duration::from_millis(400), "{kind}: early ({late:?})");
-        assert!(late < Duration::from_millis(1500), "{kind}: too late ({late:?})");
+        assert!(
+            late >= Duration::from_millis(400),
+            "{kind}: early ({late:?})"
+        );
+        assert!(
+            late < Duration::from_millis(1500),
+            "{kind}: too late ({late:?})"
+        );
         // Not routed for a non-matching key/header either way.
         if kind != "fanout" {
             publish(&ch, &ex, "zz", "no", delay_props(50)).await;
@@ -152,7 +167,11 @@ async fn fired_message_keeps_properties_with_negated_delay() {
     publish(&ch, &ex, "k", "x", props).await;
     let end = Instant::now() + WAIT;
     let m = loop {
-        if let Some(m) = ch.basic_get(&q, BasicGetOptions { no_ack: true }).await.unwrap() {
+        if let Some(m) = ch
+            .basic_get(&q, BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             break m;
         }
         assert!(Instant::now() < end, "delayed message never arrived");
@@ -160,7 +179,10 @@ async fn fired_message_keeps_properties_with_negated_delay() {
     };
     let p = &m.delivery.properties;
     assert_eq!(p.message_id().as_ref().map(|s| s.as_str()), Some("m1"));
-    assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("text/plain"));
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("text/plain")
+    );
     let delay = p
         .headers()
         .as_ref()
@@ -261,8 +283,13 @@ async fn declare_rules() {
     .await
     .expect("passive declare");
     let e = expect_amqp_err(
-        ch.exchange_declare(&ex, ExchangeKind::Topic, Default::default(), FieldTable::default())
-            .await,
+        ch.exchange_declare(
+            &ex,
+            ExchangeKind::Topic,
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await,
     );
     assert_eq!(e.0, 406);
     assert!(e.1.contains("inequivalent arg 'type'"), "{}", e.1);
@@ -310,9 +337,13 @@ async fn mandatory_is_returned_at_once_and_still_delivered() {
         .await
         .unwrap();
     let c = within("confirm", confirm).await.unwrap();
-    let ret = c.take_message().expect("returned at publish time, as the plugin does");
+    let ret = c
+        .take_message()
+        .expect("returned at publish time, as the plugin does");
     assert_eq!(ret.reply_code, 312);
-    let (body, _) = wait_body(&ch, &q, WAIT).await.expect("still delivered later");
+    let (body, _) = wait_body(&ch, &q, WAIT)
+        .await
+        .expect("still delivered later");
     assert_eq!(body, "m");
 }
 
@@ -367,13 +398,25 @@ async fn persistent_delayed_messages_survive_sigkill() {
         for i in 0..n {
             let props = delay_props(2500 + i).with_delivery_mode(2);
             let c = ch
-                .basic_publish(&ex, "k", Default::default(), format!("p{i}").as_bytes(), props)
+                .basic_publish(
+                    &ex,
+                    "k",
+                    Default::default(),
+                    format!("p{i}").as_bytes(),
+                    props,
+                )
                 .await
                 .unwrap();
             confirms.push(c);
         }
         let tr = ch
-            .basic_publish(&ex, "k", Default::default(), b"transient", delay_props(2500))
+            .basic_publish(
+                &ex,
+                "k",
+                Default::default(),
+                b"transient",
+                delay_props(2500),
+            )
             .await
             .unwrap();
         for c in confirms {
@@ -403,7 +446,10 @@ async fn persistent_delayed_messages_survive_sigkill() {
         got.push(b);
     }
     let want: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
-    assert_eq!(got, want, "each confirmed delayed message exactly once, in due order");
+    assert_eq!(
+        got, want,
+        "each confirmed delayed message exactly once, in due order"
+    );
     // Due times run while the broker is down: a message due during the
     // downtime is routed right after recovery.
 }
@@ -426,7 +472,13 @@ async fn overdue_after_restart_routes_at_once() {
             .unwrap();
         ch.confirm_select(Default::default()).await.unwrap();
         let c = ch
-            .basic_publish(&ex, "", Default::default(), b"late", delay_props(300).with_delivery_mode(2))
+            .basic_publish(
+                &ex,
+                "",
+                Default::default(),
+                b"late",
+                delay_props(300).with_delivery_mode(2),
+            )
             .await
             .unwrap();
         assert!(within("confirm", c).await.unwrap().is_ack());
@@ -486,7 +538,10 @@ async fn dedup_queue_within_window_and_cache_size() {
             .basic_publish("", &q, Default::default(), key.as_bytes(), dedup_props(key))
             .await
             .unwrap();
-        assert!(within("confirm", c).await.unwrap().is_ack(), "a duplicate is still acked");
+        assert!(
+            within("confirm", c).await.unwrap().is_ack(),
+            "a duplicate is still acked"
+        );
     }
     // a, b kept; a dup; c evicts a; a again new.
     assert_eq!(count(&ch, &q).await, 4);
@@ -522,11 +577,16 @@ async fn dedup_ttl_window_and_custom_header_on_exchange() {
     ch.queue_bind(&q, &ex, "", Default::default(), FieldTable::default())
         .await
         .unwrap();
-    let p = || BasicProperties::default().with_headers(table(vec![("my-id", AMQPValue::LongInt(7))]));
+    let p =
+        || BasicProperties::default().with_headers(table(vec![("my-id", AMQPValue::LongInt(7))]));
     publish(&ch, &ex, "", "1", p()).await;
     publish(&ch, &ex, "", "2", p()).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(count(&ch, &q).await, 1, "duplicate within the window dropped");
+    assert_eq!(
+        count(&ch, &q).await,
+        1,
+        "duplicate within the window dropped"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     publish(&ch, &ex, "", "3", p()).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
