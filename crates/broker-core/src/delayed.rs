@@ -257,9 +257,11 @@ mod tests {
 
     #[test]
     fn fired_properties_negate_the_delay() {
-        let mut p = BasicProperties::default();
-        p.headers = Some(headers(FieldValue::I32(1500)));
-        p.delivery_mode = Some(2);
+        let p = BasicProperties {
+            headers: Some(headers(FieldValue::I32(1500))),
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
         let out = fired_properties(&p.to_bytes(), 1500);
         let back = BasicProperties::decode(&out).unwrap_or_default();
         assert_eq!(back.delivery_mode, Some(2));

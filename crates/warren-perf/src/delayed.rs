@@ -19,8 +19,9 @@ use crate::stats::{self, percentile, Json};
 use crate::throughput::FlowArgs;
 use crate::uri::AmqpUri;
 
-/// Publish frames buffered before one socket write, in bytes.
-const PUBLISH_BATCH_BYTES: usize = 256 * 1024;
+/// Publish frames buffered before one socket write, in bytes (small, so the
+/// due time stamped in a body at encoding is close to when the broker sees it).
+const PUBLISH_BATCH_BYTES: usize = 16 * 1024;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DelayedArgs {
