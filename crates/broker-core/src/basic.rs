@@ -295,7 +295,21 @@ impl Broker {
                 .ok()
                 .and_then(|p| p.headers)
         };
-        v.route(p.exchange, p.routing_key, &mut headers, &mut targets);
+        // Empty (no allocation) unless a delayed exchange keeps the message.
+        let mut delays = Vec::new();
+        let dedup = v.route_delayed(
+            p.exchange,
+            p.routing_key,
+            &mut headers,
+            &mut targets,
+            &mut delays,
+        );
+        // A deduplicating exchange (the one published to) routes a
+        // duplicate nowhere; never cached (it read the headers).
+        if dedup && self.exchange_drops_duplicate(vname, p) {
+            targets.clear();
+            delays.clear();
+        }
         if let (Some(confirming), false) = (fill, used_headers) {
             let (ex, rk) = (p.exchange, p.routing_key);
             self.publish_cache
@@ -304,7 +318,41 @@ impl Broker {
         let result = self.enqueue_routed(conn, ch, vname, p, &targets);
         targets.clear();
         self.scratch_targets = targets;
-        result
+        if delays.is_empty() {
+            return result;
+        }
+        let (mut seq, mut rejected) = result?;
+        let m = Incoming {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties: p.properties,
+            body: p.body,
+        };
+        for (ex, delay) in delays {
+            let (s, r) = self.delay_message(vname, &ex, &m, p.delivery_mode == Some(2), delay);
+            seq = seq.max(s);
+            rejected |= r;
+        }
+        Ok((seq, rejected))
+    }
+
+    /// Whether the exchange `p` is published to deduplicates and has seen
+    /// this message's key (which it then remembers if not).
+    fn exchange_drops_duplicate(&mut self, vname: &str, p: &PublishRef<'_>) -> bool {
+        let Some(ex) = self
+            .vhosts
+            .get_mut(Name::new(vname))
+            .and_then(|v| v.exchanges.get_mut(Name::new(p.exchange)))
+        else {
+            return false;
+        };
+        let Some(d) = ex.dedup.as_mut() else {
+            return false;
+        };
+        let headers = BasicProperties::decode(&Bytes::copy_from_slice(p.properties))
+            .ok()
+            .and_then(|p| p.headers);
+        d.is_duplicate(headers.as_ref())
     }
 
     /// Second half of `route_and_enqueue`, once the targets are known.

@@ -85,6 +85,16 @@ impl Broker {
                     }
                     continue;
                 }
+                // Deduplicating queue: a duplicate is dropped here, before
+                // any fast path (it still counts as accepted for confirms).
+                if let Some(d) = q.dedup.as_mut() {
+                    let headers = BasicProperties::decode(&Bytes::copy_from_slice(m.properties))
+                        .ok()
+                        .and_then(|p| p.headers);
+                    if d.is_duplicate(headers.as_ref()) {
+                        continue;
+                    }
+                }
                 needs_time |= q.limits.message_ttl_ms.is_some();
                 // Quorum queues store every message, whatever its delivery mode.
                 let stored =
@@ -284,10 +294,20 @@ impl Broker {
             .unwrap_or_else(|| m.routing_key.to_string());
         let properties = props.to_bytes();
         let mut targets = Vec::new();
+        let mut delays = Vec::new();
         if let Some(v) = self.vhosts.get(vname) {
             let raw = properties.clone();
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
-            v.route(&dlx, &routing_key, &mut h, &mut targets);
+            v.route_delayed(&dlx, &routing_key, &mut h, &mut targets, &mut delays);
+        }
+        for (ex, delay) in delays {
+            let next = Incoming {
+                exchange: &dlx,
+                routing_key: &routing_key,
+                properties: &properties,
+                body: m.body,
+            };
+            let _ = self.delay_message(vname, &ex, &next, persistent, delay);
         }
         if targets.is_empty() {
             return;
@@ -344,6 +364,8 @@ impl Broker {
             self.delete_queue_internal(&v, &q);
         }
         self.check_consumer_timeouts(now);
+        self.fire_delayed(crate::delayed::wall_ms());
+        self.run_pending_dispatch();
         self.arena.maintain();
     }
 }

@@ -83,6 +83,11 @@ pub struct Exchange {
     /// exchanges). Changed only through `bind`/`unbind`/`unbind_all_to`,
     /// called by `Vhost`, which keeps the reverse index.
     pub bindings: crate::bindings::BindingSet,
+    /// Declared as `x-delayed-message` (`kind` is its `x-delayed-type`):
+    /// messages with an `x-delay` wait in the vhost's `delayed` store.
+    pub delayed: bool,
+    /// Message deduplication (`x-message-deduplication`), if enabled.
+    pub dedup: Option<Box<crate::dedup::Dedup>>,
 }
 
 impl Exchange {
@@ -102,6 +107,17 @@ impl Exchange {
             internal,
             arguments,
             bindings: crate::bindings::BindingSet::new(kind == ExchangeKind::Direct),
+            delayed: false,
+            dedup: None,
+        }
+    }
+
+    /// The type name clients declared (`x-delayed-message` or the kind).
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            crate::delayed::DELAYED_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 
 use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::exchange::{Destination, Exchange};
 use crate::persist::{BindingDef, ExchangeDef, QueueDef};
 use crate::queue::Queue;
 use crate::queue_type::{self, QueueType};
@@ -135,20 +135,17 @@ impl Broker {
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
                 )));
             }
-            let Some(kind) = ExchangeKind::parse(kind_str) else {
-                return Err(AmqpError::command_invalid(format!(
-                    "unknown exchange type '{kind_str}'"
-                )));
-            };
+            let (kind, delayed) = crate::delayed::declared_kind(kind_str, &m.arguments)?;
             if let Some(ex) = v.exchanges.get(&name) {
-                if ex.kind != kind {
+                // Two delayed exchanges differ by x-delayed-type (checked below).
+                if ex.delayed != delayed || (!delayed && ex.kind != kind) {
                     return Err(inequivalent(
                         "exchange",
                         "type",
                         &name,
                         &vname,
                         kind_str,
-                        ex.kind.as_str(),
+                        ex.type_name(),
                     ));
                 }
                 if ex.durable != m.durable {
@@ -184,7 +181,19 @@ impl Broker {
                     &m.arguments,
                     &ex.arguments,
                 )?;
+                if delayed {
+                    check_args(
+                        &[crate::delayed::DELAYED_TYPE_ARG],
+                        "exchange",
+                        &name,
+                        &vname,
+                        &m.arguments,
+                        &ex.arguments,
+                    )?;
+                }
             } else {
+                let dedup = crate::dedup::Dedup::from_args(&m.arguments)
+                    .map_err(AmqpError::precondition_failed)?;
                 if m.durable {
                     self.persist
                         .put_exchange(&ExchangeDef {
@@ -198,17 +207,21 @@ impl Broker {
                         .map_err(AmqpError::internal)?;
                 }
                 let name = name.detached();
-                v.exchanges.insert(
+                let mut ex = Exchange::new(
                     name.clone(),
-                    Exchange::new(
-                        name,
-                        kind,
-                        m.durable,
-                        m.auto_delete,
-                        m.internal,
-                        detached_table(&m.arguments),
-                    ),
+                    kind,
+                    m.durable,
+                    m.auto_delete,
+                    m.internal,
+                    detached_table(&m.arguments),
                 );
+                ex.delayed = delayed;
+                ex.dedup = dedup.map(Box::new);
+                v.exchanges.insert(name.clone(), ex);
+                if delayed {
+                    self.create_delayed(&vname, &name, m.durable)
+                        .map_err(AmqpError::internal)?;
+                }
             }
         }
         if !m.no_wait {
@@ -263,6 +276,12 @@ impl Broker {
         if ex.durable {
             let _ = self.persist.delete_exchange(vname, name);
         }
+        if ex.delayed {
+            self.drop_delayed(vname, name, ex.durable);
+        }
+        let Some(v) = self.vhosts.get_mut(vname) else {
+            return;
+        };
         let sources = v.unbind_destination(&Destination::Exchange(name.clone()));
         for s in sources {
             self.maybe_auto_delete_exchange(vname, &s);
@@ -559,6 +578,7 @@ impl Broker {
                     1,
                 )));
             }
+            crate::dedup::Dedup::from_args(&m.arguments).map_err(AmqpError::precondition_failed)?;
             if m.durable && !m.exclusive {
                 self.persist
                     .put_queue(&QueueDef {

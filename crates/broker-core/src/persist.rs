@@ -91,6 +91,19 @@ pub trait RestoreSink {
     fn definitions(&mut self, defs: RecoveredDefs);
     /// `queues` are indexes into the `RecoveredDefs::queues` given before.
     fn message(&mut self, id: MessageId, queues: &[u32], msg: &MessageRecord<'_>);
+    /// A message stored with a due time (a delayed message, held by a
+    /// delayed exchange's hidden queue); `due_ms` is wall-clock ms since
+    /// the Unix epoch. Sinks that do not care see it as a plain message.
+    fn timed_message(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        msg: &MessageRecord<'_>,
+        due_ms: u64,
+    ) {
+        let _ = due_ms;
+        self.message(id, queues, msg);
+    }
 }
 
 /// A message copied out of a [`MessageRecord`]: for tests and tools.
@@ -124,11 +137,24 @@ pub struct Recovered {
     pub messages: Vec<(MessageId, OwnedMessage)>,
     /// For each durable queue (vhost, name): the ids it still holds, in queue order.
     pub queue_messages: Vec<(String, String, Vec<MessageId>)>,
+    /// Due times (wall-clock ms) of the timed (delayed) messages among `messages`.
+    pub due_ms: Vec<(MessageId, u64)>,
     /// Human-readable notes about anything dropped (torn tail, bad checksum...).
     pub warnings: Vec<String>,
 }
 
 impl RestoreSink for Recovered {
+    fn timed_message(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        msg: &MessageRecord<'_>,
+        due_ms: u64,
+    ) {
+        self.due_ms.push((id, due_ms));
+        self.message(id, queues, msg);
+    }
+
     fn definitions(&mut self, defs: RecoveredDefs) {
         self.queue_messages = defs
             .queues
@@ -184,6 +210,20 @@ pub trait Persistence: Send {
         msg: &MessageRecord<'_>,
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError>;
+    /// `append_message` for a delayed message: the record also keeps its
+    /// due time (wall-clock ms since the Unix epoch), given back to
+    /// `RestoreSink::timed_message` at recovery. A store without that
+    /// record kind may store it as a plain message.
+    fn append_timed_message(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: u64,
+    ) -> Result<(MessageId, Seq), PersistError> {
+        let _ = due_ms;
+        self.append_message(vhost, msg, queues)
+    }
     /// The queue no longer holds the message (acked, purged, dropped).
     fn remove_message(
         &mut self,

@@ -71,6 +71,8 @@ pub struct Queue {
     /// are served before the others (RabbitMQ's `returns` queue). Always 0
     /// for classic queues.
     pub returns_ready: usize,
+    /// Message deduplication (`x-message-deduplication`), if enabled.
+    pub dedup: Option<Box<crate::dedup::Dedup>>,
 }
 
 impl Queue {
@@ -87,6 +89,10 @@ impl Queue {
             // RabbitMQ 3.10's quorum queues accept it but use drop-head.
             limits.overflow = Overflow::DropHead;
         }
+        let dedup = crate::dedup::Dedup::from_args(&arguments)
+            .ok()
+            .flatten()
+            .map(Box::new);
         Queue {
             ready: Ready::new(limits.max_priority),
             kind,
@@ -112,6 +118,7 @@ impl Queue {
             exclusive_consumer: false,
             next_consumer: 0,
             had_consumer: false,
+            dedup,
         }
     }
 

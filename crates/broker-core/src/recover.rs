@@ -6,7 +6,8 @@ use amqp_codec::ShortStr;
 
 use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
-use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::delayed::DelayedStore;
+use crate::exchange::{Destination, Exchange};
 use crate::manage::decode_table;
 use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageId, MessageRecord, Persistence, RecoveredDefs, RestoreSink};
@@ -30,6 +31,9 @@ struct Slot {
     /// here so each message costs no name lookup).
     messages: Vec<QueuedMessage>,
     ready_bytes: u64,
+    /// A delayed exchange's hidden store queue: `name` is the exchange, and
+    /// its messages go to the exchange's pending store.
+    delayed: bool,
 }
 
 /// Receives the store's recovery stream and fills the broker. Every
@@ -63,7 +67,8 @@ impl RestoreSink for Restorer<'_> {
     fn definitions(&mut self, defs: RecoveredDefs) {
         let b = &mut *self.broker;
         for e in defs.exchanges {
-            let Some(kind) = ExchangeKind::parse(&e.kind) else {
+            let args = decode_table(&e.arguments);
+            let Ok((kind, delayed)) = crate::delayed::declared_kind(&e.kind, &args) else {
                 continue;
             };
             let v = b
@@ -71,12 +76,33 @@ impl RestoreSink for Restorer<'_> {
                 .entry(e.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
             let name = ShortStr::from(e.name.as_str());
-            let args = decode_table(&e.arguments);
-            let ex = Exchange::new(name.clone(), kind, true, e.auto_delete, e.internal, args);
+            let dedup = crate::dedup::Dedup::from_args(&args).ok().flatten();
+            let mut ex = Exchange::new(name.clone(), kind, true, e.auto_delete, e.internal, args);
+            ex.delayed = delayed;
+            ex.dedup = dedup.map(Box::new);
+            if delayed {
+                v.delayed.insert(name.clone(), DelayedStore::default());
+            }
             v.exchanges.insert(name, ex);
             self.stats.exchanges += 1;
         }
         for q in defs.queues {
+            // A delayed exchange's hidden store queue: its messages go back
+            // to the exchange (`timed_message`), not to a queue.
+            if let Some(ex) = crate::delayed::exchange_of_hidden(&q.name) {
+                let known = b
+                    .vhosts
+                    .get(q.vhost.as_str())
+                    .is_some_and(|v| v.delayed.contains_key(ex));
+                self.slots.push(known.then(|| Slot {
+                    vhost: q.vhost.clone(),
+                    name: ShortStr::from(ex),
+                    messages: Vec::new(),
+                    ready_bytes: 0,
+                    delayed: true,
+                }));
+                continue;
+            }
             // The store drops durable exclusive queues (their owner is gone,
             // RabbitMQ deletes them at startup); skip any that slip through.
             if q.exclusive {
@@ -101,6 +127,7 @@ impl RestoreSink for Restorer<'_> {
                 name,
                 messages: Vec::new(),
                 ready_bytes: 0,
+                delayed: false,
             }));
             self.stats.queues += 1;
         }
@@ -129,10 +156,50 @@ impl RestoreSink for Restorer<'_> {
         }
     }
 
+    fn timed_message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>, due_ms: u64) {
+        let Some(Some(slot)) = queues.first().and_then(|q| self.slots.get(*q as usize)) else {
+            return self.message(id, queues, m);
+        };
+        if !slot.delayed {
+            return self.message(id, queues, m);
+        }
+        let (vhost, exchange) = (slot.vhost.clone(), slot.name.clone());
+        let new = NewMessage {
+            meta: RecordMeta {
+                published_ms: 0,
+                expiration_ms: u64::MAX,
+                store_id: id,
+                persistent: amqp_codec::peek_delivery_mode(m.properties) == Some(2),
+            },
+            exchange: m.exchange,
+            routing_key: m.routing_key,
+            properties: m.properties,
+            body: m.body,
+        };
+        let loc = match self.broker.arena.append(&new, 1) {
+            Ok(loc) => loc,
+            Err(e) => {
+                tracing::error!("recovery: cannot place delayed message {id} in the arena: {e}");
+                return;
+            }
+        };
+        if let Some(store) = self
+            .broker
+            .vhosts
+            .get_mut(vhost.as_str())
+            .and_then(|v| v.delayed.get_mut(&exchange))
+        {
+            store.push(due_ms, loc);
+            self.stats.messages += 1;
+        } else {
+            self.broker.arena.release(loc);
+        }
+    }
+
     fn message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>) {
         let holders = queues
             .iter()
-            .filter(|q| matches!(self.slots.get(**q as usize), Some(Some(_))))
+            .filter(|q| matches!(self.slots.get(**q as usize), Some(Some(s)) if !s.delayed))
             .count() as u32;
         if holders == 0 {
             return;
@@ -162,7 +229,11 @@ impl RestoreSink for Restorer<'_> {
             }
         };
         for q in queues {
-            if let Some(Some(slot)) = self.slots.get_mut(*q as usize) {
+            if let Some(Some(slot)) = self
+                .slots
+                .get_mut(*q as usize)
+                .filter(|s| !matches!(s, Some(s) if s.delayed))
+            {
                 let mut qm = QueuedMessage::new(loc);
                 qm.set_redelivered();
                 slot.messages.push(qm);
@@ -176,7 +247,7 @@ impl Restorer<'_> {
     /// Moves the collected messages into their queues.
     pub fn finish(self) -> RestoreStats {
         let mut stats = self.stats;
-        for slot in self.slots.into_iter().flatten() {
+        for slot in self.slots.into_iter().flatten().filter(|s| !s.delayed) {
             let Some(v) = self.broker.vhosts.get_mut(slot.vhost.as_str()) else {
                 continue;
             };

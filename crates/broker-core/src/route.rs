@@ -11,6 +11,7 @@
 use amqp_codec::{FieldTable, Name, ShortStr};
 use rustc_hash::FxHashSet;
 
+use crate::delayed::delay_of;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::vhost::Vhost;
 
@@ -21,6 +22,10 @@ const DEDUP_LINEAR_MAX: usize = 16;
 
 /// State of one routing walk.
 struct Walk<'a, 'h> {
+    /// Delayed exchanges that keep the message, with the delay in ms.
+    delays: &'h mut Vec<(ShortStr, u64)>,
+    /// The exchange published to deduplicates.
+    dedup: bool,
     /// Computes the message's headers (only if a headers exchange is met).
     headers: &'h mut dyn FnMut() -> Option<FieldTable>,
     /// The headers, once computed.
@@ -33,22 +38,30 @@ struct Walk<'a, 'h> {
 }
 
 impl Vhost {
-    /// Queues a message published to `exchange` reaches, without duplicates.
-    /// `headers` is computed only if a headers exchange is consulted.
-    pub fn route<'a>(
+    /// Queues a message published to `exchange` reaches, without
+    /// duplicates; `headers` is computed only if an exchange needs them
+    /// (headers, delayed, deduplicating). Each delayed exchange reached that
+    /// keeps the message is listed in `delays` with its delay in ms (it
+    /// counts as routing nowhere now, and is routed again from there once
+    /// due). Returns whether `exchange` deduplicates (the caller then
+    /// checks; `headers` was called).
+    pub fn route_delayed<'a>(
         &'a self,
         exchange: &'a str,
         routing_key: &str,
         headers: &mut dyn FnMut() -> Option<FieldTable>,
         out: &mut Vec<ShortStr>,
-    ) {
+        delays: &mut Vec<(ShortStr, u64)>,
+    ) -> bool {
         if exchange.is_empty() {
             if let Some((name, _)) = self.queues.get_key_value(Name::new(routing_key)) {
                 out.push(name.clone());
             }
-            return;
+            return false;
         }
         let mut walk = Walk {
+            delays,
+            dedup: false,
             headers,
             cached: None,
             visited: [""; ROUTE_EXCHANGES_MAX],
@@ -56,6 +69,7 @@ impl Vhost {
             seen: None,
         };
         self.route_from(exchange, routing_key, &mut walk, out);
+        walk.dedup
     }
 
     fn route_from<'a>(
@@ -71,27 +85,38 @@ impl Vhost {
         }
         walk.visited[walk.visited_len] = exchange;
         walk.visited_len += 1;
-        let Some(ex) = self.exchanges.get(Name::new(exchange)) else {
+        let Some((ex_name, ex)) = self.exchanges.get_key_value(Name::new(exchange)) else {
             return;
         };
-        if ex.kind == ExchangeKind::Headers && walk.cached.is_none() {
+        if walk.visited_len == 1 && ex.dedup.is_some() {
+            walk.dedup = true;
+        }
+        let wants_headers = ex.kind == ExchangeKind::Headers || ex.delayed || walk.dedup;
+        if wants_headers && walk.cached.is_none() {
             walk.cached = Some((walk.headers)());
         }
         let before = out.len();
-        // Exchange destinations are followed after this exchange's queues
-        // (rare: only e2e bindings allocate).
-        let mut next: Vec<&'a ShortStr> = Vec::new();
         let headers = walk.cached.as_ref().and_then(|h| h.as_ref());
-        ex.for_each_destination(routing_key, headers, |d| match d {
-            Destination::Queue(q) => {
-                if self.queues.contains_key(q) {
-                    push_once(q, out, &mut walk.seen);
+        let delay = if ex.delayed { delay_of(headers) } else { None };
+        if let Some(d) = delay {
+            // Kept by the exchange: routed nowhere now (as in the plugin,
+            // the alternate exchange below still gets it).
+            walk.delays.push((ex_name.clone(), d));
+        } else {
+            // Exchange destinations are followed after this exchange's
+            // queues (rare: only e2e bindings allocate).
+            let mut next: Vec<&'a ShortStr> = Vec::new();
+            ex.for_each_destination(routing_key, headers, |d| match d {
+                Destination::Queue(q) => {
+                    if self.queues.contains_key(q) {
+                        push_once(q, out, &mut walk.seen);
+                    }
                 }
+                Destination::Exchange(e) => next.push(e),
+            });
+            for e in next {
+                self.route_from(e.as_str(), routing_key, walk, out);
             }
-            Destination::Exchange(e) => next.push(e),
-        });
-        for e in next {
-            self.route_from(e.as_str(), routing_key, walk, out);
         }
         if out.len() == before {
             if let Some(ae) = ex.alternate_exchange() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use amqp_codec::{FieldTable, Name, ShortStr};
 use rustc_hash::FxHashMap;
 
+use crate::delayed::DelayedStore;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::queue::Queue;
 
@@ -76,6 +77,8 @@ pub struct Vhost {
     /// Queues the periodic tick visits (`Queue::needs_tick`): those with
     /// TTLs or x-expires, so a tick costs O(timed queues), not O(queues).
     pub timed_queues: Vec<ShortStr>,
+    /// Pending messages of each `x-delayed-message` exchange, by exchange name.
+    pub delayed: FxHashMap<ShortStr, DelayedStore>,
 }
 
 impl Vhost {
@@ -111,6 +114,7 @@ impl Vhost {
             queues: FxHashMap::default(),
             sources: FxHashMap::default(),
             timed_queues: Vec::new(),
+            delayed: FxHashMap::default(),
         }
     }
 

@@ -196,7 +196,28 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
                 (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);
             let mut n: u64 = 0;
             loop {
-                interval.tick().await;
+                // Wake early for a delayed message due before the next tick
+                // (a delay published meanwhile waits at most one tick).
+                let due_in = shared
+                    .core
+                    .lock()
+                    .next_delayed_due_ms()
+                    .map(|due| due.saturating_sub(broker_core::delayed::wall_ms()))
+                    .map(Duration::from_millis)
+                    .filter(|d| *d < period);
+                if let Some(d) = due_in {
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        _ = tokio::time::sleep(d) => {
+                            let mut core = shared.core.lock();
+                            core.fire_due_delayed();
+                            shared.after_batch(&mut core);
+                            continue;
+                        }
+                    }
+                } else {
+                    interval.tick().await;
+                }
                 n += 1;
                 // Resource checks (about once a second): free disk in the
                 // data folder and our own RSS against the memory watermark.

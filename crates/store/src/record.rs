@@ -20,6 +20,8 @@ pub const T_PUT_BINDING: u8 = 6;
 pub const T_DELETE_BINDING: u8 = 7;
 pub const T_MESSAGE: u8 = 16;
 pub const T_RELEASE: u8 = 17;
+/// A message with a due time (a delayed message); format version 2.
+pub const T_TIMED_MESSAGE: u8 = 18;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +113,26 @@ pub fn encode_binding(out: &mut Vec<u8>, d: &BindingDef, delete: bool) {
 }
 
 /// Message body layout: id u64 | queue count u32 | queue ids u64.. |
-/// exchange | routing key | properties | body.
-pub fn encode_message(out: &mut Vec<u8>, id: MessageId, queues: &[QueueId], m: &MessageRecord<'_>) {
-    out.push(T_MESSAGE);
+/// [due_ms u64, timed messages only] | exchange | routing key | properties | body.
+pub fn encode_message(
+    out: &mut Vec<u8>,
+    id: MessageId,
+    queues: &[QueueId],
+    m: &MessageRecord<'_>,
+    due_ms: Option<u64>,
+) {
+    out.push(if due_ms.is_some() {
+        T_TIMED_MESSAGE
+    } else {
+        T_MESSAGE
+    });
     put_u64(out, id);
     out.extend_from_slice(&(queues.len() as u32).to_le_bytes());
     for q in queues {
         put_u64(out, *q);
+    }
+    if let Some(due) = due_ms {
+        put_u64(out, due);
     }
     put_bytes(out, m.exchange.as_bytes());
     put_bytes(out, m.routing_key.as_bytes());
@@ -178,6 +193,8 @@ pub struct MessageView<'a> {
     pub id: MessageId,
     /// The holding queues' ids, 8 bytes each (see [`MessageView::queues`]).
     queue_bytes: &'a [u8],
+    /// Due time (wall-clock ms) of a timed (delayed) message.
+    pub due_ms: Option<u64>,
     pub msg: MessageRecord<'a>,
 }
 
@@ -191,21 +208,25 @@ impl<'a> MessageView<'a> {
     }
 }
 
-/// Reads a message record's id and queue list, leaving `r` at its contents.
-fn message_head<'a>(r: &mut Reader<'a>) -> Option<(MessageId, &'a [u8])> {
-    if r.u8()? != T_MESSAGE {
-        return None;
-    }
+/// Reads a message record's id, queue list and due time (timed messages),
+/// leaving `r` at its contents.
+fn message_head<'a>(r: &mut Reader<'a>) -> Option<(MessageId, &'a [u8], Option<u64>)> {
+    let timed = match r.u8()? {
+        T_MESSAGE => false,
+        T_TIMED_MESSAGE => true,
+        _ => return None,
+    };
     let id = r.u64()?;
     let n = r.u32()? as usize;
     let queue_bytes = r.take(n.checked_mul(8)?)?;
-    Some((id, queue_bytes))
+    let due_ms = if timed { Some(r.u64()?) } else { None };
+    Some((id, queue_bytes, due_ms))
 }
 
 /// Decodes a message record without copying anything.
 pub fn decode_message(body: &[u8]) -> Option<MessageView<'_>> {
     let mut r = Reader { buf: body };
-    let (id, queue_bytes) = message_head(&mut r)?;
+    let (id, queue_bytes, due_ms) = message_head(&mut r)?;
     let msg = MessageRecord {
         exchange: r.str()?,
         routing_key: r.str()?,
@@ -215,6 +236,7 @@ pub fn decode_message(body: &[u8]) -> Option<MessageView<'_>> {
     r.finish(MessageView {
         id,
         queue_bytes,
+        due_ms,
         msg,
     })
 }
@@ -277,7 +299,7 @@ pub fn decode(body: &[u8]) -> Option<Record> {
                 Record::DeleteBinding(def)
             }
         }
-        T_MESSAGE => {
+        T_MESSAGE | T_TIMED_MESSAGE => {
             decode_message(body)?;
             return Some(Record::Message);
         }
@@ -373,7 +395,7 @@ mod tests {
             body: b"payload",
         };
         let mut buf = Vec::new();
-        encode_message(&mut buf, 77, &[1, 5], &m);
+        encode_message(&mut buf, 77, &[1, 5], &m, None);
         let v = decode_message(&buf).expect("decodes");
         assert_eq!((v.id, v.msg), (77, m));
         assert_eq!(v.queues().collect::<Vec<_>>(), vec![1, 5]);
@@ -396,6 +418,26 @@ mod tests {
         put_bytes(&mut buf, &[0xff, 0xfe]);
         put_bytes(&mut buf, b"x");
         assert_eq!(decode(&buf), None);
+    }
+
+    #[test]
+    fn timed_message_roundtrip() {
+        let m = MessageRecord {
+            exchange: "dx",
+            routing_key: "rk",
+            properties: &[0, 0],
+            body: b"hello",
+        };
+        let mut buf = Vec::new();
+        encode_message(&mut buf, 9, &[3, 4], &m, Some(1_700_000_000_123));
+        assert_eq!(buf[0], T_TIMED_MESSAGE);
+        assert_eq!(decode(&buf), Some(Record::Message));
+        let v = decode_message(&buf).expect("timed message decodes");
+        assert_eq!((v.id, v.due_ms, v.msg), (9, Some(1_700_000_000_123), m));
+        assert_eq!(v.queues().collect::<Vec<_>>(), vec![3, 4]);
+        let mut plain = Vec::new();
+        encode_message(&mut plain, 9, &[3], &m, None);
+        assert_eq!(decode_message(&plain).map(|v| v.due_ms), Some(None));
     }
 
     #[test]

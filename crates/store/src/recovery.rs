@@ -389,7 +389,10 @@ pub(crate) fn recover(
                 .and_then(|off| format::frame_body(&buf, *off))
                 .and_then(record::decode_message);
             if let Some(v) = view {
-                sink.message(id, holders, &v.msg);
+                match v.due_ms {
+                    Some(due) => sink.timed_message(id, holders, &v.msg, due),
+                    None => sink.message(id, holders, &v.msg),
+                }
                 messages += 1;
             }
         });

@@ -190,7 +190,25 @@ impl Persistence for FileStore {
         qids.extend(queues.iter().filter_map(|q| self.queue_id(vhost, q)));
         qids.sort_unstable();
         qids.dedup();
-        let result = self.append_for(msg, &qids);
+        let result = self.append_for(msg, &qids, None);
+        self.qids = qids;
+        result
+    }
+
+    fn append_timed_message(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: u64,
+    ) -> Result<(MessageId, Seq), PersistError> {
+        self.shared.check()?;
+        let mut qids = std::mem::take(&mut self.qids);
+        qids.clear();
+        qids.extend(queues.iter().filter_map(|q| self.queue_id(vhost, q)));
+        qids.sort_unstable();
+        qids.dedup();
+        let result = self.append_for(msg, &qids, Some(due_ms));
         self.qids = qids;
         result
     }
@@ -235,11 +253,13 @@ impl Persistence for FileStore {
 }
 
 impl FileStore {
-    /// Appends `msg` held by `qids` (sorted, distinct durable queue ids).
+    /// Appends `msg` held by `qids` (sorted, distinct durable queue ids),
+    /// as a timed message record when it has a due time.
     fn append_for(
         &mut self,
         msg: &MessageRecord<'_>,
         qids: &[QueueId],
+        due_ms: Option<u64>,
     ) -> Result<(MessageId, Seq), PersistError> {
         let id = self.next_message_id;
         if qids.is_empty() {
@@ -249,7 +269,7 @@ impl FileStore {
         }
         self.scratch.clear();
         format::append_frame(&mut self.scratch, |o| {
-            record::encode_message(o, id, qids, msg)
+            record::encode_message(o, id, qids, msg, due_ms)
         });
         let len = self.scratch.len() as u64;
         if len > self.config.record_size_max_bytes {

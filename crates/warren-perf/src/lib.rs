@@ -21,6 +21,7 @@
 pub mod client;
 pub mod connection_churn;
 pub mod consumer;
+pub mod delayed;
 pub mod idle_connections;
 pub mod latency;
 pub mod producer;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use warren_perf::{
-    connection_churn, idle_connections, latency, publish_drain, queue_churn, relay, sink,
+    connection_churn, delayed, idle_connections, latency, publish_drain, queue_churn, relay, sink,
     throughput, topology,
 };
 
@@ -25,6 +25,8 @@ enum Command {
     Latency(latency::LatencyArgs),
     /// Publish N messages with no consumer, then drain them
     PublishDrain(publish_drain::PublishDrainArgs),
+    /// N delayed messages spread over a window; lateness at delivery
+    Delayed(delayed::DelayedArgs),
     /// Open and close connections
     ConnectionChurn(connection_churn::ConnectionChurnArgs),
     /// Declare and delete queues
@@ -53,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             Command::Throughput(a) => throughput::run(a).await,
             Command::Latency(a) => latency::run(a).await,
             Command::PublishDrain(a) => publish_drain::run(a).await,
+            Command::Delayed(a) => delayed::run(a).await,
             Command::ConnectionChurn(a) => connection_churn::run(a).await,
             Command::QueueChurn(a) => queue_churn::run(a).await,
             Command::Topology(a) => topology::run(a).await,

@@ -13,6 +13,7 @@ mod basic;
 mod confirms_tx;
 mod connection;
 mod consumers;
+mod delayed;
 mod durability;
 mod errors;
 mod exchanges;

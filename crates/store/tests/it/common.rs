@@ -202,11 +202,24 @@ impl Harness {
                 if rng.below(10) == 0 {
                     targets.push("transient".into()); // not durable: ignored by the store
                 }
-                let body = format!("m{step}-{}", "x".repeat(rng.below(40) as usize));
+                // One in four is a timed (delayed) message; its due time is
+                // in the body so recovery can be checked against it.
+                let timed = rng.below(4) == 0;
+                let due = 1_700_000_000_000 + step;
+                let pad = "x".repeat(rng.below(40) as usize);
+                let body = if timed {
+                    format!("t{due}-{pad}")
+                } else {
+                    format!("m{step}-{pad}")
+                };
                 let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-                let (id, seq) =
+                let record = message(&body);
+                let (id, seq) = if timed {
                     self.store
-                        .append_message(VH, &message(&body).as_record(), &refs)?;
+                        .append_timed_message(VH, &record.as_record(), &refs, due)?
+                } else {
+                    self.store.append_message(VH, &record.as_record(), &refs)?
+                };
                 self.bodies.insert(id, Bytes::from(body));
                 for t in &targets {
                     if let Some((_, ids)) = self.model.queues.get_mut(t) {
@@ -322,6 +335,18 @@ pub fn check_messages(rec: &Recovered, bodies: &HashMap<MessageId, Bytes>) {
         assert_eq!(Some(&m.body), bodies.get(id), "body of {id}");
     }
     assert_eq!(seen, held, "messages list and queue holds disagree");
+    // Timed messages come back as timed, with their due time.
+    let dues: HashMap<MessageId, u64> = rec.due_ms.iter().copied().collect();
+    for (id, m) in &rec.messages {
+        let body = String::from_utf8_lossy(&m.body);
+        match dues.get(id) {
+            Some(due) => assert!(body.starts_with(&format!("t{due}-")), "due of {id}: {due}"),
+            None => assert!(
+                body.starts_with('m'),
+                "timed message {id} lost its due time"
+            ),
+        }
+    }
     for (_, name, ids) in &rec.queue_messages {
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
