@@ -389,6 +389,12 @@ impl Core {
         }
     }
 
+    /// Ready messages in queue `name` of vhost "/", if it exists.
+    pub fn queue_depth(&self, name: &str) -> Option<u32> {
+        let v = self.broker.vhosts.get("/")?;
+        v.queues.get(name).map(|q| q.message_count())
+    }
+
     /// Makes everything stored so far durable (the sync thread's job).
     pub fn sync(&mut self) {
         let seq = self.store.lock().seq;

@@ -182,10 +182,9 @@ fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
 }
 
 fn depths(core: &Core) -> Vec<u32> {
-    let v = core.broker.vhosts.get("/").expect("vhost /");
     QUEUES
         .iter()
-        .map(|q| v.queues.get(*q).map_or(u32::MAX, |q| q.message_count()))
+        .map(|q| core.queue_depth(q).unwrap_or(u32::MAX))
         .collect()
 }
 

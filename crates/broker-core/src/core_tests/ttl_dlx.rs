@@ -168,15 +168,7 @@ fn x_expires_deletes_an_unused_queue() {
         table(&[("x-expires", FieldValue::I32(1000))]),
     );
     core.advance_ms(500);
-    assert!(core
-        .broker
-        .vhosts
-        .get("/")
-        .is_some_and(|v| v.queues.contains_key("q")));
+    assert_eq!(core.queue_depth("q"), Some(0));
     core.advance_ms(600);
-    assert!(!core
-        .broker
-        .vhosts
-        .get("/")
-        .is_some_and(|v| v.queues.contains_key("q")));
+    assert_eq!(core.queue_depth("q"), None);
 }
