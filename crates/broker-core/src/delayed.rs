@@ -63,7 +63,14 @@ pub fn exchange_of_hidden(queue: &str) -> Option<&str> {
 
 /// Milliseconds since the Unix epoch: due times are wall-clock based so
 /// they survive restarts.
+/// In the core's own tests a thread that built a `testkit::Core` reads that
+/// core's virtual clock instead (as `message::now_ms` does), so delays are
+/// tested without sleeping.
 pub fn wall_ms() -> u64 {
+    #[cfg(test)]
+    if let Some(ms) = crate::testkit::test_clock_ms() {
+        return ms;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -357,7 +357,9 @@ impl Core {
         assert!(buf.is_empty(), "harness fed a partial frame");
     }
 
-    /// The server reader's batch loop for channels other than 0.
+    /// The server reader's batch loop (channel 0: connection.close only;
+    /// the reader stops reading after it, so the rest of the read is
+    /// dropped).
     fn batch(&mut self, id: ConnId, buf: &mut BytesMut) {
         loop {
             if self.fast_path {
@@ -375,10 +377,19 @@ impl Core {
                 }
             }
             match parse_frame(buf, FRAME_MAX) {
-                Ok(Some(f)) => {
-                    assert_ne!(f.channel, 0, "the harness feeds channels 1.. only");
-                    self.broker.handle_frame(id, f);
+                Ok(Some(f)) if f.channel == 0 => {
+                    // The server's reader handles channel 0 itself; the
+                    // harness feeds only connection.close there.
+                    let m = Method::decode(f.payload).expect("harness fed a bad method");
+                    assert!(
+                        matches!(m, Method::ConnectionClose(_)),
+                        "the harness feeds only connection.close on channel 0: {m:?}"
+                    );
+                    self.broker.client_closed(id);
+                    buf.clear();
+                    break;
                 }
+                Ok(Some(f)) => self.broker.handle_frame(id, f),
                 Ok(None) => break,
                 Err(e) => panic!("harness fed a bad frame: {e:?}"),
             }

@@ -5,6 +5,7 @@
 mod consumers;
 mod delivery;
 mod fast_path;
+mod priority;
 mod routing;
 mod settle;
 mod ttl_dlx;
