@@ -6,6 +6,7 @@ mod consumers;
 mod delivery;
 mod fast_path;
 mod priority;
+mod quorum;
 mod routing;
 mod settle;
 mod ttl_dlx;
