@@ -3,6 +3,8 @@
 //! and the publish fast path against the general path. No sockets, no sleeps.
 
 mod consumers;
+mod dedup;
+mod delayed;
 mod delivery;
 mod fast_path;
 mod priority;
