@@ -262,6 +262,18 @@ impl Wire {
         self.0 = publish_frames(self.0, ch, exchange, routing_key, true, props, body);
         self
     }
+    /// The frames written so far, one `Wire` each, so a test can feed them
+    /// in separate socket reads (e.g. a publish split between its frames).
+    pub fn frames(self) -> Vec<Wire> {
+        let mut buf = self.0;
+        let mut out = Vec::new();
+        while buf.len() >= 7 {
+            let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
+            out.push(Wire(buf.split_to((7 + size + 1).min(buf.len()))));
+        }
+        assert!(buf.is_empty(), "a partial frame in a Wire");
+        out
+    }
 }
 
 fn publish_frames(

@@ -6,6 +6,7 @@ mod consumers;
 mod dedup;
 mod delayed;
 mod delivery;
+mod edge;
 mod fast_path;
 mod priority;
 mod quorum;
