@@ -28,6 +28,13 @@ thread_local! {
     static CLOCK_MS: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
+/// Advances this thread's test clock by `ms` without ticking any core (the
+/// clock is shared by every [`Core`] of the thread: a test driving two
+/// cores moves it once, then ticks each with [`Core::tick`]).
+pub fn advance_clock_ms(ms: u64) {
+    CLOCK_MS.with(|c| c.set(Some(c.get().unwrap_or(0) + ms)));
+}
+
 /// The test clock of this thread, if a [`Core`] set one (tests only).
 pub(crate) fn test_clock_ms() -> Option<u64> {
     CLOCK_MS.with(Cell::get)
@@ -427,7 +434,12 @@ impl Core {
 
     /// Advances the clock by `ms` and runs the periodic tick.
     pub fn advance_ms(&mut self, ms: u64) {
-        CLOCK_MS.with(|c| c.set(Some(c.get().unwrap_or(0) + ms)));
+        advance_clock_ms(ms);
+        self.tick();
+    }
+
+    /// Runs the periodic tick at the current test-clock time.
+    pub fn tick(&mut self) {
         self.broker.tick();
         self.broker.flush();
     }

@@ -3,110 +3,97 @@
 //! path: the same random client traffic fed to two cores, one with the fast
 //! path and one without, must produce identical output for every client —
 //! deliveries, returns, confirms, errors — and identical queue depths.
+//!
+//! The traffic covers plain, length-limited, priority, quorum (delivery
+//! limit, dead-lettering), deduplicating and single-active-consumer queues,
+//! consumers with `x-priority`, a delayed exchange (mandatory publishes
+//! included) with the shared test clock advanced in some steps, and a
+//! consumer that acks, nacks with requeue and rejects. The traffic itself
+//! is in `fast_path_traffic.rs`.
 
-use amqp_codec::{BasicProperties, FieldTable, FieldValue, Method, ShortStr};
+use amqp_codec::{FieldTable, FieldValue, Method, ShortStr};
 
+use super::fast_path_traffic::{consumer_step, dedup_key, publisher_step, Rng, Seen, Tracker};
 use super::*;
-use crate::testkit::{Client, Core, Out, Wire};
+use crate::testkit::{advance_clock_ms, Client, Core, Out, Wire};
 
-struct Rng(u64);
+/// Every queue of the traffic (arguments in `queue_args`); qb, qe (TTL,
+/// dead letters into qdl) and qd (deduplicating) are read with basic.get
+/// only.
+pub(super) const QUEUES: [&str; 9] = ["qa", "qb", "qc", "qp", "qq", "qdl", "qd", "qs", "qe"];
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+fn queue_args(q: &str) -> (bool, FieldTable) {
+    match q {
+        "qb" => (true, table(&[("x-max-length", FieldValue::I32(5))])),
+        "qc" => (false, FieldTable::new()),
+        "qp" => (
+            true,
+            table(&[
+                ("x-max-priority", FieldValue::I32(5)),
+                ("x-max-length", FieldValue::I32(4)),
+                ("x-dead-letter-exchange", long_str("")),
+                ("x-dead-letter-routing-key", long_str("qdl")),
+            ]),
+        ),
+        "qq" => (
+            true,
+            table(&[
+                ("x-queue-type", long_str("quorum")),
+                ("x-delivery-limit", FieldValue::I32(2)),
+                ("x-dead-letter-exchange", long_str("")),
+                ("x-dead-letter-routing-key", long_str("qdl")),
+            ]),
+        ),
+        "qd" => (
+            false,
+            table(&[
+                ("x-message-deduplication", FieldValue::Bool(true)),
+                ("x-cache-size", FieldValue::I32(3)),
+            ]),
+        ),
+        "qs" => (
+            false,
+            table(&[("x-single-active-consumer", FieldValue::Bool(true))]),
+        ),
+        "qe" => (
+            false,
+            table(&[
+                ("x-message-ttl", FieldValue::I32(40)),
+                ("x-dead-letter-exchange", long_str("")),
+                ("x-dead-letter-routing-key", long_str("qdl")),
+            ]),
+        ),
+        _ => (true, FieldTable::new()),
     }
 }
 
-const QUEUES: [&str; 3] = ["qa", "qb", "qc"];
-const KEYS: [&str; 4] = ["qa", "qb", "k1", "nope"];
-const EXCHANGES: [&str; 4] = ["", "x.direct", "x.fanout", "missing"];
+/// One consumer of the consumer connection: (channel, queue, tag, no_ack,
+/// x-priority, prefetch).
+type ConsumerSpec = (u16, &'static str, &'static str, bool, Option<i32>, u16);
 
-/// One random step of client traffic, as the bytes of one socket read.
-fn random_step(r: &mut Rng, ch: u16) -> Wire {
-    let mut w = Wire::new();
-    let n = 1 + r.below(6);
-    for _ in 0..n {
-        let ex = EXCHANGES[r.below(4) as usize];
-        let key = KEYS[r.below(4) as usize];
-        let props = match r.below(4) {
-            0 => BasicProperties {
-                delivery_mode: Some(2),
-                ..Default::default()
-            },
-            1 => BasicProperties {
-                expiration: Some(ShortStr::from("0")),
-                ..Default::default()
-            },
-            _ => BasicProperties::default(),
-        };
-        let body = vec![b'x'; r.below(40) as usize];
-        w = match r.below(14) {
-            0..=5 => w.publish(ch, ex, key, &props, &body),
-            6 | 7 => w.publish_mandatory(ch, ex, key, &props, &body),
-            8 => w.method(
-                ch,
-                Method::BasicGet(amqp_codec::BasicGet {
-                    queue: ShortStr::from(QUEUES[r.below(3) as usize]),
-                    no_ack: r.below(2) == 0,
-                    ..Default::default()
-                }),
-            ),
-            9 => w.method(
-                ch,
-                Method::BasicAck(amqp_codec::BasicAck {
-                    delivery_tag: 0,
-                    multiple: true,
-                }),
-            ),
-            10 => w.method(
-                ch,
-                Method::QueueBind(amqp_codec::QueueBind {
-                    queue: ShortStr::from(QUEUES[r.below(3) as usize]),
-                    exchange: ShortStr::from("x.direct"),
-                    routing_key: ShortStr::from(KEYS[r.below(4) as usize]),
-                    ..Default::default()
-                }),
-            ),
-            11 => w.method(
-                ch,
-                Method::QueueUnbind(amqp_codec::QueueUnbind {
-                    queue: ShortStr::from(QUEUES[r.below(3) as usize]),
-                    exchange: ShortStr::from("x.direct"),
-                    routing_key: ShortStr::from(KEYS[r.below(4) as usize]),
-                    ..Default::default()
-                }),
-            ),
-            12 => w.method(
-                ch,
-                Method::QueuePurge(amqp_codec::QueuePurge {
-                    queue: ShortStr::from(QUEUES[r.below(3) as usize]),
-                    ..Default::default()
-                }),
-            ),
-            _ => w.method(
-                ch,
-                Method::BasicQos(amqp_codec::BasicQos {
-                    prefetch_count: r.below(4) as u16,
-                    ..Default::default()
-                }),
-            ),
-        };
-    }
-    w
+/// The consumer connection's consumers.
+fn consumers(seed: u64) -> Vec<ConsumerSpec> {
+    vec![
+        // Auto-ack on qa (direct delivery).
+        (1, "qa", "auto", true, None, 0),
+        (2, "qc", "manual", seed.is_multiple_of(2), None, 0),
+        // A higher-priority consumer on qc with prefetch 1: one message,
+        // then qc falls back to "manual".
+        (3, "qc", "high", false, Some(5), 1),
+        (3, "qp", "prio", false, None, 1),
+        (4, "qq", "quorum", false, None, 3),
+        (5, "qs", "sac-a", false, Some(1), 2),
+        (6, "qs", "sac-b", true, Some(3), 0),
+        // Every dead letter (qp maxlen, qq delivery_limit and rejected,
+        // qe expired) is read here.
+        (6, "qdl", "dead", true, None, 0),
+    ]
 }
 
-struct Side {
-    core: Core,
-    publisher: Client,
-    consumer: Client,
+pub(super) struct Side {
+    pub(super) core: Core,
+    pub(super) publisher: Client,
+    pub(super) consumer: Client,
 }
 
 fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
@@ -117,52 +104,38 @@ fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
     let mut publisher = core.connect();
     let mut consumer = core.connect();
     core.open_channel(&mut publisher, 1);
-    core.open_channel(&mut consumer, 1);
-    core.open_channel(&mut consumer, 2);
+    for ch in 1..=6 {
+        core.open_channel(&mut consumer, ch);
+    }
     for q in QUEUES {
-        let durable = q != "qc";
+        let (durable, arguments) = queue_args(q);
         let got = core.call(
             &mut publisher,
             1,
             Method::QueueDeclare(amqp_codec::QueueDeclare {
                 queue: ShortStr::from(q),
                 durable,
-                arguments: if q == "qb" {
-                    table(&[("x-max-length", FieldValue::I32(5))])
-                } else {
-                    FieldTable::new()
-                },
+                arguments,
                 ..Default::default()
             }),
         );
-        assert_eq!(got.len(), 1);
+        assert!(
+            matches!(got.as_slice(), [Out::Method(1, Method::QueueDeclareOk(_))]),
+            "{q}: {got:?}"
+        );
     }
     declare_exchange(&mut core, &mut publisher, "x.direct", "direct");
     declare_exchange(&mut core, &mut publisher, "x.fanout", "fanout");
-    bind(
-        &mut core,
-        &mut publisher,
-        "qa",
-        "x.fanout",
-        "",
-        FieldTable::new(),
-    );
-    bind(
-        &mut core,
-        &mut publisher,
-        "qc",
-        "x.fanout",
-        "",
-        FieldTable::new(),
-    );
-    bind(
-        &mut core,
-        &mut publisher,
-        "qb",
-        "x.direct",
-        "k1",
-        FieldTable::new(),
-    );
+    super::delayed::declare_delayed(&mut core, &mut publisher, "x.delayed", "direct", true, &[]);
+    let none = FieldTable::new;
+    bind(&mut core, &mut publisher, "qa", "x.fanout", "", none());
+    bind(&mut core, &mut publisher, "qc", "x.fanout", "", none());
+    bind(&mut core, &mut publisher, "qp", "x.fanout", "", none());
+    bind(&mut core, &mut publisher, "qb", "x.direct", "k1", none());
+    bind(&mut core, &mut publisher, "qq", "x.direct", "k1", none());
+    bind(&mut core, &mut publisher, "qa", "x.delayed", "qa", none());
+    bind(&mut core, &mut publisher, "qq", "x.delayed", "k1", none());
+    bind(&mut core, &mut publisher, "qs", "x.delayed", "k1", none());
     if confirm {
         assert_eq!(
             core.call(&mut publisher, 1, Method::ConfirmSelect(Default::default()))
@@ -170,10 +143,32 @@ fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
             1
         );
     }
-    // An auto-ack consumer on qa (direct delivery) and a manual-ack one on
-    // qc; qb is read with basic.get only.
-    let _ = core.consume(&mut consumer, 1, "qa", "auto", true);
-    let _ = core.consume(&mut consumer, 2, "qc", "manual", seed.is_multiple_of(2));
+    for (ch, q, tag, no_ack, prio, prefetch) in consumers(seed) {
+        if prefetch > 0 {
+            let qos = Method::BasicQos(amqp_codec::BasicQos {
+                prefetch_count: prefetch,
+                ..Default::default()
+            });
+            assert_eq!(core.call(&mut consumer, ch, qos).len(), 1);
+        }
+        let got = core.call(
+            &mut consumer,
+            ch,
+            Method::BasicConsume(amqp_codec::BasicConsume {
+                queue: ShortStr::from(q),
+                consumer_tag: ShortStr::from(tag),
+                no_ack,
+                arguments: prio.map_or_else(FieldTable::new, |p| {
+                    table(&[("x-priority", FieldValue::I32(p))])
+                }),
+                ..Default::default()
+            }),
+        );
+        assert!(
+            matches!(got.as_slice(), [Out::Method(_, Method::BasicConsumeOk(_))]),
+            "{tag}: {got:?}"
+        );
+    }
     Side {
         core,
         publisher,
@@ -188,25 +183,59 @@ fn depths(core: &Core) -> Vec<u32> {
         .collect()
 }
 
+/// Reopens the publisher's channel 1 after an error closed it (or the
+/// connection after a connection error), on both sides alike.
+fn reopen_publisher(s: &mut Side, conn_closed: bool, confirm: bool) {
+    if conn_closed {
+        let old = std::mem::replace(&mut s.publisher, s.core.connect());
+        s.core.disconnect(old);
+    } else {
+        let close_ok = Method::ChannelCloseOk(Default::default());
+        assert!(s.core.call(&mut s.publisher, 1, close_ok).is_empty());
+    }
+    s.core.open_channel(&mut s.publisher, 1);
+    if confirm {
+        let select = Method::ConfirmSelect(Default::default());
+        assert_eq!(s.core.call(&mut s.publisher, 1, select).len(), 1);
+    }
+}
+
 #[test]
 fn fast_and_general_paths_agree() {
+    const SEEDS: u64 = 40;
+    const STEPS: usize = 60;
     let mut steps_compared = 0;
     let mut fast_outputs = 0;
     let mut fast_taken = 0;
-    for seed in 1..=40u64 {
+    let mut seen = Seen::default();
+    for seed in 1..=SEEDS {
         let confirm = seed % 3 != 0;
         let mut fast = side(true, confirm, seed);
         let mut slow = side(false, confirm, seed);
+        let manual: Vec<u16> = consumers(seed)
+            .iter()
+            .filter(|c| !c.3)
+            .map(|c| c.0)
+            .collect();
+        let mut tracker = Tracker::new(&manual);
         let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        for step in 0..60 {
-            // Most steps publish on the publisher's channel; some reopen it
-            // after an error closed it.
-            let w = random_step(&mut r, 1);
+        for step in 0..STEPS {
+            let w = publisher_step(&mut r, 1, &mut seen);
             fast.core.input(&fast.publisher, w.clone());
             slow.core.input(&slow.publisher, w);
+            if let Some(w) = consumer_step(&mut r, &mut tracker, &mut seen) {
+                fast.core.input(&fast.consumer, w.clone());
+                slow.core.input(&slow.consumer, w);
+            }
             if r.below(5) == 0 {
                 fast.core.sync();
                 slow.core.sync();
+            }
+            if r.below(3) == 0 {
+                // One clock shared by both cores: move it once, tick each.
+                advance_clock_ms(r.below(80));
+                fast.core.tick();
+                slow.core.tick();
             }
             let (fp, sp) = (fast.publisher.recv(), slow.publisher.recv());
             let (fc, sc) = (fast.consumer.recv(), slow.consumer.recv());
@@ -215,37 +244,47 @@ fn fast_and_general_paths_agree() {
             assert_eq!(
                 depths(&fast.core),
                 depths(&slow.core),
-                "seed {seed} step {step}"
+                "seed {seed} step {step}: queue depths differ"
             );
+            assert!(
+                channel_close(&fc).is_none(),
+                "seed {seed} step {step}: the consumer's traffic must stay valid: {fc:?}"
+            );
+            tracker.delivered(&fc);
+            seen.outputs(&fp, &fc);
             fast_outputs += fp.len() + fc.len();
-            fast_taken = fast.core.fast_path_taken;
             steps_compared += 1;
             let conn_closed = fp
                 .iter()
                 .any(|o| matches!(o, Out::Method(0, Method::ConnectionClose(_))));
             if conn_closed || channel_close(&fp).is_some() {
-                for s in [&mut fast, &mut slow] {
-                    if conn_closed {
-                        let old = std::mem::replace(&mut s.publisher, s.core.connect());
-                        s.core.disconnect(old);
-                    } else {
-                        let close_ok = Method::ChannelCloseOk(Default::default());
-                        assert!(s.core.call(&mut s.publisher, 1, close_ok).is_empty());
-                    }
-                    s.core.open_channel(&mut s.publisher, 1);
-                    if confirm {
-                        let select = Method::ConfirmSelect(Default::default());
-                        assert_eq!(s.core.call(&mut s.publisher, 1, select).len(), 1);
-                    }
-                }
+                reopen_publisher(&mut fast, conn_closed, confirm);
+                reopen_publisher(&mut slow, conn_closed, confirm);
             }
         }
+        fast_taken += fast.core.fast_path_taken;
+        assert_eq!(slow.core.fast_path_taken, 0);
+        // Deduplication is on in this run: the same key twice adds at most
+        // one message, on both sides.
+        for s in [&mut fast, &mut slow] {
+            let before = s.core.queue_depth("qd").unwrap_or(0);
+            let p = dedup_key("again");
+            let w = Wire::new()
+                .publish(1, "", "qd", &p, b"d1")
+                .publish(1, "", "qd", &p, b"d2");
+            s.core.input(&s.publisher, w);
+            let _ = s.publisher.recv();
+            assert_eq!(s.core.queue_depth("qd"), Some(before + 1), "seed {seed}");
+        }
     }
-    // Anti-vacuity: the traffic produced real output to compare.
-    assert_eq!(steps_compared, 40 * 60);
-    assert!(fast_outputs > 2000, "only {fast_outputs} frames compared");
+    // Anti-vacuity: the traffic produced real output to compare, the fast
+    // path ran, and every feature was exercised.
+    assert_eq!(steps_compared, SEEDS as usize * STEPS);
+    assert!(fast_outputs > 4000, "only {fast_outputs} frames compared");
     assert!(
-        fast_taken > 20,
+        fast_taken > 200,
         "the fast path took only {fast_taken} publishes"
     );
+    eprintln!("compared {fast_outputs} frames, fast path {fast_taken}: {seen:?}");
+    seen.assert_covered();
 }

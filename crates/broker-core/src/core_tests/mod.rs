@@ -8,6 +8,7 @@ mod delayed;
 mod delivery;
 mod edge;
 mod fast_path;
+mod fast_path_traffic;
 mod priority;
 mod quorum;
 mod routing;
