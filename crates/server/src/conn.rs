@@ -34,7 +34,8 @@ enum ReadEnd {
     /// We sent connection.close: wait for close-ok, then close.
     Closing,
     /// The client closed and we answered close-ok: like RabbitMQ, leave
-    /// closing the socket to the client (lapin treats an early EOF as an error).
+    /// closing the socket to the client (lapin treats an early EOF as an
+    /// error), then close ours with a reset (`ConnIo::abort_on_close`).
     ClientClosed,
 }
 
@@ -112,6 +113,10 @@ pub(crate) async fn run(
         }
         ReadEnd::ClientClosed => {
             let _ = tokio::time::timeout(wait, Box::pin(drain_until_eof(&mut rd, &mut buf))).await;
+            // The client has its close-ok (and has usually closed its end
+            // by now): like RabbitMQ, reset rather than FIN, so neither
+            // side keeps the connection in TIME_WAIT.
+            io.abort_on_close.store(true, Ordering::Release);
         }
         ReadEnd::Gone => {}
     }
@@ -443,7 +448,15 @@ async fn write_loop(
             shared.after_batch(&mut core);
         }
     }
-    let _ = wr.shutdown().await;
+    if io.abort_on_close.load(Ordering::Acquire) {
+        // Everything queued is written. With a zero linger the socket's
+        // close (when the read half goes too) sends RST; `forget` keeps the
+        // write half's drop from sending a FIN first.
+        let _ = wr.as_ref().set_zero_linger();
+        wr.forget();
+    } else {
+        let _ = wr.shutdown().await;
+    }
 }
 
 fn io_pending(io: &ConnIo) -> usize {

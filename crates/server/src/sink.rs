@@ -39,6 +39,10 @@ pub(crate) struct ConnIo {
     pub notify: Notify,
     /// The reader is done: the writer flushes what is left and stops.
     pub closed: AtomicBool,
+    /// Close the socket abortively (RST, no FIN) once flushed: set after
+    /// the client's connection.close handshake, as RabbitMQ does (its
+    /// default `{linger, {true, 0}}` listen option).
+    pub abort_on_close: AtomicBool,
 }
 
 impl ConnIo {
@@ -54,6 +58,7 @@ impl ConnIo {
             pending: AtomicUsize::new(0),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            abort_on_close: AtomicBool::new(false),
         }
     }
 
