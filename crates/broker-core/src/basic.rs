@@ -91,7 +91,7 @@ impl Broker {
     /// and body frames complete in it). `NotTaken`, having done nothing,
     /// when the channel is not in a state for the fast path; the caller
     /// then takes the general frame-by-frame path.
-    pub fn publish_from_wire(
+    pub(crate) fn publish_wire(
         &mut self,
         conn: ConnId,
         w: &amqp_codec::WirePublish<'_>,

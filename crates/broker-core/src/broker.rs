@@ -239,26 +239,8 @@ impl Broker {
         }
     }
 
-    pub fn config(&self) -> &CoreConfig {
-        &self.config
-    }
-
-    pub fn vhost_exists(&self, name: &str) -> bool {
-        self.vhosts.contains_key(name)
-    }
-
-    /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
-    pub fn authenticate(
-        &self,
-        mechanism: &str,
-        response: &[u8],
-        from_loopback: bool,
-    ) -> Result<String, AmqpError> {
-        self.users.authenticate(mechanism, response, from_loopback)
-    }
-
     /// Registers a connection that finished its handshake.
-    pub fn open_connection(&mut self, info: ConnInfo) -> ConnId {
+    pub(crate) fn register_connection(&mut self, info: ConnInfo) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         let mut out = BytesMut::new();
@@ -286,15 +268,9 @@ impl Broker {
         id
     }
 
-    /// True once the core has sent connection.close on this connection.
-    pub fn is_closing(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_none_or(|c| c.closing)
-    }
-
     /// Forgets a connection: requeues its unacked messages, removes its
     /// consumers and deletes its exclusive queues.
-    pub fn remove_connection(&mut self, conn: ConnId) {
-        self.run_pending_dispatch();
+    pub(crate) fn forget_connection(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -318,8 +294,7 @@ impl Broker {
     /// (deliveries, ready confirms) goes out first, then close-ok as the
     /// last frame (nothing is delivered to a closing connection), then the
     /// connection is forgotten.
-    pub fn client_closed(&mut self, conn: ConnId) {
-        self.run_pending_dispatch();
+    pub(crate) fn close_by_client(&mut self, conn: ConnId) {
         self.emit_ready_confirms();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -330,12 +305,11 @@ impl Broker {
             self.cleanup_channel(conn, ch);
         }
         self.send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
-        self.remove_connection(conn);
+        self.forget_connection(conn);
     }
 
     /// Sends connection.close with `err` and stops processing this connection.
-    pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
-        self.run_pending_dispatch();
+    pub(crate) fn close_connection(&mut self, conn: ConnId, err: AmqpError) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -364,10 +338,7 @@ impl Broker {
     }
 
     /// Handles one frame on a channel other than 0.
-    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame) {
-        if !is_publish_part(&frame) {
-            self.run_pending_dispatch();
-        }
+    pub(crate) fn frame(&mut self, conn: ConnId, frame: Frame) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -409,8 +380,6 @@ impl Broker {
 
     /// Delivers from every queue that received messages since the last run.
     pub(crate) fn run_pending_dispatch(&mut self) {
-        // Whatever runs next may change what a cached publish relied on.
-        self.publish_cache.clear();
         while !self.pending_dispatch.is_empty() {
             let mut pending = std::mem::take(&mut self.pending_dispatch);
             for (v, q) in &pending {
@@ -633,9 +602,10 @@ impl Broker {
 
     /// Sends a channel or connection exception.
     pub(crate) fn raise(&mut self, conn: ConnId, ch_id: u16, err: AmqpError) {
-        self.publish_cache.clear();
+        // An error ends a run of publishes (see `entry.rs`).
+        self.end_run();
         if err.is_connection_error() || ch_id == 0 {
-            self.close_connection_with(conn, err);
+            self.close_connection(conn, err);
             return;
         }
         tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
@@ -681,7 +651,7 @@ impl Broker {
     }
 
     /// Lets the server write channel-0 frames into a connection's output.
-    pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
+    pub(crate) fn write_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
         if let Some(c) = self.conns.get_mut(&conn) {
             f(&mut c.out);
             self.dirty.push(conn);
@@ -698,8 +668,7 @@ impl Broker {
 
     /// Passes all produced output to the connections' sinks. The server
     /// calls this after every batch, before releasing the lock.
-    pub fn flush(&mut self) {
-        self.run_pending_dispatch();
+    pub(crate) fn flush_output(&mut self) {
         self.emit_ready_confirms();
         let send = |c: &mut Conn| {
             if !c.out.is_empty() {
@@ -721,8 +690,7 @@ impl Broker {
 
     /// The store has everything up to `seq` on disk: release confirms and
     /// commit-oks waiting for it.
-    pub fn on_synced(&mut self, seq: Seq) {
-        self.run_pending_dispatch();
+    pub(crate) fn synced(&mut self, seq: Seq) {
         if seq <= self.synced_seq {
             return;
         }
@@ -756,15 +724,8 @@ impl Broker {
         }
     }
 
-    /// Store seq the core is waiting to see durable, if any.
-    pub fn sync_wanted(&self) -> Option<Seq> {
-        let last = self.persist.last_seq();
-        (last > self.synced_seq).then_some(last)
-    }
-
     /// The store failed: nack everything waiting for it.
-    pub fn on_store_failed(&mut self) {
-        self.run_pending_dispatch();
+    pub(crate) fn store_failed(&mut self) {
         let waiting: Vec<(ConnId, u16)> = self.waiting_sync.drain().collect();
         for (conn, ch_id) in waiting {
             let Some(c) = self.conns.get_mut(&conn) else {
@@ -788,14 +749,13 @@ impl Broker {
             if ch.commit_wait.take().is_some() {
                 let err =
                     AmqpError::internal("store failed; transaction not durable").during(90, 20);
-                self.close_connection_with(conn, err);
+                self.close_connection(conn, err);
             }
         }
     }
 
     /// The writer for `conn` drained its backlog: resume held deliveries.
-    pub fn on_writable(&mut self, conn: ConnId) {
-        self.run_pending_dispatch();
+    pub(crate) fn writable(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -817,8 +777,7 @@ impl Broker {
     /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
     /// clients that asked for it get connection.blocked / unblocked, and the
     /// server stops reading from connections that publish while it is raised.
-    pub fn set_alarm(&mut self, reason: Option<String>) {
-        self.run_pending_dispatch();
+    pub(crate) fn alarm_changed(&mut self, reason: Option<String>) {
         if self.alarm == reason {
             return;
         }
@@ -840,24 +799,6 @@ impl Broker {
         }
         self.flush_all = true;
         self.alarm = reason;
-    }
-
-    /// True while an alarm is raised and `conn` is a publisher: the server
-    /// then stops reading its socket (as RabbitMQ blocks publishers).
-    pub fn should_pause_reading(&self, conn: ConnId) -> bool {
-        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.has_published)
-    }
-
-    /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.
-    pub fn close_all(&mut self, text: &str) {
-        self.run_pending_dispatch();
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            self.close_connection_with(
-                id,
-                AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, text),
-            );
-        }
     }
 
     /// Next pseudo-random u64 (xorshift*), for generated names.
@@ -889,7 +830,7 @@ fn publish_ref<'a>(
 
 /// A content header or body frame, or a basic.publish method frame: the
 /// frames of a publish, which may leave dispatch pending.
-fn is_publish_part(f: &Frame) -> bool {
+pub(crate) fn is_publish_part(f: &Frame) -> bool {
     match f.kind {
         FRAME_HEADER | FRAME_BODY => true,
         FRAME_METHOD => f.payload.get(..4) == Some(&[0, 60, 0, 40]),

@@ -192,30 +192,4 @@ impl Broker {
                 .delete_queue(vname, &hidden_queue_name(exchange));
         }
     }
-
-    /// Pending delayed messages of an exchange (None: not a delayed one).
-    pub fn delayed_pending(&self, vname: &str, exchange: &str) -> Option<usize> {
-        self.vhosts
-            .get(vname)
-            .and_then(|v| v.delayed.get(exchange))
-            .map(DelayedStore::len)
-    }
-
-    /// Wall-clock time (ms since the epoch) of the earliest pending delayed
-    /// message, so the server can wake up for it rather than wait a tick.
-    pub fn next_delayed_due_ms(&self) -> Option<u64> {
-        self.vhosts
-            .values()
-            .flat_map(|v| v.delayed.values())
-            .filter_map(DelayedStore::next_due_ms)
-            .min()
-    }
-
-    /// Routes the delayed messages due now (between ticks, when the server
-    /// wakes for `next_delayed_due_ms`).
-    pub fn fire_due_delayed(&mut self) {
-        self.run_pending_dispatch();
-        self.fire_delayed(wall_ms());
-        self.run_pending_dispatch();
-    }
 }

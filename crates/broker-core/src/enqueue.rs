@@ -329,8 +329,7 @@ impl Broker {
     /// expires messages at the head of queues, deletes queues whose
     /// `x-expires` has passed, and closes channels whose deliveries exceeded
     /// their acknowledgement timeout.
-    pub fn tick(&mut self) {
-        self.run_pending_dispatch();
+    pub(crate) fn housekeeping(&mut self) {
         let now = now_ms();
         let mut expired: Vec<(String, ShortStr, QueuedMessage)> = Vec::new();
         let mut idle: Vec<(String, ShortStr)> = Vec::new();
@@ -365,7 +364,6 @@ impl Broker {
         }
         self.check_consumer_timeouts(now);
         self.fire_delayed(crate::delayed::wall_ms());
-        self.run_pending_dispatch();
         self.arena.maintain();
     }
 }

@@ -22,6 +22,7 @@ pub mod delayed;
 mod delayed_exchange;
 mod delivery;
 mod enqueue;
+mod entry;
 pub mod error;
 pub mod exchange;
 pub mod headers;

@@ -10,7 +10,7 @@ use crate::delayed::DelayedStore;
 use crate::exchange::{Destination, Exchange};
 use crate::manage::decode_table;
 use crate::message::{now_ms, QueuedMessage};
-use crate::persist::{MessageId, MessageRecord, Persistence, RecoveredDefs, RestoreSink};
+use crate::persist::{MessageId, MessageRecord, RecoveredDefs, RestoreSink};
 use crate::queue::Queue;
 use crate::vhost::Vhost;
 
@@ -46,20 +46,15 @@ pub struct Restorer<'b> {
     stats: RestoreStats,
 }
 
-impl Broker {
-    /// Starts a restore; call before serving, then `Restorer::finish`.
-    pub fn restorer(&mut self) -> Restorer<'_> {
+impl<'b> Restorer<'b> {
+    /// A restore into `broker` (see [`Broker::restorer`]).
+    pub(crate) fn new(broker: &'b mut Broker) -> Restorer<'b> {
         Restorer {
-            broker: self,
+            broker,
             slots: Vec::new(),
             now_ms: now_ms(),
             stats: RestoreStats::default(),
         }
-    }
-
-    /// Installs the store once recovery has finished with it.
-    pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
-        self.persist = persist;
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod consumers;
 mod delivery;
+mod entry_guard;
 mod fast_path;
 mod routing;
 mod settle;
