@@ -8,13 +8,14 @@ use bytes::{BufMut, BytesMut};
 use rustc_hash::FxHashMap;
 
 use crate::arena::MessageView;
-use crate::broker::{Broker, Conn, Unacked};
+use crate::broker::Broker;
 use crate::consumer_timeout::{timeout_for, watch};
 use crate::consumers::{has_credit, pick_consumer};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::queue::Queue;
 use crate::quorum::write_view_counted;
+use crate::session::{Conn, Unacked};
 use crate::ConnId;
 
 /// The content-carrying method to write in front of a message.

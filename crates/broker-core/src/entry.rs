@@ -41,12 +41,14 @@
 use amqp_codec::Frame;
 use bytes::BytesMut;
 
-use crate::broker::{is_publish_part, Broker, ConnInfo};
+use crate::assembly::is_publish_part;
+use crate::broker::Broker;
 use crate::config::CoreConfig;
 use crate::delayed::DelayedStore;
 use crate::error::AmqpError;
 use crate::persist::{Persistence, Seq};
 use crate::recover::Restorer;
+use crate::session::ConnInfo;
 use crate::{ConnId, WireOutcome};
 
 /// What an entry into the core does to the current run of publishes.

@@ -8,10 +8,10 @@ use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
 use crate::delayed::DelayedStore;
 use crate::exchange::{Destination, Exchange};
-use crate::manage::decode_table;
 use crate::message::{now_ms, QueuedMessage};
 use crate::persist::{MessageId, MessageRecord, RecoveredDefs, RestoreSink};
 use crate::queue::Queue;
+use crate::tables::decode_table;
 use crate::vhost::Vhost;
 
 /// What a restore brought back.

@@ -2,8 +2,9 @@
 
 use amqp_codec::{reply, Method};
 
-use crate::broker::{Assembly, Broker};
-use crate::error::AmqpError;
+use crate::assembly::Assembly;
+use crate::broker::Broker;
+use crate::error::{not_transactional, AmqpError};
 use crate::quorum::ReturnCause;
 use crate::ConnId;
 
@@ -96,9 +97,7 @@ impl Broker {
             Method::TxRollback(_) => {
                 let c = self.channel_mut(conn, ch)?;
                 match c.tx.as_mut() {
-                    None => Err(AmqpError::precondition_failed(
-                        "channel is not transactional",
-                    )),
+                    None => Err(not_transactional()),
                     Some(tx) => {
                         *tx = Default::default();
                         self.send(conn, ch, &Method::TxRollbackOk(Default::default()));
