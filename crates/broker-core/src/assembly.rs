@@ -36,13 +36,13 @@ pub(crate) enum Assembly {
 impl Broker {
     /// Handles one frame on a channel other than 0.
     pub(crate) fn frame(&mut self, conn: ConnId, frame: Frame) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.sessions.conns.get(&conn) else {
             return;
         };
         if c.closing {
             return;
         }
-        self.mark_dirty(conn);
+        self.sessions.mark_dirty(conn);
         let ch = frame.channel;
         if let Err(err) = self.handle_frame_inner(conn, frame) {
             self.raise(conn, ch, err);
@@ -61,7 +61,7 @@ impl Broker {
                 })?;
                 self.handle_method_frame(conn, ch_id, method)
             }
-            FRAME_HEADER | FRAME_BODY if self.channel_is_closing(conn, ch_id) => {
+            FRAME_HEADER | FRAME_BODY if self.sessions.channel_is_closing(conn, ch_id) => {
                 // Waiting for close-ok: content is discarded like methods.
                 Ok(())
             }
@@ -81,7 +81,11 @@ impl Broker {
         method: Method,
     ) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
-        let c = self.conns.get_mut(&conn).ok_or_else(no_connection)?;
+        let c = self
+            .sessions
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(no_connection)?;
         let channel_max = c.info.channel_max;
         let Some(ch) = c.channels.get_mut(&ch_id) else {
             // RabbitMQ limits how many are open at once, not numbers, and
@@ -155,7 +159,7 @@ impl Broker {
         payload: Bytes,
     ) -> Result<(), AmqpError> {
         let max = self.config.message_size_max_bytes;
-        let ch = self.channel_mut(conn, ch_id)?;
+        let ch = self.sessions.channel_mut(conn, ch_id)?;
         let publish = match std::mem::replace(&mut ch.assembly, Assembly::Idle) {
             Assembly::Header(p) => p,
             other => {
@@ -202,7 +206,7 @@ impl Broker {
         ch_id: u16,
         payload: Bytes,
     ) -> Result<(), AmqpError> {
-        let ch = self.channel_mut(conn, ch_id)?;
+        let ch = self.sessions.channel_mut(conn, ch_id)?;
         let (header, parts, received) =
             match &mut ch.assembly {
                 Assembly::Body {
@@ -251,14 +255,6 @@ impl Broker {
             b.freeze()
         };
         self.publish(conn, ch_id, &publish_ref(&publish, &header, &body))
-    }
-
-    /// True if the core closed channel `ch_id` and awaits its close-ok.
-    fn channel_is_closing(&self, conn: ConnId, ch_id: u16) -> bool {
-        self.conns
-            .get(&conn)
-            .and_then(|c| c.channels.get(&ch_id))
-            .is_some_and(|ch| ch.closing)
     }
 }
 

@@ -44,7 +44,6 @@ use bytes::BytesMut;
 use crate::assembly::is_publish_part;
 use crate::broker::Broker;
 use crate::config::CoreConfig;
-use crate::delayed::DelayedStore;
 use crate::error::AmqpError;
 use crate::persist::{Persistence, Seq};
 use crate::recover::Restorer;
@@ -74,7 +73,7 @@ impl Broker {
     /// Ends a run of publishes: delivers what it left pending and forgets
     /// the cached publish. Called by [`Broker::enter`] and by `raise`.
     pub(crate) fn end_run(&mut self) {
-        self.publish_cache.clear();
+        self.batch.publish_cache.clear();
         self.run_pending_dispatch();
     }
 
@@ -113,7 +112,7 @@ impl Broker {
     /// Lets the server write channel-0 frames into a connection's output.
     pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
         self.enter(Entry::Other);
-        self.write_raw(conn, f);
+        self.sessions.write_raw(conn, f);
     }
 
     /// The client sent connection.close: what its earlier frames produced
@@ -141,7 +140,7 @@ impl Broker {
     /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.
     pub fn close_all(&mut self, text: &str) {
         self.enter(Entry::Other);
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.sessions.conns.keys().copied().collect();
         for id in ids {
             self.close_connection(
                 id,
@@ -209,7 +208,7 @@ impl Broker {
     /// Installs the store once recovery has finished with it.
     pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
         self.enter(Entry::Other);
-        self.persist = persist;
+        self.durability.persist = persist;
     }
 
     // ----- queries -----
@@ -219,7 +218,7 @@ impl Broker {
     }
 
     pub fn vhost_exists(&self, name: &str) -> bool {
-        self.vhosts.contains_key(name)
+        self.topology.vhosts.contains_key(name)
     }
 
     /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
@@ -234,36 +233,28 @@ impl Broker {
 
     /// True once the core has sent connection.close on this connection.
     pub fn is_closing(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_none_or(|c| c.closing)
+        self.sessions.is_closing(conn)
     }
 
     /// True while an alarm is raised and `conn` is a publisher: the server
     /// then stops reading its socket (as RabbitMQ blocks publishers).
     pub fn should_pause_reading(&self, conn: ConnId) -> bool {
-        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.has_published)
+        self.sessions.should_pause_reading(conn)
     }
 
     /// Store seq the core is waiting to see durable, if any.
     pub fn sync_wanted(&self) -> Option<Seq> {
-        let last = self.persist.last_seq();
-        (last > self.synced_seq).then_some(last)
+        self.durability.sync_wanted()
     }
 
     /// Pending delayed messages of an exchange (None: not a delayed one).
     pub fn delayed_pending(&self, vname: &str, exchange: &str) -> Option<usize> {
-        self.vhosts
-            .get(vname)
-            .and_then(|v| v.delayed.get(exchange))
-            .map(DelayedStore::len)
+        self.topology.delayed_pending(vname, exchange)
     }
 
     /// Wall-clock time (ms since the epoch) of the earliest pending delayed
     /// message, so the server can wake up for it rather than wait a tick.
     pub fn next_delayed_due_ms(&self) -> Option<u64> {
-        self.vhosts
-            .values()
-            .flat_map(|v| v.delayed.values())
-            .filter_map(DelayedStore::next_due_ms)
-            .min()
+        self.topology.next_delayed_due_ms()
     }
 }

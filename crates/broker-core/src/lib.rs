@@ -10,6 +10,7 @@
 pub mod arena;
 mod assembly;
 mod auth;
+mod batch;
 mod bindings;
 mod broker;
 mod channel_table;
@@ -20,6 +21,7 @@ pub mod dedup;
 pub mod delayed;
 mod delayed_exchange;
 mod delivery;
+mod durability;
 mod enqueue;
 mod entry;
 pub mod error;
@@ -39,7 +41,9 @@ mod reply_to;
 mod route;
 mod session;
 mod tables;
+mod tick;
 pub mod topic;
+mod topology;
 mod vhost;
 
 #[cfg(test)]

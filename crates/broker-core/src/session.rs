@@ -4,13 +4,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use amqp_codec::ShortStr;
+use amqp_codec::{encode_method_frame, Method, ShortStr};
 use bytes::{Bytes, BytesMut};
 use rustc_hash::FxHashMap;
 
 use crate::assembly::Assembly;
+use crate::error::{no_connection, AmqpError};
 use crate::message::QueuedMessage;
 use crate::persist::Seq;
+use crate::ConnId;
 
 /// Where the core's output for one connection goes (the server's writer).
 pub trait ConnSink: Send + Sync {
@@ -151,6 +153,119 @@ impl Channel {
             last_queue: None,
             reply_consumer: None,
             timeout_watched: false,
+        }
+    }
+}
+
+/// The sessions part: every connection (with its channels, consumers'
+/// credit and unacked deliveries) and what must be flushed.
+pub(crate) struct Sessions {
+    /// Open connections. Boxed so the table (which grows by doubling)
+    /// stays small per connection.
+    pub conns: FxHashMap<ConnId, Box<Conn>>,
+    /// Id of the next connection.
+    pub next_conn: ConnId,
+    /// Connections that may have output to flush (duplicates allowed), so a
+    /// flush costs O(active connections), not O(all connections).
+    pub dirty: Vec<ConnId>,
+    /// Flush every connection at the next flush (rare events; safety net).
+    pub flush_all: bool,
+    /// Channels that got unacked deliveries under a consumer timeout: the
+    /// only ones the tick checks (see `consumer_timeout.rs`).
+    pub timeout_watch: Vec<(ConnId, u16)>,
+    /// Why publishing is blocked (low disk, failed store), if it is.
+    pub alarm: Option<String>,
+}
+
+impl Sessions {
+    /// No connections.
+    pub fn new() -> Sessions {
+        Sessions {
+            conns: FxHashMap::default(),
+            next_conn: 1,
+            dirty: Vec::new(),
+            flush_all: false,
+            timeout_watch: Vec::new(),
+            alarm: None,
+        }
+    }
+
+    /// Notes that `conn` may have output to flush.
+    #[inline]
+    pub fn mark_dirty(&mut self, conn: ConnId) {
+        if self.dirty.last() != Some(&conn) {
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Open channel `ch_id` of `conn`, or the 504 for a channel not open.
+    pub fn channel_mut(&mut self, conn: ConnId, ch_id: u16) -> Result<&mut Channel, AmqpError> {
+        self.conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch_id))
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
+    }
+
+    /// True if the core closed channel `ch_id` and awaits its close-ok.
+    pub fn channel_is_closing(&self, conn: ConnId, ch_id: u16) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.channels.get(&ch_id))
+            .is_some_and(|ch| ch.closing)
+    }
+
+    /// True once the core has sent connection.close on `conn` (or forgot it).
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.closing)
+    }
+
+    /// The vhost `conn` is connected to.
+    pub fn vhost_of(&self, conn: ConnId) -> Result<Arc<str>, AmqpError> {
+        self.conns
+            .get(&conn)
+            .map(|c| c.info.vhost.clone())
+            .ok_or_else(no_connection)
+    }
+
+    /// True while an alarm is raised and `conn` is a publisher.
+    pub fn should_pause_reading(&self, conn: ConnId) -> bool {
+        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.has_published)
+    }
+
+    /// Appends a method frame to a connection's output.
+    pub fn send(&mut self, conn: ConnId, ch_id: u16, method: &Method) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            encode_method_frame(&mut c.out, ch_id, method);
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Lets the caller write frames into a connection's output.
+    pub fn write_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            f(&mut c.out);
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Passes the output of every dirty connection (or of all, after a
+    /// broadcast) to its sink.
+    pub fn flush(&mut self) {
+        let send = |c: &mut Conn| {
+            if !c.out.is_empty() {
+                let bytes = c.out.split().freeze();
+                c.info.sink.send(bytes);
+            }
+        };
+        if std::mem::take(&mut self.flush_all) {
+            self.conns.values_mut().for_each(|c| send(c));
+            self.dirty.clear();
+            return;
+        }
+        for id in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                send(c);
+            }
         }
     }
 }

@@ -21,11 +21,11 @@ impl Broker {
         arguments: FieldTable,
         bind: bool,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         if source.is_empty() || matches!(&dest, Destination::Exchange(e) if e.is_empty()) {
             return Err(default_exchange_refused());
         }
-        let v = self.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
+        let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let dest_found = match &dest {
             Destination::Queue(q) => v.queues.get(q).map(|queue| (queue.durable, Some(queue))),
             Destination::Exchange(e) => v.exchanges.get(e).map(|x| (x.durable, None)),
@@ -64,7 +64,11 @@ impl Broker {
             routing_key: routing_key.to_string(),
             arguments: encoded(&arguments),
         };
-        let v = self.vhosts.get_mut(&*vname).ok_or_else(vhost_gone)?;
+        let v = self
+            .topology
+            .vhosts
+            .get_mut(&*vname)
+            .ok_or_else(vhost_gone)?;
         if !v.exchanges.contains_key(source) {
             return Err(no_exchange(source, &vname));
         }
@@ -82,14 +86,16 @@ impl Broker {
                 )
                 .map_err(AmqpError::precondition_failed)?;
             if added && durable {
-                self.persist
+                self.durability
+                    .persist
                     .put_binding(&def)
                     .map_err(AmqpError::internal)?;
             }
         } else {
             let removed = v.unbind(source, &dest, &routing_key, &arguments);
             if removed && durable {
-                self.persist
+                self.durability
+                    .persist
                     .delete_binding(&def)
                     .map_err(AmqpError::internal)?;
             }
@@ -113,7 +119,8 @@ impl Broker {
             true,
         )?;
         if !m.no_wait {
-            self.send(conn, ch, &Method::ExchangeBindOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::ExchangeBindOk(Default::default()));
         }
         Ok(())
     }
@@ -133,7 +140,8 @@ impl Broker {
             false,
         )?;
         if !m.no_wait {
-            self.send(conn, ch, &Method::ExchangeUnbindOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::ExchangeUnbindOk(Default::default()));
         }
         Ok(())
     }
@@ -154,7 +162,8 @@ impl Broker {
             true,
         )?;
         if !m.no_wait {
-            self.send(conn, ch, &Method::QueueBindOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::QueueBindOk(Default::default()));
         }
         Ok(())
     }
@@ -174,7 +183,8 @@ impl Broker {
             m.arguments,
             false,
         )?;
-        self.send(conn, ch, &Method::QueueUnbindOk(Default::default()));
+        self.sessions
+            .send(conn, ch, &Method::QueueUnbindOk(Default::default()));
         Ok(())
     }
 }

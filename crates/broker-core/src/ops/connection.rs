@@ -13,10 +13,10 @@ use crate::ConnId;
 impl Broker {
     /// Registers a connection that finished its handshake.
     pub(crate) fn register_connection(&mut self, info: ConnInfo) -> ConnId {
-        let id = self.next_conn;
-        self.next_conn += 1;
+        let id = self.sessions.next_conn;
+        self.sessions.next_conn += 1;
         let mut out = BytesMut::new();
-        if let (Some(reason), true) = (&self.alarm, info.connection_blocked) {
+        if let (Some(reason), true) = (&self.sessions.alarm, info.connection_blocked) {
             encode_method_frame(
                 &mut out,
                 0,
@@ -25,7 +25,7 @@ impl Broker {
                 }),
             );
         }
-        self.conns.insert(
+        self.sessions.conns.insert(
             id,
             Box::new(Conn {
                 has_published: false,
@@ -43,14 +43,14 @@ impl Broker {
     /// Forgets a connection: requeues its unacked messages, removes its
     /// consumers and deletes its exclusive queues.
     pub(crate) fn forget_connection(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.sessions.conns.get(&conn) else {
             return;
         };
         let channels: Vec<u16> = c.channels.keys().collect();
         for ch in channels {
             self.cleanup_channel(conn, ch);
         }
-        if let Some(mut c) = self.conns.remove(&conn) {
+        if let Some(mut c) = self.sessions.conns.remove(&conn) {
             if !c.out.is_empty() {
                 c.info.sink.send(c.out.split().freeze());
             }
@@ -59,7 +59,7 @@ impl Broker {
                 self.delete_queue_internal(&vhost, &q);
             }
         }
-        self.waiting_sync.retain(|(c, _)| *c != conn);
+        self.durability.forget_connection(conn);
     }
 
     /// The client sent connection.close: what its earlier frames produced
@@ -68,7 +68,7 @@ impl Broker {
     /// connection is forgotten.
     pub(crate) fn close_by_client(&mut self, conn: ConnId) {
         self.emit_ready_confirms();
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         c.closing = true;
@@ -76,20 +76,21 @@ impl Broker {
         for ch in channels {
             self.cleanup_channel(conn, ch);
         }
-        self.send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
+        self.sessions
+            .send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
         self.forget_connection(conn);
     }
 
     /// Sends connection.close with `err` and stops processing this connection.
     pub(crate) fn close_connection(&mut self, conn: ConnId, err: AmqpError) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         if c.closing {
             return;
         }
         c.closing = true;
-        self.dirty.push(conn);
+        self.sessions.dirty.push(conn);
         tracing::info!(conn, code = err.code, text = %err.text, "closing connection");
         encode_method_frame(
             &mut c.out,
@@ -120,8 +121,8 @@ impl Broker {
         tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
         self.cleanup_channel(conn, ch_id);
         // Raised from any entry point (frames, ticks): the close must go out.
-        self.mark_dirty(conn);
-        let Some(c) = self.conns.get_mut(&conn) else {
+        self.sessions.mark_dirty(conn);
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         let Some(ch) = c.channels.get_mut(&ch_id) else {
@@ -140,17 +141,9 @@ impl Broker {
         );
     }
 
-    /// Lets the server write channel-0 frames into a connection's output.
-    pub(crate) fn write_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            f(&mut c.out);
-            self.dirty.push(conn);
-        }
-    }
-
     /// The writer for `conn` drained its backlog: resume held deliveries.
     pub(crate) fn writable(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         if !c.throttled {
@@ -172,14 +165,14 @@ impl Broker {
     /// clients that asked for it get connection.blocked / unblocked, and the
     /// server stops reading from connections that publish while it is raised.
     pub(crate) fn alarm_changed(&mut self, reason: Option<String>) {
-        if self.alarm == reason {
+        if self.sessions.alarm == reason {
             return;
         }
         match &reason {
             Some(r) => tracing::warn!("resource alarm: {r}; blocking publishers"),
             None => tracing::info!("resource alarm cleared; unblocking publishers"),
         }
-        for c in self.conns.values_mut() {
+        for c in self.sessions.conns.values_mut() {
             if !c.info.connection_blocked || c.closing {
                 continue;
             }
@@ -191,7 +184,7 @@ impl Broker {
             };
             encode_method_frame(&mut c.out, 0, &m);
         }
-        self.flush_all = true;
-        self.alarm = reason;
+        self.sessions.flush_all = true;
+        self.sessions.alarm = reason;
     }
 }

@@ -23,13 +23,14 @@ impl Broker {
                 m.prefetch_size
             )));
         }
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         if m.global {
             c.prefetch_channel = u32::from(m.prefetch_count);
         } else {
             c.prefetch_consumer = u32::from(m.prefetch_count);
         }
-        self.send(conn, ch, &Method::BasicQosOk(Default::default()));
+        self.sessions
+            .send(conn, ch, &Method::BasicQosOk(Default::default()));
         // A raised limit may let held messages go.
         self.dispatch_channel(conn, ch);
         Ok(())
@@ -41,7 +42,7 @@ impl Broker {
         ch: u16,
         m: BasicConsume,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
         let tag = if m.consumer_tag.is_empty() {
             let r = self.random();
@@ -53,18 +54,18 @@ impl Broker {
             return self.reply_to_consume(conn, ch, tag, m.no_ack, m.no_wait);
         }
         let max = self.config.consumers_per_channel_max;
-        let q = self.queue_ref(&vname, &qname)?;
+        let q = self.topology.queue(&vname, &qname)?;
         if q.exclusive_owner.is_some_and(|owner| owner != conn) {
             return Err(locked(&qname, &vname));
         }
         let priority = consumer_priority(&m.arguments, &qname, &vname)?;
-        if q.kind.is_quorum() && self.channel_mut(conn, ch)?.prefetch_channel != 0 {
+        if q.kind.is_quorum() && self.sessions.channel_mut(conn, ch)?.prefetch_channel != 0 {
             // RabbitMQ 3.10 quorum queues refuse a channel-wide prefetch.
             return Err(AmqpError::not_implemented(format!(
                 "queue '{qname}' in vhost '{vname}' does not support global qos"
             )));
         }
-        let q = self.queue_ref(&vname, &qname)?;
+        let q = self.topology.queue(&vname, &qname)?;
         // An exclusive consumer is refused on a single-active-consumer queue
         // even with no consumers (RabbitMQ 3.10).
         if q.exclusive_consumer
@@ -74,7 +75,7 @@ impl Broker {
                 "queue '{qname}' in vhost '{vname}' in exclusive use"
             )));
         }
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         if c.consumers.contains_key(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
@@ -96,7 +97,7 @@ impl Broker {
                 unacked: 0,
             },
         );
-        let q = self.queue_mut(&vname, &qname)?;
+        let q = self.topology.queue_mut(&vname, &qname)?;
         q.add_consumer(ConsumerRef {
             conn,
             channel: ch,
@@ -108,7 +109,7 @@ impl Broker {
         q.last_used_ms = crate::message::now_ms();
         q.exclusive_consumer = m.exclusive;
         if !m.no_wait {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }),
@@ -124,8 +125,8 @@ impl Broker {
         ch: u16,
         m: amqp_codec::BasicCancel,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
-        let c = self.channel_mut(conn, ch)?;
+        let vname = self.sessions.vhost_of(conn)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         if c.reply_consumer
             .as_ref()
             .is_some_and(|(t, _)| *t == m.consumer_tag)
@@ -134,6 +135,7 @@ impl Broker {
         }
         if let Some(k) = c.consumers.remove(&m.consumer_tag) {
             if let Some(q) = self
+                .topology
                 .vhosts
                 .get_mut(&*vname)
                 .and_then(|v| v.queues.get_mut(&k.queue))
@@ -143,7 +145,7 @@ impl Broker {
             self.maybe_auto_delete_queue(&vname, &k.queue);
         }
         if !m.no_wait {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::BasicCancelOk(amqp_codec::BasicCancelOk {
@@ -160,10 +162,11 @@ impl Broker {
         ch: u16,
         m: BasicGet,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
         // Field-level borrow: the arena is used alongside the queue below.
         let q = self
+            .topology
             .vhosts
             .get_mut(&*vname)
             .and_then(|v| v.queues.get_mut(&qname))
@@ -196,7 +199,8 @@ impl Broker {
             self.dead_letter(&vname, &qname, m, "expired");
         }
         let Some(msg) = popped else {
-            self.send(conn, ch, &Method::BasicGetEmpty(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::BasicGetEmpty(Default::default()));
             return Ok(());
         };
         let timeout_on = crate::consumer_timeout::timeout_for(
@@ -205,9 +209,13 @@ impl Broker {
         )
         .is_some();
         let Broker {
-            conns,
+            sessions:
+                crate::broker::Sessions {
+                    conns,
+                    timeout_watch,
+                    ..
+                },
             arena,
-            timeout_watch,
             ..
         } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;

@@ -32,10 +32,14 @@ impl Broker {
         ch: u16,
         m: ExchangeDeclare,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         let name = m.exchange.clone();
         let kind_str = m.kind.as_str();
-        let v = self.vhosts.get_mut(&*vname).ok_or_else(vhost_gone)?;
+        let v = self
+            .topology
+            .vhosts
+            .get_mut(&*vname)
+            .ok_or_else(vhost_gone)?;
         if name.is_empty() {
             // RabbitMQ 3.10 refuses the default exchange, passive or not.
             return Err(default_exchange_refused());
@@ -110,7 +114,8 @@ impl Broker {
                 let dedup = crate::dedup::Dedup::from_args(&m.arguments)
                     .map_err(AmqpError::precondition_failed)?;
                 if m.durable {
-                    self.persist
+                    self.durability
+                        .persist
                         .put_exchange(&ExchangeDef {
                             vhost: vname.to_string(),
                             name: name.to_string(),
@@ -140,7 +145,8 @@ impl Broker {
             }
         }
         if !m.no_wait {
-            self.send(conn, ch, &Method::ExchangeDeclareOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::ExchangeDeclareOk(Default::default()));
         }
         Ok(())
     }
@@ -151,7 +157,7 @@ impl Broker {
         ch: u16,
         m: ExchangeDelete,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -161,7 +167,11 @@ impl Broker {
                 m.exchange
             )));
         }
-        let v = self.vhosts.get_mut(&*vname).ok_or_else(vhost_gone)?;
+        let v = self
+            .topology
+            .vhosts
+            .get_mut(&*vname)
+            .ok_or_else(vhost_gone)?;
         if let Some(ex) = v.exchanges.get(&m.exchange) {
             if m.if_unused && !ex.bindings.is_empty() {
                 return Err(AmqpError::precondition_failed(format!(
@@ -172,26 +182,27 @@ impl Broker {
             self.delete_exchange_internal(&vname, &m.exchange);
         }
         if !m.no_wait {
-            self.send(conn, ch, &Method::ExchangeDeleteOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::ExchangeDeleteOk(Default::default()));
         }
         Ok(())
     }
 
     /// Deletes an exchange, its bindings, and bindings that lead to it.
     pub(crate) fn delete_exchange_internal(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get_mut(vname) else {
+        let Some(v) = self.topology.vhosts.get_mut(vname) else {
             return;
         };
         let Some(ex) = v.remove_exchange(name) else {
             return;
         };
         if ex.durable {
-            let _ = self.persist.delete_exchange(vname, name);
+            let _ = self.durability.persist.delete_exchange(vname, name);
         }
         if ex.delayed {
             self.drop_delayed(vname, name, ex.durable);
         }
-        let Some(v) = self.vhosts.get_mut(vname) else {
+        let Some(v) = self.topology.vhosts.get_mut(vname) else {
             return;
         };
         let sources = v.unbind_destination(&Destination::Exchange(name.clone()));
@@ -202,7 +213,7 @@ impl Broker {
 
     /// Auto-delete exchanges go when their last binding is removed.
     pub(crate) fn maybe_auto_delete_exchange(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get(vname) else {
+        let Some(v) = self.topology.vhosts.get(vname) else {
             return;
         };
         if let Some(ex) = v.exchanges.get(name) {

@@ -7,7 +7,6 @@ pub(crate) mod confirm_tx;
 pub(crate) mod connection;
 pub(crate) mod consume;
 pub(crate) mod exchange_methods;
-pub(crate) mod lookup;
 pub(crate) mod publish;
 pub(crate) mod queue_methods;
 pub(crate) mod settle;

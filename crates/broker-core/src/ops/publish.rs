@@ -93,7 +93,7 @@ impl Broker {
         w: &amqp_codec::WirePublish<'_>,
     ) -> WireOutcome {
         let max = self.config.message_size_max_bytes;
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.sessions.conns.get(&conn) else {
             return WireOutcome::NotTaken;
         };
         if c.closing {
@@ -109,7 +109,7 @@ impl Broker {
         if (w.body.len() as u64) > max || !matches!(ch.assembly, Assembly::Idle) {
             return WireOutcome::NotTaken;
         }
-        self.mark_dirty(conn);
+        self.sessions.mark_dirty(conn);
         let p = PublishRef {
             exchange: w.exchange,
             routing_key: w.routing_key,
@@ -121,6 +121,7 @@ impl Broker {
             expiration: w.expiration,
         };
         let result = if self
+            .batch
             .publish_cache
             .hit(conn, w.channel, w.exchange, w.routing_key)
             && !w.immediate
@@ -147,7 +148,11 @@ impl Broker {
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
         // One connection lookup for what the checks below need.
-        let Broker { conns, vhosts, .. } = self;
+        let Broker {
+            sessions: crate::broker::Sessions { conns, .. },
+            topology: crate::broker::Topology { vhosts, .. },
+            ..
+        } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
         c.has_published = true;
         let vname = c.info.vhost.clone();
@@ -189,7 +194,7 @@ impl Broker {
         };
         // The channel is looked up again only in tx or confirm mode.
         if in_tx {
-            if let Some(tx) = self.channel_mut(conn, ch)?.tx.as_mut() {
+            if let Some(tx) = self.sessions.channel_mut(conn, ch)?.tx.as_mut() {
                 tx.publishes.push(OwnedPublish {
                     exchange: ShortStr::from(p.exchange),
                     routing_key: ShortStr::from(p.routing_key),
@@ -220,7 +225,7 @@ impl Broker {
         if !confirming {
             return Ok(None);
         }
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         c.publish_seq += 1;
         Ok(Some(c.publish_seq))
     }
@@ -234,14 +239,14 @@ impl Broker {
         ch: u16,
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
-        let confirm_tag = self.next_confirm_tag(conn, ch, self.publish_cache.confirming)?;
+        let confirm_tag = self.next_confirm_tag(conn, ch, self.batch.publish_cache.confirming)?;
         // Taken out for the call and put back: enqueueing never clears
         // the cache (only errors and other frames do, after this returns).
-        let targets = std::mem::take(&mut self.publish_cache.targets);
-        let vhost = std::mem::take(&mut self.publish_cache.vhost);
+        let targets = std::mem::take(&mut self.batch.publish_cache.targets);
+        let vhost = std::mem::take(&mut self.batch.publish_cache.vhost);
         let result = self.enqueue_routed(conn, ch, &vhost, p, &targets);
-        self.publish_cache.targets = targets;
-        self.publish_cache.vhost = vhost;
+        self.batch.publish_cache.targets = targets;
+        self.batch.publish_cache.vhost = vhost;
         let (seq, rejected) = result?;
         if let Some(tag) = confirm_tag {
             self.confirm(conn, ch, tag, seq, !rejected);
@@ -273,8 +278,12 @@ impl Broker {
                 return Ok((0, false));
             }
         }
-        let v = self.vhosts.get(Name::new(vname)).ok_or_else(vhost_gone)?;
-        let mut targets = std::mem::take(&mut self.scratch_targets);
+        let v = self
+            .topology
+            .vhosts
+            .get(Name::new(vname))
+            .ok_or_else(vhost_gone)?;
+        let mut targets = std::mem::take(&mut self.batch.scratch_targets);
         targets.clear();
         let raw = p.properties;
         let mut used_headers = false;
@@ -301,12 +310,13 @@ impl Broker {
         }
         if let (Some(confirming), false) = (fill, used_headers) {
             let (ex, rk) = (p.exchange, p.routing_key);
-            self.publish_cache
+            self.batch
+                .publish_cache
                 .fill(conn, ch, ex, rk, vname, confirming, &targets);
         }
         let result = self.enqueue_routed(conn, ch, vname, p, &targets);
         targets.clear();
-        self.scratch_targets = targets;
+        self.batch.scratch_targets = targets;
         if delays.is_empty() {
             return result;
         }
@@ -329,6 +339,7 @@ impl Broker {
     /// this message's key (which it then remembers if not).
     fn exchange_drops_duplicate(&mut self, vname: &str, p: &PublishRef<'_>) -> bool {
         let Some(ex) = self
+            .topology
             .vhosts
             .get_mut(Name::new(vname))
             .and_then(|v| v.exchanges.get_mut(Name::new(p.exchange)))
@@ -361,7 +372,7 @@ impl Broker {
         };
         if targets.is_empty() {
             if p.mandatory {
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.sessions.conns.get_mut(&conn) {
                     let frame_max = c.info.frame_max;
                     let method = ContentMethod::Return {
                         reply_code: reply::NO_ROUTE,

@@ -38,7 +38,7 @@ impl Broker {
         if !name.is_empty() {
             return Ok(name);
         }
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         c.last_queue
             .clone()
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
@@ -50,7 +50,7 @@ impl Broker {
         ch: u16,
         m: QueueDeclare,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         if !m.passive && m.queue.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
@@ -69,7 +69,7 @@ impl Broker {
             self.resolve_queue_name(conn, ch, m.queue.clone())?
         };
         if m.passive && name.as_str() == crate::reply_to::REPLY_QUEUE {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk {
@@ -80,7 +80,11 @@ impl Broker {
             );
             return Ok(());
         }
-        let v = self.vhosts.get_mut(&*vname).ok_or_else(vhost_gone)?;
+        let v = self
+            .topology
+            .vhosts
+            .get_mut(&*vname)
+            .ok_or_else(vhost_gone)?;
         if let Some(q) = v.queues.get(&name) {
             match q.exclusive_owner {
                 Some(owner) if owner != conn => return Err(locked(&name, &vname)),
@@ -132,7 +136,8 @@ impl Broker {
             }
             crate::dedup::Dedup::from_args(&m.arguments).map_err(AmqpError::precondition_failed)?;
             if m.durable && !m.exclusive {
-                self.persist
+                self.durability
+                    .persist
                     .put_queue(&QueueDef {
                         vhost: vname.to_string(),
                         name: name.to_string(),
@@ -156,12 +161,16 @@ impl Broker {
             ));
             // Bind to the default exchange implicitly (routing is special-cased).
             if m.exclusive {
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.sessions.conns.get_mut(&conn) {
                     c.exclusive_queues.push(name.clone());
                 }
             }
         }
-        let v = self.vhosts.get_mut(&*vname).ok_or_else(vhost_gone)?;
+        let v = self
+            .topology
+            .vhosts
+            .get_mut(&*vname)
+            .ok_or_else(vhost_gone)?;
         let (messages, consumers) = match v.queues.get_mut(&name) {
             Some(q) => {
                 q.last_used_ms = crate::message::now_ms();
@@ -169,11 +178,11 @@ impl Broker {
             }
             None => (0, 0),
         };
-        if let Ok(c) = self.channel_mut(conn, ch) {
+        if let Ok(c) = self.sessions.channel_mut(conn, ch) {
             c.last_queue = Some(name.clone());
         }
         if !m.no_wait {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::QueueDeclareOk(amqp_codec::QueueDeclareOk {
@@ -192,12 +201,12 @@ impl Broker {
         ch: u16,
         m: QueuePurge,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
+        let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
         self.check_exclusive(conn, &vname, q)?;
-        let q = self.queue_mut(&vname, &name)?;
+        let q = self.topology.queue_mut(&vname, &name)?;
         let purged = q.purge();
         let durable = q.durable;
         for m in &purged {
@@ -205,7 +214,7 @@ impl Broker {
         }
         if !m.no_wait {
             let message_count = u32::try_from(purged.len()).unwrap_or(u32::MAX);
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::QueuePurgeOk(amqp_codec::QueuePurgeOk { message_count }),
@@ -220,9 +229,9 @@ impl Broker {
         ch: u16,
         m: QueueDelete,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
+        let vname = self.sessions.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
-        let v = self.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
+        let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let mut count = 0;
         if let Some(q) = v.queues.get(&name) {
             self.check_exclusive(conn, &vname, q)?;
@@ -240,7 +249,7 @@ impl Broker {
             self.delete_queue_internal(&vname, &name);
         }
         if !m.no_wait {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::QueueDeleteOk(amqp_codec::QueueDeleteOk {
@@ -254,7 +263,7 @@ impl Broker {
     /// Deletes a queue: cancels its consumers (telling clients that asked
     /// for consumer_cancel_notify), removes bindings to it, drops its messages.
     pub(crate) fn delete_queue_internal(&mut self, vname: &str, name: &ShortStr) {
-        let Some(v) = self.vhosts.get_mut(vname) else {
+        let Some(v) = self.topology.vhosts.get_mut(vname) else {
             return;
         };
         let Some(q) = v.queues.remove(name) else {
@@ -266,14 +275,14 @@ impl Broker {
             v.timed_queues.retain(|n| n != name);
         }
         if q.durable && q.exclusive_owner.is_none() {
-            let _ = self.persist.delete_queue(vname, name);
+            let _ = self.durability.persist.delete_queue(vname, name);
         }
         // The store forgot the queue's messages with it; drop arena references.
         for m in q.ready_messages() {
             self.arena.release(m.loc());
         }
         for c in &q.consumers {
-            let Some(conn) = self.conns.get_mut(&c.conn) else {
+            let Some(conn) = self.sessions.conns.get_mut(&c.conn) else {
                 continue;
             };
             let notify = conn.info.consumer_cancel_notify;
@@ -281,7 +290,7 @@ impl Broker {
                 chan.consumers.remove(&c.tag);
             }
             if notify && !conn.closing {
-                self.dirty.push(c.conn);
+                self.sessions.dirty.push(c.conn);
                 amqp_codec::encode_method_frame(
                     &mut conn.out,
                     c.channel,
@@ -293,7 +302,7 @@ impl Broker {
             }
         }
         if let Some(owner) = q.exclusive_owner {
-            if let Some(c) = self.conns.get_mut(&owner) {
+            if let Some(c) = self.sessions.conns.get_mut(&owner) {
                 c.exclusive_queues.retain(|n| n != name);
             }
         }
@@ -304,7 +313,12 @@ impl Broker {
 
     /// Auto-delete queues go when their last consumer does.
     pub(crate) fn maybe_auto_delete_queue(&mut self, vname: &str, name: &ShortStr) {
-        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(name)) else {
+        let Some(q) = self
+            .topology
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(name))
+        else {
             return;
         };
         if q.auto_delete && q.had_consumer && q.consumers.is_empty() {

@@ -18,7 +18,7 @@ impl Broker {
         ack: bool,
         requeue: bool,
     ) -> Result<(), AmqpError> {
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         if let Some(tx) = c.tx.as_mut() {
             // Validate now so an unknown tag fails at once, as in RabbitMQ.
             let known = (multiple && tag == 0) || c.unacked.iter().any(|u| u.tag == tag);
@@ -40,8 +40,8 @@ impl Broker {
         ack: bool,
         requeue: bool,
     ) -> Result<(), AmqpError> {
-        let vname = self.vhost_of(conn)?;
-        let c = self.channel_mut(conn, ch)?;
+        let vname = self.sessions.vhost_of(conn)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         let taken: Vec<crate::session::Unacked> = if multiple {
             if tag != 0 && !c.unacked.iter().any(|u| u.tag == tag) {
                 return Err(unknown_delivery_tag(tag));
@@ -88,7 +88,8 @@ impl Broker {
         let mut touched: Vec<ShortStr> = Vec::new();
         for u in taken {
             if let Some(k) = u.consumer.as_ref().and_then(|t| {
-                self.conns
+                self.sessions
+                    .conns
                     .get_mut(&conn)?
                     .channels
                     .get_mut(&ch)?
@@ -98,6 +99,7 @@ impl Broker {
                 k.unacked = k.unacked.saturating_sub(1);
             }
             let Some(q) = self
+                .topology
                 .vhosts
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(&u.queue))
@@ -138,12 +140,13 @@ impl Broker {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let vname = self.vhost_of(conn)?;
-        let c = self.channel_mut(conn, ch)?;
+        let vname = self.sessions.vhost_of(conn)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         let taken: Vec<_> = c.unacked.drain(..).collect();
         let touched = self.release_quiet(conn, ch, &vname, taken, false, true, false);
         if reply {
-            self.send(conn, ch, &Method::BasicRecoverOk(Default::default()));
+            self.sessions
+                .send(conn, ch, &Method::BasicRecoverOk(Default::default()));
         }
         for q in touched {
             self.dispatch(&vname, &q);
