@@ -1,6 +1,6 @@
 //! A connection's channels by number.
 
-use crate::broker::Channel;
+use crate::session::Channel;
 
 /// Channel numbers below this live in the indexed slots; higher ones
 /// (rare: RabbitMQ lets a client open channel 65535 as long as fewer than

@@ -43,17 +43,21 @@ impl Broker {
     /// Closes every watched channel whose oldest unacked delivery has waited
     /// longer than its timeout; forgets channels with nothing unacked.
     pub(crate) fn check_consumer_timeouts(&mut self, now_ms: u64) {
-        if self.timeout_watch.is_empty() {
+        if self.sessions.timeout_watch.is_empty() {
             return;
         }
         let server_ms = self.config.consumer_timeout_ms;
-        let mut list = std::mem::take(&mut self.timeout_watch);
+        let mut list = std::mem::take(&mut self.sessions.timeout_watch);
         // A channel closed and reopened under the same number can be listed
         // twice.
         list.sort_unstable();
         list.dedup();
         let mut expired: Vec<(ConnId, u16, u64)> = Vec::new();
-        let Broker { conns, vhosts, .. } = self;
+        let Broker {
+            sessions: crate::broker::Sessions { conns, .. },
+            topology: crate::broker::Topology { vhosts, .. },
+            ..
+        } = self;
         list.retain(|&(conn, ch_id)| {
             let Some(c) = conns.get_mut(&conn) else {
                 return false;
@@ -81,8 +85,8 @@ impl Broker {
             }
             true
         });
-        list.append(&mut self.timeout_watch);
-        self.timeout_watch = list;
+        list.append(&mut self.sessions.timeout_watch);
+        self.sessions.timeout_watch = list;
         for (conn, ch_id, t) in expired {
             tracing::warn!(
                 conn,

@@ -15,8 +15,8 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::broker::{ChannelConsumer, Conn};
 use crate::queue::{ConsumerRef, Queue};
+use crate::session::{ChannelConsumer, Conn};
 use crate::ConnId;
 
 /// A run of consumers of equal priority below the first (highest) group.

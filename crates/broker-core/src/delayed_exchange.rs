@@ -33,9 +33,9 @@ impl Broker {
         delay_ms: u64,
     ) -> (Seq, bool) {
         let Broker {
-            vhosts,
+            topology: crate::broker::Topology { vhosts, .. },
+            durability: crate::broker::Durability { persist, .. },
             arena,
-            persist,
             ..
         } = self;
         let Some(v) = vhosts.get_mut(Name::new(vname)) else {
@@ -95,7 +95,7 @@ impl Broker {
     /// `DELAYED_FIRE_PER_TICK_MAX`; the rest wait for the next call).
     pub(crate) fn fire_delayed(&mut self, now_wall_ms: u64) {
         let mut due: Vec<Due> = Vec::new();
-        for (vname, v) in self.vhosts.iter_mut() {
+        for (vname, v) in self.topology.vhosts.iter_mut() {
             for (ex, store) in v.delayed.iter_mut() {
                 while due.len() < DELAYED_FIRE_PER_TICK_MAX {
                     let Some(loc) = store.pop_due(now_wall_ms) else {
@@ -126,7 +126,7 @@ impl Broker {
         let (persistent, store_id) = (view.meta.persistent, view.meta.store_id);
         let mut targets = Vec::new();
         let mut delays = Vec::new();
-        if let Some(v) = self.vhosts.get(d.vhost.as_str()) {
+        if let Some(v) = self.topology.vhosts.get(d.vhost.as_str()) {
             let raw = props.clone();
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
             v.route_delayed(&d.exchange, &rk, &mut h, &mut targets, &mut delays);
@@ -147,7 +147,10 @@ impl Broker {
         }
         if store_id != 0 {
             let hidden = hidden_queue_name(&d.exchange);
-            let _ = self.persist.remove_message(&d.vhost, &hidden, store_id);
+            let _ = self
+                .durability
+                .persist
+                .remove_message(&d.vhost, &hidden, store_id);
         }
         self.arena.release(d.loc);
     }
@@ -161,7 +164,7 @@ impl Broker {
         durable: bool,
     ) -> Result<(), crate::persist::PersistError> {
         if durable {
-            self.persist.put_queue(&QueueDef {
+            self.durability.persist.put_queue(&QueueDef {
                 vhost: vname.to_string(),
                 name: hidden_queue_name(exchange),
                 auto_delete: false,
@@ -169,7 +172,7 @@ impl Broker {
                 arguments: vec![0, 0, 0, 0],
             })?;
         }
-        if let Some(v) = self.vhosts.get_mut(vname) {
+        if let Some(v) = self.topology.vhosts.get_mut(vname) {
             v.delayed.insert(exchange.clone(), DelayedStore::default());
         }
         Ok(())
@@ -179,6 +182,7 @@ impl Broker {
     /// store too.
     pub(crate) fn drop_delayed(&mut self, vname: &str, exchange: &ShortStr, durable: bool) {
         let Some(mut store) = self
+            .topology
             .vhosts
             .get_mut(vname)
             .and_then(|v| v.delayed.remove(exchange))
@@ -188,34 +192,9 @@ impl Broker {
         store.release_all(self.arena.as_mut());
         if durable {
             let _ = self
+                .durability
                 .persist
                 .delete_queue(vname, &hidden_queue_name(exchange));
         }
-    }
-
-    /// Pending delayed messages of an exchange (None: not a delayed one).
-    pub fn delayed_pending(&self, vname: &str, exchange: &str) -> Option<usize> {
-        self.vhosts
-            .get(vname)
-            .and_then(|v| v.delayed.get(exchange))
-            .map(DelayedStore::len)
-    }
-
-    /// Wall-clock time (ms since the epoch) of the earliest pending delayed
-    /// message, so the server can wake up for it rather than wait a tick.
-    pub fn next_delayed_due_ms(&self) -> Option<u64> {
-        self.vhosts
-            .values()
-            .flat_map(|v| v.delayed.values())
-            .filter_map(DelayedStore::next_due_ms)
-            .min()
-    }
-
-    /// Routes the delayed messages due now (between ticks, when the server
-    /// wakes for `next_delayed_due_ms`).
-    pub fn fire_due_delayed(&mut self) {
-        self.run_pending_dispatch();
-        self.fire_delayed(wall_ms());
-        self.run_pending_dispatch();
     }
 }

@@ -8,13 +8,14 @@ use bytes::{BufMut, BytesMut};
 use rustc_hash::FxHashMap;
 
 use crate::arena::MessageView;
-use crate::broker::{Broker, Conn, Unacked};
+use crate::broker::Broker;
 use crate::consumer_timeout::{timeout_for, watch};
 use crate::consumers::{has_credit, pick_consumer};
 use crate::enqueue::Incoming;
 use crate::message::QueuedMessage;
 use crate::queue::Queue;
 use crate::quorum::write_view_counted;
+use crate::session::{Conn, Unacked};
 use crate::ConnId;
 
 /// The content-carrying method to write in front of a message.
@@ -201,12 +202,16 @@ impl Broker {
         let write_max = self.config.write_buffer_bytes_max;
         let server_timeout_ms = self.config.consumer_timeout_ms;
         let Broker {
-            vhosts,
-            conns,
-            persist,
+            topology: crate::broker::Topology { vhosts, .. },
+            sessions:
+                crate::broker::Sessions {
+                    conns,
+                    dirty,
+                    timeout_watch,
+                    ..
+                },
+            durability: crate::broker::Durability { persist, .. },
             arena,
-            dirty,
-            timeout_watch,
             ..
         } = self;
         let Some(q) = vhosts.get_mut(vname).and_then(|v| v.queues.get_mut(qname)) else {
@@ -321,7 +326,7 @@ impl Broker {
 
     /// Re-runs delivery for every queue a channel consumes from.
     pub(crate) fn dispatch_channel(&mut self, conn: ConnId, ch: u16) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.sessions.conns.get(&conn) else {
             return;
         };
         let vhost = c.info.vhost.clone();
@@ -351,7 +356,7 @@ impl Broker {
                 .map(|v| v.meta.store_id)
                 .filter(|id| *id != 0)
             {
-                let _ = self.persist.remove_message(vname, qname, id);
+                let _ = self.durability.persist.remove_message(vname, qname, id);
             }
         }
         self.arena.release(m.loc());

@@ -1,5 +1,5 @@
-//! Putting a routed message into queues (length limits, TTL, persistence),
-//! dead-lettering, and the periodic tick that expires messages and queues.
+//! Putting a routed message into queues (length limits, TTL, persistence)
+//! and dead-lettering with `x-death`.
 
 use amqp_codec::{BasicProperties, FieldTable, FieldValue, Name, ShortStr};
 use bytes::Bytes;
@@ -51,7 +51,7 @@ impl Broker {
         let mut out = Enqueued::default();
         let size = m.body.len() as u64;
         // Indexes into `targets` of the queues that take the message.
-        let mut accepted = std::mem::take(&mut self.scratch_accepted);
+        let mut accepted = std::mem::take(&mut self.batch.scratch_accepted);
         accepted.clear();
         let mut refused_dlx: Vec<ShortStr> = Vec::new();
         // A priority queue with consumers is dispatched at once: deferring
@@ -60,11 +60,10 @@ impl Broker {
         let mut dispatch_now = false;
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
         let Broker {
-            vhosts,
+            topology: crate::broker::Topology { vhosts, .. },
+            durability: crate::broker::Durability { persist, .. },
+            sessions: crate::broker::Sessions { conns, dirty, .. },
             arena,
-            persist,
-            conns,
-            dirty,
             config,
             ..
         } = self;
@@ -199,7 +198,7 @@ impl Broker {
             }
         }
         accepted.clear();
-        self.scratch_accepted = accepted;
+        self.batch.scratch_accepted = accepted;
         out
     }
 
@@ -214,6 +213,7 @@ impl Broker {
         reason: &str,
     ) {
         let has_dlx = self
+            .topology
             .vhosts
             .get_mut(vname)
             .and_then(|v| v.queues.get_mut(queue))
@@ -232,6 +232,7 @@ impl Broker {
                 );
                 let persistent = v.meta.persistent;
                 let durable = self
+                    .topology
                     .vhosts
                     .get(vname)
                     .and_then(|v| v.queues.get(queue))
@@ -248,6 +249,7 @@ impl Broker {
             }
         }
         let durable = self
+            .topology
             .vhosts
             .get(vname)
             .and_then(|v| v.queues.get(queue))
@@ -265,14 +267,19 @@ impl Broker {
         persistent: bool,
         reason: &str,
     ) {
-        let Some(q) = self.vhosts.get(vname).and_then(|v| v.queues.get(queue)) else {
+        let Some(q) = self
+            .topology
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(queue))
+        else {
             return;
         };
         let Some(dlx) = q.limits.dead_letter_exchange.clone() else {
             return;
         };
         let dlrk = q.limits.dead_letter_routing_key.clone();
-        if self.dead_letter_depth >= DEAD_LETTER_DEPTH_MAX {
+        if self.batch.dead_letter_depth >= DEAD_LETTER_DEPTH_MAX {
             tracing::warn!(queue = %queue, "dead-letter chain too deep; dropping message");
             return;
         }
@@ -295,7 +302,7 @@ impl Broker {
         let properties = props.to_bytes();
         let mut targets = Vec::new();
         let mut delays = Vec::new();
-        if let Some(v) = self.vhosts.get(vname) {
+        if let Some(v) = self.topology.vhosts.get(vname) {
             let raw = properties.clone();
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
             v.route_delayed(&dlx, &routing_key, &mut h, &mut targets, &mut delays);
@@ -318,55 +325,11 @@ impl Broker {
             properties: &properties,
             body: m.body,
         };
-        self.dead_letter_depth += 1;
+        self.batch.dead_letter_depth += 1;
         // Dead-lettered messages are not confirmed to anyone; their store
         // record is synced with the next group commit.
         let _ = self.enqueue(vname, &targets, &next, persistent, None);
-        self.dead_letter_depth -= 1;
-    }
-
-    /// Periodic housekeeping, called by the server a few times a second:
-    /// expires messages at the head of queues, deletes queues whose
-    /// `x-expires` has passed, and closes channels whose deliveries exceeded
-    /// their acknowledgement timeout.
-    pub fn tick(&mut self) {
-        self.run_pending_dispatch();
-        let now = now_ms();
-        let mut expired: Vec<(String, ShortStr, QueuedMessage)> = Vec::new();
-        let mut idle: Vec<(String, ShortStr)> = Vec::new();
-        for (vname, v) in self.vhosts.iter_mut() {
-            // Only queues with TTLs or x-expires are on this list.
-            let mut i = 0;
-            while i < v.timed_queues.len() {
-                let name = &v.timed_queues[i];
-                let Some(q) = v.queues.get_mut(name).filter(|q| q.needs_tick()) else {
-                    if let Some(q) = v.queues.get_mut(name) {
-                        q.timed = false;
-                    }
-                    v.timed_queues.swap_remove(i);
-                    continue;
-                };
-                while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
-                    expired.push((vname.to_string(), name.clone(), m));
-                }
-                if let Some(ttl) = q.limits.expires_ms {
-                    if q.consumers.is_empty() && now.saturating_sub(q.last_used_ms) >= ttl {
-                        idle.push((vname.to_string(), name.clone()));
-                    }
-                }
-                i += 1;
-            }
-        }
-        for (v, q, m) in expired {
-            self.dead_letter(&v, &q, m, "expired");
-        }
-        for (v, q) in idle {
-            self.delete_queue_internal(&v, &q);
-        }
-        self.check_consumer_timeouts(now);
-        self.fire_delayed(crate::delayed::wall_ms());
-        self.run_pending_dispatch();
-        self.arena.maintain();
+        self.batch.dead_letter_depth -= 1;
     }
 }
 

@@ -111,3 +111,57 @@ pub fn code_name(code: u16) -> &'static str {
 }
 
 pub type Result<T, E = AmqpError> = std::result::Result<T, E>;
+
+// Exceptions several handlers raise, with RabbitMQ 3.10's texts.
+
+pub(crate) fn no_exchange(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+
+pub(crate) fn no_queue(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+
+pub(crate) fn locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+    ))
+}
+
+pub(crate) fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+pub(crate) fn inequivalent(
+    what: &str,
+    arg: &str,
+    name: &str,
+    vhost: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
+    ))
+}
+
+/// basic.ack / nack / reject of a tag the channel does not hold.
+pub(crate) fn unknown_delivery_tag(tag: u64) -> AmqpError {
+    AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))
+}
+
+/// tx.commit / tx.rollback on a channel without tx.select.
+pub(crate) fn not_transactional() -> AmqpError {
+    AmqpError::precondition_failed("channel is not transactional")
+}
+
+/// The vhost of a live connection is gone (cannot happen while vhosts are
+/// never deleted).
+pub(crate) fn vhost_gone() -> AmqpError {
+    AmqpError::internal("vhost gone")
+}
+
+/// A frame for a connection the core no longer has.
+pub(crate) fn no_connection() -> AmqpError {
+    AmqpError::internal("no connection")
+}

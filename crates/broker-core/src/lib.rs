@@ -8,11 +8,11 @@
 //! of frames read from a socket, so per-message cost is a few map lookups.
 
 pub mod arena;
+mod assembly;
 mod auth;
-mod basic;
+mod batch;
 mod bindings;
 mod broker;
-mod channel;
 mod channel_table;
 pub mod config;
 mod consumer_timeout;
@@ -21,12 +21,14 @@ pub mod dedup;
 pub mod delayed;
 mod delayed_exchange;
 mod delivery;
+mod durability;
 mod enqueue;
+mod entry;
 pub mod error;
 pub mod exchange;
 pub mod headers;
-mod manage;
 pub mod message;
+mod ops;
 pub mod persist;
 mod publish_cache;
 pub mod queue;
@@ -37,7 +39,11 @@ pub mod ready;
 mod recover;
 mod reply_to;
 mod route;
+mod session;
+mod tables;
+mod tick;
 pub mod topic;
+mod topology;
 mod vhost;
 
 #[cfg(test)]
@@ -45,11 +51,12 @@ mod core_tests;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use basic::WireOutcome;
-pub use broker::{Broker, ConnInfo, ConnSink};
+pub use broker::Broker;
 pub use config::CoreConfig;
 pub use error::AmqpError;
+pub use ops::publish::WireOutcome;
 pub use recover::RestoreStats;
+pub use session::{ConnInfo, ConnSink};
 
 /// Identity of a client connection, assigned by [`Broker::open_connection`].
 pub type ConnId = u64;

@@ -88,6 +88,7 @@ impl Broker {
         cause: ReturnCause,
     ) -> bool {
         let Some(q) = self
+            .topology
             .vhosts
             .get_mut(vname)
             .and_then(|v| v.queues.get_mut(qname))

@@ -8,10 +8,10 @@ use crate::arena::{NewMessage, RecordMeta};
 use crate::broker::Broker;
 use crate::delayed::DelayedStore;
 use crate::exchange::{Destination, Exchange};
-use crate::manage::decode_table;
 use crate::message::{now_ms, QueuedMessage};
-use crate::persist::{MessageId, MessageRecord, Persistence, RecoveredDefs, RestoreSink};
+use crate::persist::{MessageId, MessageRecord, RecoveredDefs, RestoreSink};
 use crate::queue::Queue;
+use crate::tables::decode_table;
 use crate::vhost::Vhost;
 
 /// What a restore brought back.
@@ -46,20 +46,15 @@ pub struct Restorer<'b> {
     stats: RestoreStats,
 }
 
-impl Broker {
-    /// Starts a restore; call before serving, then `Restorer::finish`.
-    pub fn restorer(&mut self) -> Restorer<'_> {
+impl<'b> Restorer<'b> {
+    /// A restore into `broker` (see [`Broker::restorer`]).
+    pub(crate) fn new(broker: &'b mut Broker) -> Restorer<'b> {
         Restorer {
-            broker: self,
+            broker,
             slots: Vec::new(),
             now_ms: now_ms(),
             stats: RestoreStats::default(),
         }
-    }
-
-    /// Installs the store once recovery has finished with it.
-    pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
-        self.persist = persist;
     }
 }
 
@@ -72,6 +67,7 @@ impl RestoreSink for Restorer<'_> {
                 continue;
             };
             let v = b
+                .topology
                 .vhosts
                 .entry(e.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
@@ -91,6 +87,7 @@ impl RestoreSink for Restorer<'_> {
             // to the exchange (`timed_message`), not to a queue.
             if let Some(ex) = crate::delayed::exchange_of_hidden(&q.name) {
                 let known = b
+                    .topology
                     .vhosts
                     .get(q.vhost.as_str())
                     .is_some_and(|v| v.delayed.contains_key(ex));
@@ -110,6 +107,7 @@ impl RestoreSink for Restorer<'_> {
                 continue;
             }
             let v = b
+                .topology
                 .vhosts
                 .entry(q.vhost.as_str().into())
                 .or_insert_with(Vhost::new);
@@ -132,7 +130,7 @@ impl RestoreSink for Restorer<'_> {
             self.stats.queues += 1;
         }
         for d in defs.bindings {
-            let Some(v) = b.vhosts.get_mut(d.vhost.as_str()) else {
+            let Some(v) = b.topology.vhosts.get_mut(d.vhost.as_str()) else {
                 continue;
             };
             let dest_name = ShortStr::from(d.destination.as_str());
@@ -185,6 +183,7 @@ impl RestoreSink for Restorer<'_> {
         };
         if let Some(store) = self
             .broker
+            .topology
             .vhosts
             .get_mut(vhost.as_str())
             .and_then(|v| v.delayed.get_mut(&exchange))
@@ -248,7 +247,7 @@ impl Restorer<'_> {
     pub fn finish(self) -> RestoreStats {
         let mut stats = self.stats;
         for slot in self.slots.into_iter().flatten().filter(|s| !s.delayed) {
-            let Some(v) = self.broker.vhosts.get_mut(slot.vhost.as_str()) else {
+            let Some(v) = self.broker.topology.vhosts.get_mut(slot.vhost.as_str()) else {
                 continue;
             };
             let Some(q) = v.queues.get_mut(&slot.name) else {

@@ -33,13 +33,13 @@ impl Broker {
             ));
         }
         let secret = self.random();
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         if c.reply_consumer.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
         c.reply_consumer = Some((tag.clone(), secret));
         if !no_wait {
-            self.send(
+            self.sessions.send(
                 conn,
                 ch,
                 &Method::BasicConsumeOk(amqp_codec::BasicConsumeOk { consumer_tag: tag }),
@@ -70,7 +70,7 @@ impl Broker {
         if props.reply_to.as_deref() != Some(REPLY_QUEUE) {
             return Ok(None);
         }
-        let c = self.channel_mut(conn, ch)?;
+        let c = self.sessions.channel_mut(conn, ch)?;
         let Some((_, secret)) = c.reply_consumer.as_ref() else {
             return Err(AmqpError::precondition_failed(
                 "fast reply consumer does not exist",
@@ -101,7 +101,7 @@ impl Broker {
         ) else {
             return false;
         };
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return false;
         };
         if c.closing {
@@ -125,7 +125,7 @@ impl Broker {
             redelivered: false,
         };
         write_content(&mut c.out, ch, method, m, frame_max);
-        self.dirty.push(conn);
+        self.sessions.dirty.push(conn);
         true
     }
 }

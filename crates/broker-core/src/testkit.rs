@@ -421,7 +421,7 @@ impl Core {
 
     /// Ready messages in queue `name` of vhost "/", if it exists.
     pub fn queue_depth(&self, name: &str) -> Option<u32> {
-        let v = self.broker.vhosts.get("/")?;
+        let v = self.broker.topology.vhosts.get("/")?;
         v.queues.get(name).map(|q| q.message_count())
     }
 

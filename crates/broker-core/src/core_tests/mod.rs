@@ -8,6 +8,7 @@ mod dedup;
 mod delayed;
 mod delivery;
 mod edge;
+mod entry_guard;
 mod fast_path;
 mod fast_path_traffic;
 mod priority;

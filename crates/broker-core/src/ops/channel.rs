@@ -2,8 +2,9 @@
 
 use amqp_codec::{reply, Method};
 
-use crate::broker::{Assembly, Broker};
-use crate::error::AmqpError;
+use crate::assembly::Assembly;
+use crate::broker::Broker;
+use crate::error::{not_transactional, AmqpError};
 use crate::quorum::ReturnCause;
 use crate::ConnId;
 
@@ -19,10 +20,11 @@ impl Broker {
             Method::ChannelOpen(_) => Err(AmqpError::channel_error("second 'channel.open' seen")),
             Method::ChannelClose(_) => {
                 self.cleanup_channel(conn, ch);
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.sessions.conns.get_mut(&conn) {
                     c.channels.remove(&ch);
                 }
-                self.send(conn, ch, &Method::ChannelCloseOk(Default::default()));
+                self.sessions
+                    .send(conn, ch, &Method::ChannelCloseOk(Default::default()));
                 Ok(())
             }
             Method::ChannelCloseOk(_) => Ok(()),
@@ -31,9 +33,9 @@ impl Broker {
                     // RabbitMQ 3.x does not implement client-requested flow stops.
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                let c = self.channel_mut(conn, ch)?;
+                let c = self.sessions.channel_mut(conn, ch)?;
                 c.flow_active = f.active;
-                self.send(
+                self.sessions.send(
                     conn,
                     ch,
                     &Method::ChannelFlowOk(amqp_codec::ChannelFlowOk { active: f.active }),
@@ -67,7 +69,7 @@ impl Broker {
             Method::BasicRecover(m) => self.basic_recover(conn, ch, m.requeue, true),
             Method::BasicRecoverAsync(m) => self.basic_recover(conn, ch, m.requeue, false),
             Method::ConfirmSelect(m) => {
-                let c = self.channel_mut(conn, ch)?;
+                let c = self.sessions.channel_mut(conn, ch)?;
                 if c.tx.is_some() {
                     return Err(AmqpError::precondition_failed(
                         "cannot switch from tx to confirm mode",
@@ -75,12 +77,13 @@ impl Broker {
                 }
                 c.confirm = true;
                 if !m.nowait {
-                    self.send(conn, ch, &Method::ConfirmSelectOk(Default::default()));
+                    self.sessions
+                        .send(conn, ch, &Method::ConfirmSelectOk(Default::default()));
                 }
                 Ok(())
             }
             Method::TxSelect(_) => {
-                let c = self.channel_mut(conn, ch)?;
+                let c = self.sessions.channel_mut(conn, ch)?;
                 if c.confirm {
                     return Err(AmqpError::precondition_failed(
                         "cannot switch from confirm to tx mode",
@@ -89,19 +92,19 @@ impl Broker {
                 if c.tx.is_none() {
                     c.tx = Some(Default::default());
                 }
-                self.send(conn, ch, &Method::TxSelectOk(Default::default()));
+                self.sessions
+                    .send(conn, ch, &Method::TxSelectOk(Default::default()));
                 Ok(())
             }
             Method::TxCommit(_) => self.tx_commit(conn, ch),
             Method::TxRollback(_) => {
-                let c = self.channel_mut(conn, ch)?;
+                let c = self.sessions.channel_mut(conn, ch)?;
                 match c.tx.as_mut() {
-                    None => Err(AmqpError::precondition_failed(
-                        "channel is not transactional",
-                    )),
+                    None => Err(not_transactional()),
                     Some(tx) => {
                         *tx = Default::default();
-                        self.send(conn, ch, &Method::TxRollbackOk(Default::default()));
+                        self.sessions
+                            .send(conn, ch, &Method::TxRollbackOk(Default::default()));
                         Ok(())
                     }
                 }
@@ -121,7 +124,7 @@ impl Broker {
     /// Releases what a channel holds: requeues unacked messages (in their
     /// original positions) and removes its consumers.
     pub(crate) fn cleanup_channel(&mut self, conn: ConnId, ch_id: u16) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         let vhost = c.info.vhost.clone();
@@ -134,10 +137,11 @@ impl Broker {
         ch.commit_wait = None;
         let unacked: Vec<_> = ch.unacked.drain(..).collect();
         let consumers: Vec<_> = ch.consumers.drain().collect();
-        self.waiting_sync.remove(&(conn, ch_id));
+        self.durability.stop_waiting(conn, ch_id);
         let mut touched = Vec::new();
         for u in unacked {
             if let Some(q) = self
+                .topology
                 .vhosts
                 .get_mut(&*vhost)
                 .and_then(|v| v.queues.get_mut(&u.queue))
@@ -156,6 +160,7 @@ impl Broker {
         }
         for (tag, k) in consumers {
             if let Some(q) = self
+                .topology
                 .vhosts
                 .get_mut(&*vhost)
                 .and_then(|v| v.queues.get_mut(&k.queue))

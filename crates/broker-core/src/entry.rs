@@ -1,0 +1,260 @@
+//! The core's public entry points, all of them, and the one guard each
+//! mutating entry passes first.
+//!
+//! The server (and the testkit, and the management calls to come) reaches
+//! the core only through the methods in this file; every other method of
+//! [`Broker`] is `pub(crate)`. Each mutating entry begins with
+//! [`Broker::enter`], so the ordering rule below is kept here and nowhere
+//! else. A new entry point (a management endpoint, say) is added here and
+//! starts with `self.enter(Entry::Other)`.
+//!
+//! **The ordering rule.** A run of publishes (the frames of one socket read)
+//! enqueues first and dispatches each touched queue once
+//! (`Broker::defer_dispatch`), and reuses the first publish's checks and
+//! routing (`publish_cache.rs`). Both are invisible to clients only if the
+//! run ends before anything else can observe queues, consumers or
+//! topology. So:
+//! - a publish (the fast path [`Broker::publish_from_wire`], or a
+//!   basic.publish method, header or body frame in [`Broker::handle_frame`])
+//!   continues the run: [`Entry::Publish`];
+//! - every other entry ends it first ([`Entry::Other`]): pending dispatch
+//!   runs and the publish cache is cleared;
+//! - so does an error ([`Broker::raise`](crate::broker)), before the channel
+//!   or connection is closed: what the earlier publishes of the run deliver
+//!   goes out before the close.
+//!
+//! [`Broker::flush`] is itself an entry, and the server calls it at the end
+//! of every batch (it ends the run, emits ready confirms and hands each
+//! dirty connection's output to its sink).
+//!
+//! Mutating entries: `open_connection`, `handle_frame`, `publish_from_wire`,
+//! `send_raw`, `client_closed`, `close_connection_with`,
+//! `remove_connection`, `close_all`, `flush`, `on_synced`,
+//! `on_store_failed`, `on_writable`, `set_alarm`, `tick`,
+//! `fire_due_delayed`, `restorer`, `set_persistence`.
+//!
+//! Queries (`&self`: they change nothing, and what they read does not
+//! depend on deferred dispatch): `config`, `vhost_exists`, `authenticate`,
+//! `is_closing`, `should_pause_reading`, `sync_wanted` (read after
+//! `flush`), `delayed_pending`, `next_delayed_due_ms`.
+
+use amqp_codec::Frame;
+use bytes::BytesMut;
+
+use crate::assembly::is_publish_part;
+use crate::broker::Broker;
+use crate::config::CoreConfig;
+use crate::error::AmqpError;
+use crate::persist::{Persistence, Seq};
+use crate::recover::Restorer;
+use crate::session::ConnInfo;
+use crate::{ConnId, WireOutcome};
+
+/// What an entry into the core does to the current run of publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A publish: the run goes on (dispatch stays deferred, the publish
+    /// cache stays valid).
+    Publish,
+    /// Anything else: the run ends before the entry does its work.
+    Other,
+}
+
+impl Broker {
+    /// The guard every mutating entry point calls first (see the module
+    /// documentation).
+    #[inline]
+    fn enter(&mut self, entry: Entry) {
+        if entry == Entry::Other {
+            self.end_run();
+        }
+    }
+
+    /// Ends a run of publishes: delivers what it left pending and forgets
+    /// the cached publish. Called by [`Broker::enter`] and by `raise`.
+    pub(crate) fn end_run(&mut self) {
+        self.batch.publish_cache.clear();
+        self.run_pending_dispatch();
+    }
+
+    // ----- mutating entries -----
+
+    /// Registers a connection that finished its handshake.
+    pub fn open_connection(&mut self, info: ConnInfo) -> ConnId {
+        self.enter(Entry::Other);
+        self.register_connection(info)
+    }
+
+    /// Handles one frame on a channel other than 0.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame) {
+        let entry = if is_publish_part(&frame) {
+            Entry::Publish
+        } else {
+            Entry::Other
+        };
+        self.enter(entry);
+        self.frame(conn, frame);
+    }
+
+    /// A basic.publish read straight from the socket buffer (method, header
+    /// and body frames complete in it). `NotTaken`, having done nothing,
+    /// when the channel is not in a state for the fast path; the caller
+    /// then takes the general frame-by-frame path.
+    pub fn publish_from_wire(
+        &mut self,
+        conn: ConnId,
+        w: &amqp_codec::WirePublish<'_>,
+    ) -> WireOutcome {
+        self.enter(Entry::Publish);
+        self.publish_wire(conn, w)
+    }
+
+    /// Lets the server write channel-0 frames into a connection's output.
+    pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
+        self.enter(Entry::Other);
+        self.sessions.write_raw(conn, f);
+    }
+
+    /// The client sent connection.close: what its earlier frames produced
+    /// (deliveries, ready confirms) goes out first, then close-ok as the
+    /// last frame (nothing is delivered to a closing connection), then the
+    /// connection is forgotten.
+    pub fn client_closed(&mut self, conn: ConnId) {
+        self.enter(Entry::Other);
+        self.close_by_client(conn);
+    }
+
+    /// Sends connection.close with `err` and stops processing this connection.
+    pub fn close_connection_with(&mut self, conn: ConnId, err: AmqpError) {
+        self.enter(Entry::Other);
+        self.close_connection(conn, err);
+    }
+
+    /// Forgets a connection: requeues its unacked messages, removes its
+    /// consumers and deletes its exclusive queues.
+    pub fn remove_connection(&mut self, conn: ConnId) {
+        self.enter(Entry::Other);
+        self.forget_connection(conn);
+    }
+
+    /// Broker shutdown: closes every connection with 320 CONNECTION_FORCED.
+    pub fn close_all(&mut self, text: &str) {
+        self.enter(Entry::Other);
+        let ids: Vec<ConnId> = self.sessions.conns.keys().copied().collect();
+        for id in ids {
+            self.close_connection(
+                id,
+                AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, text),
+            );
+        }
+    }
+
+    /// Passes all produced output to the connections' sinks. The server
+    /// calls this after every batch, before releasing the lock.
+    pub fn flush(&mut self) {
+        self.enter(Entry::Other);
+        self.flush_output();
+    }
+
+    /// The store has everything up to `seq` on disk: release confirms and
+    /// commit-oks waiting for it.
+    pub fn on_synced(&mut self, seq: Seq) {
+        self.enter(Entry::Other);
+        self.synced(seq);
+    }
+
+    /// The store failed: nack everything waiting for it.
+    pub fn on_store_failed(&mut self) {
+        self.enter(Entry::Other);
+        self.store_failed();
+    }
+
+    /// The writer for `conn` drained its backlog: resume held deliveries.
+    pub fn on_writable(&mut self, conn: ConnId) {
+        self.enter(Entry::Other);
+        self.writable(conn);
+    }
+
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
+    /// clients that asked for it get connection.blocked / unblocked, and the
+    /// server stops reading from connections that publish while it is raised.
+    pub fn set_alarm(&mut self, reason: Option<String>) {
+        self.enter(Entry::Other);
+        self.alarm_changed(reason);
+    }
+
+    /// Periodic housekeeping, called by the server a few times a second:
+    /// expires messages at the head of queues, deletes queues whose
+    /// `x-expires` has passed, closes channels whose deliveries exceeded
+    /// their acknowledgement timeout, fires due delayed messages.
+    pub fn tick(&mut self) {
+        self.enter(Entry::Other);
+        self.housekeeping();
+    }
+
+    /// Routes the delayed messages due now (between ticks, when the server
+    /// wakes for `next_delayed_due_ms`).
+    pub fn fire_due_delayed(&mut self) {
+        self.enter(Entry::Other);
+        self.fire_delayed(crate::delayed::wall_ms());
+    }
+
+    /// Starts a restore; call before serving, then `Restorer::finish`.
+    pub fn restorer(&mut self) -> Restorer<'_> {
+        self.enter(Entry::Other);
+        Restorer::new(self)
+    }
+
+    /// Installs the store once recovery has finished with it.
+    pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
+        self.enter(Entry::Other);
+        self.durability.persist = persist;
+    }
+
+    // ----- queries -----
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn vhost_exists(&self, name: &str) -> bool {
+        self.topology.vhosts.contains_key(name)
+    }
+
+    /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
+    pub fn authenticate(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+        from_loopback: bool,
+    ) -> Result<String, AmqpError> {
+        self.users.authenticate(mechanism, response, from_loopback)
+    }
+
+    /// True once the core has sent connection.close on this connection.
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.sessions.is_closing(conn)
+    }
+
+    /// True while an alarm is raised and `conn` is a publisher: the server
+    /// then stops reading its socket (as RabbitMQ blocks publishers).
+    pub fn should_pause_reading(&self, conn: ConnId) -> bool {
+        self.sessions.should_pause_reading(conn)
+    }
+
+    /// Store seq the core is waiting to see durable, if any.
+    pub fn sync_wanted(&self) -> Option<Seq> {
+        self.durability.sync_wanted()
+    }
+
+    /// Pending delayed messages of an exchange (None: not a delayed one).
+    pub fn delayed_pending(&self, vname: &str, exchange: &str) -> Option<usize> {
+        self.topology.delayed_pending(vname, exchange)
+    }
+
+    /// Wall-clock time (ms since the epoch) of the earliest pending delayed
+    /// message, so the server can wake up for it rather than wait a tick.
+    pub fn next_delayed_due_ms(&self) -> Option<u64> {
+        self.topology.next_delayed_due_ms()
+    }
+}

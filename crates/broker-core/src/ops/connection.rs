@@ -1,0 +1,190 @@
+//! Connection-level handlers: registering and forgetting connections,
+//! connection.close both ways, exceptions (`raise`), raw channel-0 output,
+//! writer backpressure, the resource alarm.
+
+use amqp_codec::{encode_method_frame, Method, ShortStr};
+use bytes::BytesMut;
+
+use crate::broker::{truncate, Broker};
+use crate::error::AmqpError;
+use crate::session::{Conn, ConnInfo};
+use crate::ConnId;
+
+impl Broker {
+    /// Registers a connection that finished its handshake.
+    pub(crate) fn register_connection(&mut self, info: ConnInfo) -> ConnId {
+        let id = self.sessions.next_conn;
+        self.sessions.next_conn += 1;
+        let mut out = BytesMut::new();
+        if let (Some(reason), true) = (&self.sessions.alarm, info.connection_blocked) {
+            encode_method_frame(
+                &mut out,
+                0,
+                &Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
+                    reason: ShortStr::from(truncate(reason)),
+                }),
+            );
+        }
+        self.sessions.conns.insert(
+            id,
+            Box::new(Conn {
+                has_published: false,
+                info,
+                channels: Default::default(),
+                out,
+                closing: false,
+                exclusive_queues: Vec::new(),
+                throttled: false,
+            }),
+        );
+        id
+    }
+
+    /// Forgets a connection: requeues its unacked messages, removes its
+    /// consumers and deletes its exclusive queues.
+    pub(crate) fn forget_connection(&mut self, conn: ConnId) {
+        let Some(c) = self.sessions.conns.get(&conn) else {
+            return;
+        };
+        let channels: Vec<u16> = c.channels.keys().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+        if let Some(mut c) = self.sessions.conns.remove(&conn) {
+            if !c.out.is_empty() {
+                c.info.sink.send(c.out.split().freeze());
+            }
+            let vhost = c.info.vhost.clone();
+            for q in c.exclusive_queues {
+                self.delete_queue_internal(&vhost, &q);
+            }
+        }
+        self.durability.forget_connection(conn);
+    }
+
+    /// The client sent connection.close: what its earlier frames produced
+    /// (deliveries, ready confirms) goes out first, then close-ok as the
+    /// last frame (nothing is delivered to a closing connection), then the
+    /// connection is forgotten.
+    pub(crate) fn close_by_client(&mut self, conn: ConnId) {
+        self.emit_ready_confirms();
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
+            return;
+        };
+        c.closing = true;
+        let channels: Vec<u16> = c.channels.keys().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+        self.sessions
+            .send(conn, 0, &Method::ConnectionCloseOk(Default::default()));
+        self.forget_connection(conn);
+    }
+
+    /// Sends connection.close with `err` and stops processing this connection.
+    pub(crate) fn close_connection(&mut self, conn: ConnId, err: AmqpError) {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        self.sessions.dirty.push(conn);
+        tracing::info!(conn, code = err.code, text = %err.text, "closing connection");
+        encode_method_frame(
+            &mut c.out,
+            0,
+            &Method::ConnectionClose(amqp_codec::ConnectionClose {
+                reply_code: err.code,
+                reply_text: ShortStr::from(truncate(&err.text)),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+        // Release what the connection held right away; the socket closes
+        // after close-ok or a timeout.
+        let channels: Vec<u16> = c.channels.keys().collect();
+        for ch in channels {
+            self.cleanup_channel(conn, ch);
+        }
+    }
+
+    /// Sends a channel or connection exception.
+    pub(crate) fn raise(&mut self, conn: ConnId, ch_id: u16, err: AmqpError) {
+        // An error ends a run of publishes (see `entry.rs`).
+        self.end_run();
+        if err.is_connection_error() || ch_id == 0 {
+            self.close_connection(conn, err);
+            return;
+        }
+        tracing::debug!(conn, channel = ch_id, code = err.code, text = %err.text, "channel error");
+        self.cleanup_channel(conn, ch_id);
+        // Raised from any entry point (frames, ticks): the close must go out.
+        self.sessions.mark_dirty(conn);
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(ch) = c.channels.get_mut(&ch_id) else {
+            return;
+        };
+        ch.closing = true;
+        encode_method_frame(
+            &mut c.out,
+            ch_id,
+            &Method::ChannelClose(amqp_codec::ChannelClose {
+                reply_code: err.code,
+                reply_text: ShortStr::from(truncate(&err.text)),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+    }
+
+    /// The writer for `conn` drained its backlog: resume held deliveries.
+    pub(crate) fn writable(&mut self, conn: ConnId) {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.throttled {
+            return;
+        }
+        c.throttled = false;
+        let vhost = c.info.vhost.clone();
+        let queues: Vec<ShortStr> = c
+            .channels
+            .values()
+            .flat_map(|ch| ch.consumers.values().map(|k| k.queue.clone()))
+            .collect();
+        for q in queues {
+            self.dispatch(&vhost, &q);
+        }
+    }
+
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
+    /// clients that asked for it get connection.blocked / unblocked, and the
+    /// server stops reading from connections that publish while it is raised.
+    pub(crate) fn alarm_changed(&mut self, reason: Option<String>) {
+        if self.sessions.alarm == reason {
+            return;
+        }
+        match &reason {
+            Some(r) => tracing::warn!("resource alarm: {r}; blocking publishers"),
+            None => tracing::info!("resource alarm cleared; unblocking publishers"),
+        }
+        for c in self.sessions.conns.values_mut() {
+            if !c.info.connection_blocked || c.closing {
+                continue;
+            }
+            let m = match &reason {
+                Some(r) => Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
+                    reason: ShortStr::from(truncate(r)),
+                }),
+                None => Method::ConnectionUnblocked(amqp_codec::ConnectionUnblocked),
+            };
+            encode_method_frame(&mut c.out, 0, &m);
+        }
+        self.sessions.flush_all = true;
+        self.sessions.alarm = reason;
+    }
+}
