@@ -83,7 +83,7 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Queue {
-        let mut limits = QueueLimits::parse(&arguments).unwrap_or_default();
+        let mut limits = QueueLimits::from_args(&arguments);
         let kind = QueueType::of(&arguments);
         if kind.is_quorum() && limits.overflow == Overflow::RejectPublishDlx {
             // RabbitMQ 3.10's quorum queues accept it but use drop-head.

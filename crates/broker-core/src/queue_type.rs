@@ -23,7 +23,7 @@ pub enum QueueType {
 }
 
 /// `queue_arguments` of `rabbit_classic_queue:capabilities()` (3.10).
-const CLASSIC_ARGS: [&str; 13] = [
+const CLASSIC_ARGS: [&str; 14] = [
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",
@@ -37,10 +37,11 @@ const CLASSIC_ARGS: [&str; 13] = [
     "x-single-active-consumer",
     "x-queue-type",
     "x-queue-master-locator",
+    "x-consumer-timeout",
 ];
 
 /// `queue_arguments` of `rabbit_quorum_queue:capabilities()` (3.10).
-const QUORUM_ARGS: [&str; 15] = [
+const QUORUM_ARGS: [&str; 16] = [
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-dead-letter-strategy",
@@ -56,6 +57,7 @@ const QUORUM_ARGS: [&str; 15] = [
     "x-delivery-limit",
     "x-message-ttl",
     "x-queue-leader-locator",
+    "x-consumer-timeout",
 ];
 
 /// `queue_arguments` of `rabbit_stream_queue:capabilities()` (3.10): not a
@@ -91,7 +93,7 @@ enum Check {
 /// Value checks in RabbitMQ 3.10's `declare_args()` order; a queue runs
 /// those of its type's arguments. (The stream-only ones are left out: no
 /// declared type accepts them.)
-const CHECKS: [(&str, Check); 17] = [
+const CHECKS: [(&str, Check); 18] = [
     ("x-expires", Check::Expires),
     ("x-message-ttl", Check::MessageTtl),
     ("x-dead-letter-exchange", Check::DlxName),
@@ -109,6 +111,8 @@ const CHECKS: [(&str, Check); 17] = [
     ("x-queue-type", Check::QueueType),
     ("x-quorum-initial-group-size", Check::InitialGroupSize),
     ("x-queue-leader-locator", Check::LeaderLocator),
+    // RabbitMQ 3.12+ (check_non_neg_int_arg in later versions).
+    ("x-consumer-timeout", Check::NonNegInt),
 ];
 
 /// Longest TTL or expiry RabbitMQ accepts: 10 years in milliseconds.
@@ -226,6 +230,8 @@ fn check_value(check: Check, v: &FieldValue, args: &FieldTable) -> Result<(), St
         }
         Check::MessageTtl => expiry(int_arg(v)?),
         Check::DlxName => match v {
+            // Exchange names are short strings.
+            FieldValue::LongStr(b) if b.len() > 255 => Err("{name_too_long,255}".into()),
             FieldValue::LongStr(_) => Ok(()),
             other => Err(format!("{{unacceptable_type,{}}}", rabbit_type_name(other))),
         },
@@ -668,5 +674,53 @@ mod tests {
         assert!(l(FieldValue::I32(0)).exceeded(1));
         assert!(l(FieldValue::I32(-1)).exceeded(1));
         assert!(l(s("a")).is_set() && !l(s("a")).exceeded(1000));
+    }
+
+    #[test]
+    fn value_checks_of_classic_arguments_use_rabbitmq_texts() {
+        let declared = Declared {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+        };
+        let refused = |k: &str, v: FieldValue| {
+            check_new_queue("q", "/", &table(&[(k, v)]), declared)
+                .map(|_| ())
+                .map_err(|e| e.text)
+        };
+        let text = |k: &str, d: &str| {
+            Err(format!(
+                "PRECONDITION_FAILED - invalid arg '{k}' for queue 'q' in vhost '/': {d}"
+            ))
+        };
+        assert_eq!(refused("x-max-priority", FieldValue::I32(255)), Ok(()));
+        assert_eq!(
+            refused("x-max-priority", FieldValue::I32(256)),
+            text("x-max-priority", "{max_value_exceeded,256}")
+        );
+        assert_eq!(
+            refused("x-max-priority", FieldValue::I16(-1)),
+            text("x-max-priority", "{value_negative,-1}")
+        );
+        assert_eq!(
+            refused("x-max-priority", s("5")),
+            text("x-max-priority", "\"expected integer, got longstr\"")
+        );
+        assert_eq!(
+            refused("x-single-active-consumer", FieldValue::I32(1)),
+            text("x-single-active-consumer", "{unacceptable_type,signedint}")
+        );
+        assert_eq!(
+            refused("x-consumer-timeout", FieldValue::I64(-1)),
+            text("x-consumer-timeout", "{value_negative,-1}")
+        );
+        assert_eq!(
+            refused("x-consumer-timeout", s("1")),
+            text("x-consumer-timeout", "\"expected integer, got longstr\"")
+        );
+        assert_eq!(
+            refused("x-max-length", FieldValue::I32(-1)),
+            text("x-max-length", "{value_negative,-1}")
+        );
     }
 }

@@ -267,7 +267,7 @@ fn consumer_priority(
         Some(v) => v.as_i64().ok_or_else(|| {
             AmqpError::precondition_failed(format!(
                 "invalid arg 'x-priority' for queue '{qname}' in vhost '{vname}': \"expected integer, got {}\"",
-                crate::queue_args::type_name(v)
+                crate::queue_type::rabbit_type_name(v)
             ))
         }),
     }

@@ -127,13 +127,6 @@ impl Broker {
                 auto_delete: m.auto_delete,
             };
             queue_type::check_new_queue(&name, &vname, &m.arguments, declared)?;
-            if let Err(detail) = crate::queue_args::QueueLimits::parse(&m.arguments) {
-                return Err(AmqpError::precondition_failed(detail.replacen(
-                    "': ",
-                    &format!("' for queue '{name}' in vhost '{vname}': "),
-                    1,
-                )));
-            }
             crate::dedup::Dedup::from_args(&m.arguments).map_err(AmqpError::precondition_failed)?;
             if m.durable && !m.exclusive {
                 self.durability
