@@ -176,8 +176,9 @@ run_case() {
         a=${a//\{URI\}/${URI[$broker]}}
         args+=("${a//\{PID\}/${PID[$broker]}}")
       done
-      local out=$RUN_DIR/${case}__${broker}__$((round + ${ROUND_OFFSET:-0})).json
-      log "$case / $broker / round $round"
+      local n=$((round + ${ROUND_OFFSET:-0}))
+      local out=$RUN_DIR/${case}__${broker}__$n.json
+      log "$case / $broker / round $n"
       if [ -n "${HOLD_IDLE:-}" ] && ! start_idle_holder "$broker" "$case"; then
         echo "{\"error\":\"idle-connection holder failed\"}" >"$out"
         continue
