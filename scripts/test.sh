@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 cargo build --workspace --bins
 cargo test --workspace
+python3 -m unittest discover -s scripts/bench -p 'test_*.py' # bench report logic, no broker
 
 if [ -n "${AMQP_URL:-}" ]; then
     echo "== python suite against AMQP_URL=$AMQP_URL"

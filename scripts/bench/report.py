@@ -7,6 +7,7 @@ Usage: report.py RUN_DIR OUT_MD. Replaces the text between BEGIN and END in OUT_
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -35,17 +36,46 @@ ROWS = [
      "confirmed_per_s_median", "msg/s", True, None),
     ("persistent-publish-10p", "persistent publish, confirms 1000, 10 publishers/10 queues, no consumer (confirmed)",
      "confirmed_per_s_median", "msg/s", True, None),
-    ("publish-drain", "publish 1M × 16 B persistent, confirms 1000, no consumer (fresh brokers)",
+    ("publish-drain", "publish {count} × 16 B persistent, confirms 1000, no consumer (fresh brokers)",
      "publish_per_s", "msg/s", True, 10),
-    ("publish-drain", "drain the 1M backlog, ack x100, prefetch 1000", "drain_per_s", "msg/s", True, 5),
-    ("publish-drain", "broker RSS growth with the 1M queued (RSS after publish − RSS before)",
+    ("publish-drain", "drain that backlog, ack x100, prefetch 1000", "drain_per_s", "msg/s", True, 5),
+    ("publish-drain", "broker RSS growth with the {count} queued (RSS after publish − RSS before)",
      "rss_growth_mib", "MiB", False, 20),
     ("publish-drain", "  same, per queued message", "rss_per_msg_bytes", "B", False, None),
-    ("idle-connections", "broker RSS per idle connection (+1 channel), 10,000 connections",
+    ("idle-connections", "broker RSS per idle connection (+1 channel), {count} connections",
      "rss_per_connection_kib", "KiB", False, 5),
     ("connection-churn", "connection open+close, sequential", "connections_per_s", "conn/s", True, None),
     ("queue-churn", "queue declare+delete, sequential", "queues_per_s", "queues/s", True, None),
+    ("priority-10", "priority queue, x-max-priority 10 (priorities 0–9 cycling), 1p1c 16 B, auto-ack (consumed)",
+     "received_per_s_median", "msg/s", True, None),
+    ("priority-10", "  same, published (broker ingest)", "sent_per_s_median", "msg/s", True, None),
+    ("delayed", "delayed messages: {count} pending, due over {delayed_window_ms} ms; lateness p50",
+     "lateness_p50_ms", "ms", False, None),
+    ("delayed", "  same, lateness p99", "lateness_p99_ms", "ms", False, None),
+    ("delayed", "  same, lateness max", "lateness_max_ms", "ms", False, None),
+    ("delayed", "  same, messages delivered", "received", "msgs", True, None),
+    ("latency-idle-conns", "latency p50 @1000 msg/s, persistent + confirms, {idle_conns} idle connections open",
+     "p50_us", "µs", False, None),
+    ("latency-idle-conns", "  same, p99", "p99_us", "µs", False, None),
+    ("latency-idle-conns", "  same, p99.9", "p999_us", "µs", False, None),
+    ("topology", "topology {queues} queues / {bindings} bindings: queue.declare (pipelined, no-wait)",
+     "declares_per_s", "queues/s", True, None),
+    ("topology", "  same, queue.bind (pipelined, no-wait; half direct, half topic)", "binds_per_s",
+     "binds/s", True, None),
+    ("topology", "  same, publish through the direct exchange (one binding matches)", "publish_direct_per_s",
+     "msg/s", True, None),
+    ("topology", "  same, publish through the topic exchange (one binding matches)", "publish_topic_per_s",
+     "msg/s", True, None),
+    ("topology", "  same, queue.delete one at a time (with its bindings)", "deletes_per_s", "queues/s", True,
+     None),
 ]
+
+# Why a row has no RabbitMQ value (cases run against warren only).
+RABBIT_ABSENT = {"delayed": "not run: no delayed-message plugin on this node"}
+
+# A row is flagged in the before/after table when the new warren is worse than
+# the baseline by more than this fraction.
+REGRESSION_LIMIT = 0.05
 
 # Which profile explains which row (the case perf-recorded for it).
 PROFILE_FOR = {"tp-1p1c-16B": "tp-1p1c-16B", "tp-1p1c-1KiB": "tp-1p1c-1KiB",
@@ -81,11 +111,42 @@ def med(results, metric):
     return statistics.median(vals) if vals else None
 
 
+def cell(results, metric, unit, absent="not run"):
+    """A table cell: the median, else why there is none (not run, or the first error)."""
+    if not results:
+        return absent
+    v = med(results, metric)
+    if v is not None:
+        return fmt(v, unit)
+    errors = [r["error"] for r in results if "error" in r]
+    return errors[0] if errors else "failed"
+
+
+class _Blank(dict):
+    def __missing__(self, key):
+        return "N"
+
+
+def fill(label, results, meta):
+    """The label with {field}s from the first good result or from meta.txt."""
+    src = _Blank(meta)
+    for r in results:
+        if "error" not in r:
+            src.update({k: f"{v:,.0f}" if isinstance(v, (int, float)) else v for k, v in r.items()})
+            break
+    for k, v in list(src.items()):
+        if isinstance(v, str) and v.isdigit():
+            src[k] = f"{int(v):,}"
+    return label.format_map(src)
+
+
 def fmt(v, unit):
     if v is None:
         return "failed"
     if abs(v) >= 100:
         return f"{v:,.0f} {unit}"
+    if unit == "s":
+        return f"{v:.2f} {unit}"
     return f"{v:.1f} {unit}"
 
 
@@ -100,12 +161,14 @@ def verdict(ok, case):
     return "met" if ok else "**not met**"
 
 
-def table(results, run_dir):
+def table(results, run_dir, meta):
     lines = ["| Scenario | warren | RabbitMQ | advantage | target | met? |",
              "|---|---:|---:|---:|---:|:---:|"]
     for case, label, metric, unit, higher, target in ROWS:
-        w = med(results.get((case, "warren"), []), metric)
-        r = med(results.get((case, "rabbitmq"), []), metric)
+        wres, rres = results.get((case, "warren"), []), results.get((case, "rabbitmq"), [])
+        if not wres and not rres:
+            continue  # not run (BENCH_CASES)
+        w, r = med(wres, metric), med(rres, metric)
         adv = None
         if w is not None and r is not None and w > 0 and r > 0:
             adv = w / r if higher else r / w
@@ -115,11 +178,87 @@ def table(results, run_dir):
         else:
             tgt_s = f"≥{target}×"
             met = verdict(None if adv is None else adv >= target, case)
-        lines.append(f"| {label} | {fmt(w, unit)} | {fmt(r, unit)} | {adv_s} | {tgt_s} | {met} |")
-        if case == "tp-1p1c-16B" and metric == "received_per_s_median":
+        r_s = cell(rres, metric, unit, RABBIT_ABSENT.get(case, "not run"))
+        lines.append(f"| {fill(label, wres, meta)} | {cell(wres, metric, unit)} | {r_s} | {adv_s} | {tgt_s} "
+                     f"| {met} |")
+        if case == "tp-1p1c-16B" and metric == "received_per_s_median" and ("relay-16B", "relay") in results:
             lines.append(relay_row(results, w))
     lines += special_rows(results, run_dir)
     return "\n".join(lines)
+
+
+def spread(results, metric, unit):
+    """Median and, over several rounds, [min–max]."""
+    vals = [r[metric] for r in results if metric in r]
+    if len(vals) < 2:
+        return fmt(vals[0], unit) if vals else None
+    num = (lambda v: f"{v:,.0f}") if max(abs(v) for v in vals) >= 100 else (lambda v: f"{v:.1f}")
+    return f"{fmt(statistics.median(vals), unit)} [{num(min(vals))}–{num(max(vals))}]"
+
+
+def side(results, metric, unit):
+    """One broker's values of a metric: shown (median [min–max]) or why there are none."""
+    vals = [r[metric] for r in results if metric in r]
+    if not vals:
+        return {"shown": None, "why": cell(results, metric, unit) if results else "not run"}
+    return {"shown": spread(results, metric, unit), "med": statistics.median(vals), "lo": min(vals),
+            "hi": max(vals)}
+
+
+def compare_row(label, b, a, higher, skipped=False):
+    """One before/after row from two side()s: (markdown line, worse than the limit?)."""
+    if skipped:
+        return (f"| {label} | skipped (BENCH_BASELINE_SKIP: newer than the baseline) | {a['shown'] or a['why']} "
+                "| — | — | |"), False
+    if b["shown"] is None or a["shown"] is None or not b["med"] or not a["med"]:
+        return f"| {label} | {b['shown'] or b['why']} | {a['shown'] or a['why']} | n/a | n/a | |", False
+    ratio = a["med"] / b["med"]
+    worse = (1 - ratio) if higher else (ratio - 1)  # > 0: after is worse
+    change = f"{-worse * 100:+.1f}%" if worse else "±0%"
+    flag = ""
+    if worse > REGRESSION_LIMIT:
+        overlap = a["lo"] <= b["hi"] and b["lo"] <= a["hi"]
+        flag = f"**worse by {worse * 100:.1f}%**" + (" (round ranges overlap)" if overlap else "")
+    return f"| {label} | {b['shown']} | {a['shown']} | {ratio:.3f} | {change} | {flag} |", worse > REGRESSION_LIMIT
+
+
+def baseline_table(results, run_dir, meta):
+    """Before (baseline binary) vs after (this checkout) for every warren row."""
+    skip = set(meta.get("baseline_skip", "").split())
+    lines = ["| Scenario | before (baseline) | after (this build) | after ÷ before | change (+ = better) | flag |",
+             "|---|---:|---:|---:|---:|:---|"]
+    flagged = []
+    rows = [(c, l, m, u, h) for c, l, m, u, h, _ in ROWS] + [
+        ("big-queue", "{count} × 16 B transient queued: warren RSS with all queued", "rss_full_mib", "MiB", False),
+        ("big-queue", "  same, publish rate", "publish_per_s", "msg/s", True),
+        ("big-queue", "  same, drain rate", "drain_per_s", "msg/s", True)]
+    for case, label, metric, unit, higher in rows:
+        bres, ares = results.get((case, "baseline"), []), results.get((case, "warren"), [])
+        if not bres and not ares and case not in skip:
+            continue
+        if not ares:
+            continue
+        text = fill(label, ares, meta)
+        line, bad = compare_row(text, side(bres, metric, unit), side(ares, metric, unit), higher,
+                                skipped=case in skip and not bres)
+        lines.append(line)
+        if bad:
+            flagged.append(text.strip())
+    before_rec = recovery(run_dir, "baseline")
+    for n, a in sorted(recovery(run_dir, "warren").items()):
+        if n not in before_rec:
+            continue
+        text = f"recovery of {n:,} persistent 16 B messages: process start → \"recovered durable state\""
+        b_side, a_side = (side([d] if "to_recovered_s" in d else [{"error": "failed"}], "to_recovered_s", "s")
+                          for d in (before_rec[n], a))
+        line, bad = compare_row(text, b_side, a_side, False)
+        lines.append(line)
+        if bad:
+            flagged.append(text)
+    limit = f"{REGRESSION_LIMIT * 100:.0f}%"
+    summary = (f"**{len(flagged)} row(s) more than {limit} worse than the baseline:** " + "; ".join(flagged) + "."
+               if flagged else f"No row is more than {limit} worse than the baseline.")
+    return "\n".join(lines), summary
 
 
 def relay_row(results, w):
@@ -151,12 +290,15 @@ def log_ts(line):
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
 
 
-RECOVERY = {}  # n -> dict, also used in the details section
-
-
-def recovery(run_dir):
+def recovery(run_dir, flavor="warren"):
+    """{n: dict} of the recovery runs of one warren flavour (files recovery-N[.baseline].txt)."""
+    out = {}
+    sfx = "" if flavor == "warren" else "." + flavor
     for path in sorted(glob.glob(os.path.join(run_dir, "recovery-*.txt"))):
-        n = int(os.path.basename(path)[len("recovery-"):-4])
+        m = re.fullmatch(r"recovery-(\d+)(\.[a-z]+)?\.txt", os.path.basename(path))
+        if not m or (m.group(2) or "") != sfx:
+            continue
+        n = int(m.group(1))
         kv = read_kv(path)
         d = {"n": n, "data_dir_mib": int(kv.get("data_dir_kib", 0)) / 1024}
         try:
@@ -172,13 +314,13 @@ def recovery(run_dir):
             pass
         d["rss_after_start_mib"] = int(kv.get("rss_after_start_kib", 0) or 0) / 1024
         for phase in ("publish", "drain"):
-            p = os.path.join(run_dir, f"recovery-{n}-{phase}.json")
+            p = os.path.join(run_dir, f"recovery-{n}-{phase}{sfx}.json")
             try:
                 d[phase] = json.load(open(p))
             except (OSError, ValueError):
                 d[phase] = {}
-        RECOVERY[n] = d
-    return RECOVERY
+        out[n] = d
+    return out
 
 
 def special_rows(results, run_dir):
@@ -209,29 +351,32 @@ def special_rows(results, run_dir):
     return lines
 
 
-def runs(results):
+def runs(results, meta):
     """Per-round values of each row, so the spread is visible."""
     lines = []
+    names = {"baseline": "baseline warren (before)"}
     for case, label, metric, unit, _, _ in ROWS + [("relay-16B", "raw TCP relay 16 B (baseline)",
                                                     "received_per_s_median", "msg/s", True, None),
                                                    ("relay-1024B", "raw TCP relay 1 KiB (baseline)",
                                                     "received_per_s_median", "msg/s", True, None)]:
-        for broker in ("warren", "rabbitmq", "relay"):
+        for broker in ("baseline", "warren", "rabbitmq", "relay"):
             if (case, broker) not in results:
                 continue
             vals = [r.get(metric) for r in results.get((case, broker), [])]
             shown = ", ".join("failed" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
                               for v in vals)
-            lines.append(f"- {label.strip()} — {broker}: {shown} {unit}")
+            label_s = fill(label, results.get((case, "warren"), []), meta).strip()
+            lines.append(f"- {label_s} — {names.get(broker, broker)}: {shown} {unit}")
     return "\n".join(lines)
 
 
-def details(results):
+def details(results, run_dir):
     out = []
     pd = results.get(("publish-drain", "warren"), []) + results.get(("publish-drain", "rabbitmq"), [])
     if pd:
-        out += ["1M persistent backlog, per round (fresh brokers each round): RSS before → with 1M queued", ""]
-        for broker in ("warren", "rabbitmq"):
+        n = fill("{count}", pd, {})
+        out += [f"{n} persistent backlog, per round (fresh brokers each round): RSS before → with {n} queued", ""]
+        for broker in ("baseline", "warren", "rabbitmq"):
             for r in results.get(("publish-drain", broker), []):
                 if "rss_full_kib" not in r:
                     out.append(f"- {broker}: failed")
@@ -244,9 +389,12 @@ def details(results):
                            f"{split}; queue depth {r.get('queue_depth', 0):,.0f}; drained "
                            f"{r.get('drained', 0):,.0f}")
         out.append("")
-    if RECOVERY:
-        out += ["Recovery runs (warren only):", ""]
-        for n, d in sorted(RECOVERY.items()):
+    for flavor in ("baseline", "warren"):
+        rec = recovery(run_dir, flavor)
+        if not rec:
+            continue
+        out += [f"Recovery runs ({'warren only' if flavor == 'warren' else 'the baseline binary'}):", ""]
+        for n, d in sorted(rec.items()):
             pub, dr = d.get("publish", {}), d.get("drain", {})
             out.append(
                 f"- {n:,} messages: published at {pub.get('publish_per_s', 0):,.0f} msg/s (confirmed "
@@ -282,6 +430,8 @@ def main():
              f"| RAM | {meta.get('ram')} |",
              f"| Kernel | {meta.get('kernel')} |",
              f"| warren | git {meta.get('warren_rev')}, release build |",
+             *([f"| baseline warren | git {meta.get('baseline_rev')}, `{meta.get('baseline')}` |"]
+               if meta.get("baseline") else []),
              f"| RabbitMQ | {meta.get('rabbitmq')} (Erlang/OTP {meta.get('erlang')}), "
              f"{meta.get('rabbit_mode')} node, default config |",
              f"| ulimit -n | {meta.get('fd_limit')} |",
@@ -290,8 +440,18 @@ def main():
              "\"advantage\" is how many times better warren is (throughput: warren ÷ RabbitMQ; "
              "latency and memory: RabbitMQ ÷ warren). RSS is `VmRSS` from `/proc/<pid>/status` "
              "(for warren it includes the resident pages of the mmap'ed message arena).", "",
-             table(results, run_dir), ""]
-    parts += details(results)
+             table(results, run_dir, meta), ""]
+    if meta.get("cases"):
+        parts += [f"Only the cases `{meta['cases']}` ran (`BENCH_CASES`).", ""]
+    if meta.get("baseline"):
+        btable, summary = baseline_table(results, run_dir, meta)
+        parts += [f"**Before/after in the same run.** \"before\" is the baseline binary `{meta['baseline']}` "
+                  f"(git {meta.get('baseline_rev')}), \"after\" is this build (git {meta.get('warren_rev')}); "
+                  "the rounds alternated baseline, warren, RabbitMQ, and every warren run had a freshly "
+                  "started process on a fresh data dir. Cells are medians [min–max over rounds]; \"change\" is "
+                  "how much better the new build is (throughput up, latency/memory/time down); a row is flagged "
+                  f"when it is more than {REGRESSION_LIMIT * 100:.0f}% worse.", "", summary, "", btable, ""]
+    parts += details(results, run_dir)
     if sink:
         parts += ["Generator ceiling (warren-perf against `warren-perf sink`, a fake broker that discards "
                   "everything, 1 producer, 16 B):", ""]
@@ -299,7 +459,7 @@ def main():
             if c in sink:
                 parts.append(f"- {label}: {sink[c].get('sent_per_s_median', 0):,.0f} msg/s published")
         parts.append("")
-    parts += ["Per-round values:", "", runs(results), "",
+    parts += ["Per-round values:", "", runs(results, meta), "",
               "Commands (`{URI}` / `{PID}` are the broker's URI and pid; `BENCH_SECONDS` etc. as above):",
               "", "```", commands, "```", ""]
     shown = []

@@ -125,6 +125,9 @@ pub async fn run(args: DelayedArgs) -> anyhow::Result<()> {
                     _ => {}
                 }
             }
+            if late_ms.len() as u64 >= count {
+                break; // all in: do not wait in fill() until the deadline
+            }
             let left = Duration::from_millis(deadline_ms.saturating_sub(wall_ms()).max(1));
             if tokio::time::timeout(left, reader.fill()).await.is_err() {
                 break;
