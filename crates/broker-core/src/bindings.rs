@@ -12,6 +12,7 @@ use amqp_codec::{FieldTable, ShortStr};
 use rustc_hash::FxHashMap;
 
 use crate::exchange::{Binding, Destination};
+use crate::topic_trie::TopicTrie;
 
 /// Slabs smaller than this are never compacted (not worth it).
 const COMPACT_SLOTS_MIN: usize = 64;
@@ -27,14 +28,45 @@ pub struct BindingSet {
     /// Slots by routing key, kept only for direct exchanges (routing is one
     /// lookup).
     by_key: Option<FxHashMap<ShortStr, Vec<u32>>>,
+    /// Slots by pattern words, kept only for topic exchanges (routing visits
+    /// only patterns that can match).
+    by_pattern: Option<TopicTrie>,
+}
+
+/// Which routing index a binding set keeps besides its destination index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyIndex {
+    /// None (fanout, headers: routing scans every binding).
+    None,
+    /// By exact routing key (direct).
+    Exact,
+    /// By pattern words (topic).
+    Pattern,
 }
 
 impl BindingSet {
-    /// A set; `index_keys` keeps the routing-key index (direct exchanges).
-    pub fn new(index_keys: bool) -> BindingSet {
+    /// A set keeping the given routing index.
+    pub fn new(index: KeyIndex) -> BindingSet {
         BindingSet {
-            by_key: index_keys.then(FxHashMap::default),
+            by_key: (index == KeyIndex::Exact).then(FxHashMap::default),
+            by_pattern: (index == KeyIndex::Pattern).then(TopicTrie::default),
             ..Default::default()
+        }
+    }
+
+    /// Destinations whose pattern matches `routing_key` (topic exchanges;
+    /// a destination may be reported twice, see `TopicTrie`).
+    pub fn for_each_pattern_match<'a>(
+        &'a self,
+        routing_key: &str,
+        f: &mut dyn FnMut(&'a Destination),
+    ) {
+        if let Some(t) = &self.by_pattern {
+            t.for_each_match(routing_key, &mut |s| {
+                if let Some(b) = self.slot(s) {
+                    f(&b.destination);
+                }
+            });
         }
     }
 
@@ -108,6 +140,9 @@ impl BindingSet {
         if let Some(m) = self.by_key.as_mut() {
             m.entry(b.routing_key.clone()).or_default().push(slot);
         }
+        if let Some(t) = self.by_pattern.as_mut() {
+            t.insert(&b.routing_key, slot);
+        }
         self.slots[slot as usize] = Some(b);
         true
     }
@@ -159,6 +194,9 @@ impl BindingSet {
                 }
             }
         }
+        if let Some(t) = self.by_pattern.as_mut() {
+            t.remove(&b.routing_key, slot);
+        }
         self.free.push(slot);
     }
 
@@ -175,6 +213,9 @@ impl BindingSet {
         self.by_destination.clear();
         if let Some(m) = self.by_key.as_mut() {
             m.clear();
+        }
+        if let Some(t) = self.by_pattern.as_mut() {
+            t.clear();
         }
         for b in live {
             self.insert(b);
@@ -198,7 +239,7 @@ mod tests {
 
     #[test]
     fn insert_is_idempotent_and_remove_exact() {
-        let mut s = BindingSet::new(true);
+        let mut s = BindingSet::new(KeyIndex::Exact);
         assert!(s.insert(binding("q", "k")));
         assert!(!s.insert(binding("q", "k")));
         assert!(s.insert(binding("q", "k2")));
@@ -213,7 +254,7 @@ mod tests {
 
     #[test]
     fn remove_destination_and_compaction_keep_indexes_right() {
-        let mut s = BindingSet::new(true);
+        let mut s = BindingSet::new(KeyIndex::Exact);
         for i in 0..1000 {
             assert!(s.insert(binding(&format!("q{}", i % 10), &format!("k{i}"))));
         }

@@ -3,7 +3,6 @@
 use amqp_codec::{FieldTable, ShortStr};
 
 use crate::headers::{headers_match, x_match, XMatch};
-use crate::topic::topic_matches;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -106,7 +105,11 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            bindings: crate::bindings::BindingSet::new(kind == ExchangeKind::Direct),
+            bindings: crate::bindings::BindingSet::new(match kind {
+                ExchangeKind::Direct => crate::bindings::KeyIndex::Exact,
+                ExchangeKind::Topic => crate::bindings::KeyIndex::Pattern,
+                _ => crate::bindings::KeyIndex::None,
+            }),
             delayed: false,
             dedup: None,
         }
@@ -183,11 +186,7 @@ impl Exchange {
         match self.kind {
             ExchangeKind::Direct => self.bindings.with_key(routing_key).for_each(f),
             ExchangeKind::Fanout => self.bindings.iter().for_each(|b| f(&b.destination)),
-            ExchangeKind::Topic => self
-                .bindings
-                .iter()
-                .filter(|b| topic_matches(&b.routing_key, routing_key))
-                .for_each(|b| f(&b.destination)),
+            ExchangeKind::Topic => self.bindings.for_each_pattern_match(routing_key, &mut f),
             ExchangeKind::Headers => self
                 .bindings
                 .iter()

@@ -43,6 +43,7 @@ mod session;
 mod tables;
 mod tick;
 pub mod topic;
+mod topic_trie;
 mod topology;
 mod vhost;
 
