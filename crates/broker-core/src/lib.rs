@@ -9,6 +9,7 @@
 
 pub mod arena;
 mod auth;
+pub use auth::refused as login_refused;
 mod basic;
 mod bindings;
 mod broker;
