@@ -128,7 +128,9 @@ mod tests {
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "a,b");
         for c in cn {
-            params.distinguished_name.push(rcgen::DnType::CommonName, *c);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, *c);
         }
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
@@ -151,7 +153,13 @@ mod tests {
         );
         let none = cert(&[], &[]);
         assert_eq!(login_name(&none, CertLoginFrom::CommonName), None);
-        assert_eq!(login_name(&none, CertLoginFrom::SubjectAlternativeName), None);
-        assert_eq!(login_name(b"not a certificate", CertLoginFrom::CommonName), None);
+        assert_eq!(
+            login_name(&none, CertLoginFrom::SubjectAlternativeName),
+            None
+        );
+        assert_eq!(
+            login_name(b"not a certificate", CertLoginFrom::CommonName),
+            None
+        );
     }
 }

@@ -227,10 +227,15 @@ pub(crate) async fn run(
     // EXTERNAL: the identity is the verified certificate's, never bytes
     // from the client; without one the mechanism is refused here.
     let response: &[u8] = if mechanism == "EXTERNAL" {
-        match tls.filter(|_| offers_external(tls)).and_then(|t| t.login.as_deref()) {
+        match tls
+            .filter(|_| offers_external(tls))
+            .and_then(|t| t.login.as_deref())
+        {
             Some(login) => login.as_bytes(),
             None => {
-                tracing::warn!("authentication failed: EXTERNAL without a named, verified client certificate");
+                tracing::warn!(
+                    "authentication failed: EXTERNAL without a named, verified client certificate"
+                );
                 let e = broker_core::login_refused(mechanism);
                 if auth_close {
                     return Err(refuse(rd, wr, buf, e.code, e.text, (0, 0)).await);

@@ -104,7 +104,11 @@ impl Shared {
 /// The next connection on the TLS listener (never, without one); None
 /// after an accept error (logged, after a back-off).
 async fn accept_tls(
-    tls: Option<&(TcpListener, Arc<tls::TlsConfigHolder>, tokio::task::JoinHandle<()>)>,
+    tls: Option<&(
+        TcpListener,
+        Arc<tls::TlsConfigHolder>,
+        tokio::task::JoinHandle<()>,
+    )>,
 ) -> Option<(
     (tokio::net::TcpStream, std::net::SocketAddr),
     &Arc<tls::TlsConfigHolder>,

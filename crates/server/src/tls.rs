@@ -231,8 +231,8 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 pub fn build_server_config(s: &TlsSettings) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certs(&s.cert_file)?;
-    let key_pem = std::fs::read(&s.key_file)
-        .with_context(|| format!("reading {}", s.key_file.display()))?;
+    let key_pem =
+        std::fs::read(&s.key_file).with_context(|| format!("reading {}", s.key_file.display()))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| anyhow!("parsing the private key in {}: {e}", s.key_file.display()))?;
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();

@@ -205,9 +205,7 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
                 tls.fail_if_no_peer_cert = Some(value.parse().with_context(bad)?)
             }
             "tls_versions" => tls.versions = Some(value.parse().with_context(bad)?),
-            "tls_cert_login_from" => {
-                tls.cert_login_from = Some(value.parse().with_context(bad)?)
-            }
+            "tls_cert_login_from" => tls.cert_login_from = Some(value.parse().with_context(bad)?),
             "tls_reload_check_interval_ms" => {
                 tls.reload_check_interval_ms = Some(value.parse().with_context(bad)?)
             }
