@@ -189,6 +189,8 @@ impl TlsConfigHolder {
                 let from_signal = tokio::select! {
                     Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
                     _ = interval.tick(), if every_ms > 0 => false,
+                    // No SIGHUP stream and no file checks: nothing to do.
+                    else => return,
                 };
                 let result = if from_signal {
                     holder.reload().map(|()| true)

@@ -21,7 +21,9 @@ use crate::harness::{external_broker, spawn_process, uniq, WAIT};
 
 /// A certificate authority that signs test certificates.
 struct Ca {
+    /// Signs leaves.
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Its certificate, PEM.
     pem: String,
 }
 
@@ -40,7 +42,7 @@ impl Ca {
         }
     }
 
-    /// A leaf certificate: (cert PEM, cert DER, PKCS#8 key DER, key PEM).
+    /// A leaf certificate named `cn` (and `sans`), expired if asked.
     fn leaf(&self, cn: &str, sans: &[&str], expired: bool) -> Leaf {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
@@ -64,10 +66,15 @@ impl Ca {
     }
 }
 
+/// A certificate and its key.
 struct Leaf {
+    /// Certificate, PEM.
     pem: String,
+    /// Certificate, DER.
     der: Vec<u8>,
+    /// Key, PKCS#8 DER.
     key_der: Vec<u8>,
+    /// Key, PEM.
     key_pem: String,
 }
 
@@ -90,9 +97,13 @@ impl Leaf {
 
 /// A warren with a TLS listener, its files, and its ports.
 struct TlsNode {
+    /// The warren process.
     child: std::process::Child,
+    /// Its data folder and certificate files.
     dir: PathBuf,
+    /// Plain AMQP port.
     port: u16,
+    /// AMQPS port.
     tls_port: u16,
 }
 
@@ -137,9 +148,10 @@ async fn start(ca: &Ca, server: &Leaf, extra: &[&str]) -> TlsNode {
         &key,
         "--tls-ca-file",
         &cafile,
-        "--tls-reload-check-interval-ms",
-        "100",
     ];
+    if !extra.contains(&"--tls-reload-check-interval-ms") {
+        args.extend_from_slice(&["--tls-reload-check-interval-ms", "100"]);
+    }
     args.extend_from_slice(extra);
     let (child, rx) = spawn_process(&dir.join("data"), 0, &args);
     let port = rx
@@ -437,8 +449,7 @@ async fn certificate_reload_keeps_connections() {
     round_trip(&old, 3).await;
     // SIGHUP reloads too (with file checks this would happen anyway, so
     // this only shows SIGHUP does not kill the broker).
-    // SAFETY: kill(2) on our own child.
-    unsafe_sighup(node.child.id());
+    sighup(node.child.id());
     tokio::time::sleep(Duration::from_millis(200)).await;
     round_trip(&old, 3).await;
     let new = connect_tls(node.tls_port, "", &ca2.pem, None)
@@ -447,7 +458,45 @@ async fn certificate_reload_keeps_connections() {
     round_trip(&new, 3).await;
 }
 
-fn unsafe_sighup(pid: u32) {
+#[tokio::test]
+async fn sighup_reloads_certificate() {
+    if external_broker() {
+        return;
+    }
+    let ca1 = Ca::new("ca-one");
+    let leaf = ca1.leaf("localhost", &["localhost"], false);
+    // File checks off: SIGHUP only.
+    let node = start(&ca1, &leaf, &["--tls-reload-check-interval-ms", "0"]).await;
+    let old = connect_tls(node.tls_port, "", &ca1.pem, None)
+        .await
+        .unwrap();
+    let ca2 = Ca::new("ca-two");
+    write_server_files(
+        &node.dir,
+        &ca2,
+        &ca2.leaf("localhost", &["localhost"], false),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        connect_tls(node.tls_port, "", &ca2.pem, None)
+            .await
+            .is_err(),
+        "reloaded without SIGHUP although file checks are off"
+    );
+    sighup(node.child.id());
+    let mut switched = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if connect_tls(node.tls_port, "", &ca2.pem, None).await.is_ok() {
+            switched = true;
+            break;
+        }
+    }
+    assert!(switched, "SIGHUP did not reload the certificate");
+    round_trip(&old, 3).await;
+}
+
+fn sighup(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
