@@ -9,7 +9,6 @@
 
 pub mod arena;
 mod auth;
-pub use auth::refused as login_refused;
 mod basic;
 mod bindings;
 mod broker;
@@ -54,3 +53,7 @@ pub use recover::RestoreStats;
 
 /// Identity of a client connection, assigned by [`Broker::open_connection`].
 pub type ConnId = u64;
+
+/// RabbitMQ's refusal of a login (the server refuses EXTERNAL without a
+/// verified certificate with it, before the user store is asked).
+pub use auth::refused as login_refused;
