@@ -31,12 +31,24 @@ impl Default for Users {
 }
 
 impl Users {
+    /// PLAIN and AMQPLAIN check the password in `response`. For EXTERNAL,
+    /// `response` is not the client's: it is the user name of the client
+    /// certificate the server verified (the server never passes client
+    /// bytes for it); the user must exist, and no password is checked, as
+    /// in rabbitmq_auth_mechanism_ssl.
     pub fn authenticate(
         &self,
         mechanism: &str,
         response: &[u8],
         from_loopback: bool,
     ) -> Result<String, AmqpError> {
+        if mechanism == "EXTERNAL" {
+            let user = std::str::from_utf8(response).map_err(|_| refused(mechanism))?;
+            return match self.users.get(user) {
+                Some(u) if from_loopback || !u.loopback_only => Ok(user.to_string()),
+                _ => Err(refused(mechanism)),
+            };
+        }
         let (user, pass) = match mechanism {
             "PLAIN" => parse_plain(response),
             "AMQPLAIN" => parse_amqplain(response),
@@ -50,7 +62,8 @@ impl Users {
     }
 }
 
-fn refused(mechanism: &str) -> AmqpError {
+/// RabbitMQ's text for a refused login (whatever the reason).
+pub fn refused(mechanism: &str) -> AmqpError {
     AmqpError::access_refused(format!(
         "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
     ))
@@ -95,5 +108,10 @@ mod tests {
         assert!(u.authenticate("PLAIN", b"\0guest\0nope", true).is_err());
         assert!(u.authenticate("PLAIN", b"garbage", true).is_err());
         assert!(u.authenticate("EXTERNAL", b"", true).is_err());
+        // EXTERNAL: a verified certificate name of an existing user, no
+        // password, the loopback rule still applies.
+        assert_eq!(u.authenticate("EXTERNAL", b"guest", true).unwrap(), "guest");
+        assert!(u.authenticate("EXTERNAL", b"guest", false).is_err());
+        assert!(u.authenticate("EXTERNAL", b"nobody", true).is_err());
     }
 }

@@ -61,3 +61,7 @@ pub use session::{ConnInfo, ConnSink};
 
 /// Identity of a client connection, assigned by [`Broker::open_connection`].
 pub type ConnId = u64;
+
+/// RabbitMQ's refusal of a login (the server refuses EXTERNAL without a
+/// verified certificate with it, before the user store is asked).
+pub use auth::refused as login_refused;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use broker_core::CoreConfig;
 
+use crate::tls::TlsSettings;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: IpAddr,
@@ -51,6 +53,11 @@ pub struct ServerConfig {
     /// non-blocking send, instead of waking the writer (see `sink.rs`).
     /// 0 turns this off. Default 4 KiB.
     pub write_through_bytes_max: usize,
+    /// AMQPS port (RabbitMQ's is 5671); 0 = no TLS listener. Needs `tls`.
+    pub tls_port: u16,
+    /// Certificate, key, CA bundle and peer verification of the AMQPS
+    /// listener.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +81,8 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
             write_through_bytes_max: 4096,
+            tls_port: 0,
+            tls: None,
         }
     }
 }

@@ -2,9 +2,10 @@
 //! writer task. The reader batches every frame of one socket read into one
 //! trip through the core lock; the writer drains the connection's output
 //! queue with as few syscalls as possible and sends heartbeats when idle.
+//! Both are generic over the stream (`stream.rs`): plain TCP, or TLS.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +16,15 @@ use amqp_codec::{
 };
 use broker_core::{AmqpError, ConnId, ConnInfo, WireOutcome};
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::handshake;
+use crate::handshake::{self, TlsPeer};
 use crate::sink::{CloseOnDrop, ConnIo};
-use crate::Shared;
+use crate::stream::{split_tls, ConnRead, ConnWrite};
+use crate::{cert_login, Shared};
 
 /// A read smaller than this marks the connection as quiet (small buffer).
 const READ_SMALL_BYTES: usize = 4096;
@@ -39,18 +41,73 @@ enum ReadEnd {
     ClientClosed,
 }
 
+/// A plain-TCP connection.
 pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+    let (rd, wr) = stream.into_split();
+    let fd = wr.as_ref().as_raw_fd();
+    serve(rd, wr, Some(fd), None, peer, shared, stop, deadline).await;
+}
+
+/// A connection on the TLS listener: the TLS handshake (within the same
+/// `handshake_timeout_ms` as the AMQP one), then as plain TCP but without
+/// write-through (encryption stays on the writer, off the core lock).
+pub(crate) async fn run_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    config: Arc<rustls::ServerConfig>,
+    login_from: cert_login::CertLoginFrom,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    // Boxed: the handshake state is large and short-lived.
+    let tls = match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = tls.get_ref().1;
+    let cert = session.peer_certificates().and_then(|c| c.first());
+    let tls_peer = TlsPeer {
+        has_cert: cert.is_some(),
+        login: cert.and_then(|c| cert_login::login_name(c, login_from)),
+    };
+    let (rd, wr) = split_tls(tls);
+    serve(rd, wr, None, Some(tls_peer), peer, shared, stop, deadline).await;
+}
+
+/// Handshake, then the reader (this task) and the writer task until the
+/// connection ends. `write_through` is the socket for `sink.rs`'s
+/// write-through (None: off, as for TLS).
+#[allow(clippy::too_many_arguments)]
+async fn serve<R: ConnRead, W: ConnWrite>(
+    mut rd: R,
+    mut wr: W,
+    write_through: Option<RawFd>,
+    tls: Option<TlsPeer>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    deadline: Instant,
+) {
     let mut buf = BytesMut::with_capacity(1024);
-    let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
-    let neg = match tokio::time::timeout(
-        timeout,
+    let neg = match tokio::time::timeout_at(
+        deadline,
         // Boxed so the (large, short-lived) handshake state is not part of
         // every idle connection's task (memory per connection).
         Box::pin(handshake::run(
@@ -59,6 +116,7 @@ pub(crate) async fn run(
             &mut buf,
             &shared,
             peer.ip().is_loopback(),
+            tls.as_ref(),
         )),
     )
     .await
@@ -66,15 +124,16 @@ pub(crate) async fn run(
         Ok(Ok(n)) => n,
         _ => return,
     };
+    drop(tls);
     if buf.is_empty() {
         // Idle connections hold no read buffer (memory per connection).
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
-    let io = Arc::new(ConnIo::new(
-        wr.as_ref().as_raw_fd(),
-        shared.config.write_through_bytes_max,
-    ));
+    let io = Arc::new(match write_through {
+        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max),
+        None => ConnIo::new(-1, 0),
+    });
     // Declared after `rd`, so it is dropped (closing the sink) before the
     // read half, whatever ends this task.
     let _close_sink = CloseOnDrop(io.clone());
@@ -146,7 +205,7 @@ async fn wait_alarm_cleared(shared: &Shared, stop: &mut watch::Receiver<bool>) -
 }
 
 /// After close-ok went out: discard anything until the client hangs up.
-async fn drain_until_eof(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) {
+async fn drain_until_eof<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
     loop {
         buf.clear();
         buf.reserve(4096);
@@ -158,8 +217,8 @@ async fn drain_until_eof(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut Byte
 }
 
 /// After we sent connection.close: discard frames until close-ok or EOF.
-async fn drain_until_close_ok(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn drain_until_close_ok<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
     frame_max: u32,
 ) {
@@ -182,8 +241,8 @@ async fn drain_until_close_ok(
     }
 }
 
-async fn read_loop(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: ConnRead>(
+    rd: &mut R,
     buf: &mut BytesMut,
     shared: &Shared,
     id: ConnId,
@@ -206,35 +265,31 @@ async fn read_loop(
     let mut read_since_yield = 0usize;
     loop {
         if !std::mem::take(&mut first) {
-            tokio::select! {
-                r = tokio::time::timeout(silence_max, rd.readable()) => match r {
-                    Err(_) => {
-                        tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
-                        return ReadEnd::Gone;
-                    }
-                    Ok(Err(e)) => { tracing::debug!(conn = id, "read failed: {e}"); return ReadEnd::Gone }
-                    Ok(Ok(())) => {}
-                },
-                _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
-            }
             let want = if last_read >= READ_SMALL_BYTES {
                 read_size
             } else {
                 READ_SMALL_BYTES * 2
             };
-            if buf.capacity() - buf.len() < want / 4 {
-                buf.reserve(want);
-            }
-            match rd.try_read_buf(buf) {
-                Ok(0) => {
+            let read = tokio::select! {
+                r = tokio::time::timeout(silence_max, rd.read_ready(buf, want)) => match r {
+                    Err(_) => {
+                        tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
+                        return ReadEnd::Gone;
+                    }
+                    Ok(r) => r,
+                },
+                _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
+            };
+            match read {
+                Ok(Some(0)) => {
                     tracing::debug!(conn = id, "peer closed the socket");
                     return ReadEnd::Gone;
                 }
-                Ok(n) => {
+                Ok(Some(n)) => {
                     last_read = n;
                     read_since_yield += n;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Ok(None) => {
                     // Spurious readiness: don't hold a buffer while waiting.
                     if buf.is_empty() {
                         *buf = BytesMut::new();
@@ -395,8 +450,8 @@ fn connection_frame(
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: ConnWrite>(
+    mut wr: W,
     io: Arc<ConnIo>,
     shared: Arc<Shared>,
     id: ConnId,
@@ -448,15 +503,8 @@ async fn write_loop(
             shared.after_batch(&mut core);
         }
     }
-    if io.abort_on_close.load(Ordering::Acquire) {
-        // Everything queued is written. With a zero linger the socket's
-        // close (when the read half goes too) sends RST; `forget` keeps the
-        // write half's drop from sending a FIN first.
-        let _ = wr.as_ref().set_zero_linger();
-        wr.forget();
-    } else {
-        let _ = wr.shutdown().await;
-    }
+    // Everything queued is written: FIN, or RST after the client's close.
+    wr.finish(io.abort_on_close.load(Ordering::Acquire)).await;
 }
 
 fn io_pending(io: &ConnIo) -> usize {
@@ -464,9 +512,10 @@ fn io_pending(io: &ConnIo) -> usize {
     io.pending_bytes()
 }
 
-/// Writes all chunks with writev, coping with partial writes.
-async fn write_all_vectored(
-    wr: &mut OwnedWriteHalf,
+/// Writes all chunks with writev, coping with partial writes; a buffered
+/// (TLS) stream gets all of them in one call per 64 chunks, then a flush.
+async fn write_all_vectored<W: ConnWrite>(
+    wr: &mut W,
     chunks: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
     let mut start = 0;
@@ -493,6 +542,9 @@ async fn write_all_vectored(
         }
     }
     chunks.clear();
+    if W::BUFFERED {
+        wr.flush().await?;
+    }
     Ok(())
 }
 

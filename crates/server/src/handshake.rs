@@ -7,8 +7,7 @@ use amqp_codec::{
     FRAME_MIN_SIZE_BYTES, PROTOCOL_HEADER,
 };
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Shared;
 
@@ -32,6 +31,20 @@ fn tune_value_ok(client: u32, server: u32, min: u32) -> Result<(), &'static str>
     Ok(())
 }
 
+/// What the TLS layer established about the client (TLS listener only).
+pub(crate) struct TlsPeer {
+    /// The client presented a certificate, verified against the CA bundle.
+    pub has_cert: bool,
+    /// The user name it stands for (`ssl_cert_login_from`), if it has one.
+    pub login: Option<String>,
+}
+
+/// SASL mechanisms offered on every connection.
+const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
+/// ... and on a TLS connection with a verified client certificate, as
+/// rabbitmq_auth_mechanism_ssl offers EXTERNAL only when there is one.
+const MECHANISMS_WITH_EXTERNAL: &[u8] = b"PLAIN AMQPLAIN EXTERNAL";
+
 /// What the handshake settled.
 pub(crate) struct Negotiated {
     pub user: String,
@@ -51,7 +64,7 @@ pub(crate) enum HandshakeEnd {
 
 /// Reads one frame, honouring `frame_max`; errors end the handshake.
 async fn read_frame(
-    rd: &mut OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     frame_max: u32,
 ) -> Result<Frame, HandshakeEnd> {
@@ -71,7 +84,7 @@ async fn read_frame(
 }
 
 async fn read_method(
-    rd: &mut OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     frame_max: u32,
 ) -> Result<Method, HandshakeEnd> {
@@ -82,16 +95,18 @@ async fn read_method(
     Method::decode(f.payload).map_err(|_| HandshakeEnd::Drop)
 }
 
-async fn send(wr: &mut OwnedWriteHalf, m: &Method) -> Result<(), HandshakeEnd> {
+async fn send(wr: &mut (impl AsyncWrite + Unpin), m: &Method) -> Result<(), HandshakeEnd> {
     let mut out = BytesMut::new();
     encode_method_frame(&mut out, 0, m);
-    wr.write_all(&out).await.map_err(|_| HandshakeEnd::Drop)
+    wr.write_all(&out).await.map_err(|_| HandshakeEnd::Drop)?;
+    // A TLS stream may hold the record until flushed (a no-op on TCP).
+    wr.flush().await.map_err(|_| HandshakeEnd::Drop)
 }
 
 /// Sends connection.close and waits briefly for close-ok.
 async fn refuse(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut (impl AsyncRead + Unpin),
+    wr: &mut (impl AsyncWrite + Unpin),
     buf: &mut BytesMut,
     code: u16,
     text: String,
@@ -142,6 +157,12 @@ fn server_properties() -> FieldTable {
     props
 }
 
+/// EXTERNAL is offered on TLS connections whose client sent a verified
+/// certificate.
+fn offers_external(tls: Option<&TlsPeer>) -> bool {
+    tls.is_some_and(|t| t.has_cert)
+}
+
 fn client_capability(props: &FieldTable, name: &str) -> bool {
     props
         .get("capabilities")
@@ -152,11 +173,12 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
 }
 
 pub(crate) async fn run(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut (impl AsyncRead + Unpin),
+    wr: &mut (impl AsyncWrite + Unpin),
     buf: &mut BytesMut,
     shared: &Shared,
     from_loopback: bool,
+    tls: Option<&TlsPeer>,
 ) -> Result<Negotiated, HandshakeEnd> {
     // Protocol header: anything else gets ours back, as the spec says.
     while buf.len() < 8 {
@@ -173,6 +195,7 @@ pub(crate) async fn run(
         || &header[..] == b"AMQP\x01\x01\x08\x00";
     if !accepted {
         let _ = wr.write_all(PROTOCOL_HEADER).await;
+        let _ = wr.flush().await;
         let _ = wr.shutdown().await;
         return Err(HandshakeEnd::Drop);
     }
@@ -184,7 +207,11 @@ pub(crate) async fn run(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+            mechanisms: Bytes::from_static(if offers_external(tls) {
+                MECHANISMS_WITH_EXTERNAL
+            } else {
+                MECHANISMS
+            }),
             locales: Bytes::from_static(b"en_US"),
         }),
     )
@@ -196,13 +223,32 @@ pub(crate) async fn run(
     let consumer_cancel_notify =
         client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let connection_blocked = client_capability(&start_ok.client_properties, "connection.blocked");
+    let mechanism = start_ok.mechanism.as_str();
+    // EXTERNAL: the identity is the verified certificate's, never bytes
+    // from the client; without one the mechanism is refused here.
+    let response: &[u8] = if mechanism == "EXTERNAL" {
+        match tls
+            .filter(|_| offers_external(tls))
+            .and_then(|t| t.login.as_deref())
+        {
+            Some(login) => login.as_bytes(),
+            None => {
+                tracing::warn!(
+                    "authentication failed: EXTERNAL without a named, verified client certificate"
+                );
+                let e = broker_core::login_refused(mechanism);
+                if auth_close {
+                    return Err(refuse(rd, wr, buf, e.code, e.text, (0, 0)).await);
+                }
+                return Err(HandshakeEnd::Drop);
+            }
+        }
+    } else {
+        &start_ok.response
+    };
     let user = {
         let core = shared.core.lock();
-        core.authenticate(
-            start_ok.mechanism.as_str(),
-            &start_ok.response,
-            from_loopback,
-        )
+        core.authenticate(mechanism, response, from_loopback)
     };
     let user = match user {
         Ok(u) => u,

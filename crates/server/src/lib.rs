@@ -3,11 +3,14 @@
 //! graceful shutdown. All broker state lives in `broker_core::Broker`
 //! behind one mutex, taken once per batch of frames read from a socket.
 
+mod cert_login;
 mod config;
 mod conn;
 mod handshake;
 mod sink;
+mod stream;
 mod sync;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,6 +101,31 @@ impl Shared {
     }
 }
 
+/// The next connection on the TLS listener (never, without one); None
+/// after an accept error (logged, after a back-off).
+async fn accept_tls(
+    tls: Option<&(
+        TcpListener,
+        Arc<tls::TlsConfigHolder>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) -> Option<(
+    (tokio::net::TcpStream, std::net::SocketAddr),
+    &Arc<tls::TlsConfigHolder>,
+)> {
+    let Some((listener, holder, _)) = tls else {
+        return std::future::pending().await;
+    };
+    match listener.accept().await {
+        Ok(a) => Some((a, holder)),
+        Err(e) => {
+            tracing::warn!("accept failed: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Runs the broker until `shutdown` resolves, then closes every client with
 /// 320 CONNECTION_FORCED and returns.
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -179,6 +207,21 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("warren listening on {local} (amqp)");
+    let tls = match (config.tls_port, &config.tls) {
+        (0, _) => None,
+        (_, None) => anyhow::bail!("tls_port is set but no TLS certificate and key are"),
+        (port, Some(settings)) => {
+            let holder = tls::TlsConfigHolder::load(settings.clone())
+                .context("loading the AMQPS certificate")?;
+            let addr = std::net::SocketAddr::new(config.bind, port);
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            tracing::info!("warren listening on {} (amqps)", l.local_addr()?);
+            let watcher = holder.spawn_watcher("amqps");
+            Some((l, holder, watcher))
+        }
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ticker = {
@@ -246,6 +289,23 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            accepted = accept_tls(tls.as_ref()) => {
+                let Some(((stream, peer), holder)) = accepted else { continue };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    drop(stream);
+                    continue;
+                };
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                let config = holder.current();
+                let login_from = holder.settings().cert_login_from;
+                tasks.spawn(async move {
+                    conn::run_tls(stream, peer, shared, stop, config, login_from).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -274,6 +334,10 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     tracing::info!("shutting down: closing {} connections", tasks.len());
     ticker.abort();
     drop(listener);
+    if let Some((l, _, watcher)) = tls {
+        watcher.abort();
+        drop(l);
+    }
     {
         let mut core = shared.core.lock();
         core.close_all("broker forced connection closure with reason 'shutdown'");

@@ -5,12 +5,15 @@
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
-//! consumer_timeout_ms.
+//! consumer_timeout_ms, and for AMQPS tls_port, tls_cert_file, tls_key_file,
+//! tls_ca_file, tls_verify_peer, tls_fail_if_no_peer_cert, tls_versions,
+//! tls_cert_login_from, tls_reload_check_interval_ms.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use server::tls::{CertLoginFrom, TlsSettings, TlsVersions};
 use server::ServerConfig;
 
 #[derive(clap::Args, Debug)]
@@ -39,14 +42,82 @@ pub struct ServeArgs {
     /// Close a channel whose delivery stays unacknowledged longer than this, ms; 0 = off [default: 1800000]
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
     consumer_timeout_ms: Option<u64>,
+    /// AMQPS (TLS) port; 0 = no TLS listener [default: 0]
+    #[arg(long, env = "WARREN_TLS_PORT")]
+    tls_port: Option<u16>,
+    /// PEM certificate chain of the AMQPS listener, leaf first
+    #[arg(long, env = "WARREN_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the AMQPS listener
+    #[arg(long, env = "WARREN_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to
+    #[arg(long, env = "WARREN_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it (verify_peer) [default: false]
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", num_args = 0..=1, default_missing_value = "true")]
+    tls_verify_peer: Option<bool>,
+    /// With verify_peer, refuse clients without a certificate [default: false]
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true")]
+    tls_fail_if_no_peer_cert: Option<bool>,
+    /// Check the TLS files for changes this often, ms; 0 = reload on SIGHUP only [default: 5000]
+    #[arg(long, env = "WARREN_TLS_RELOAD_CHECK_INTERVAL_MS")]
+    tls_reload_check_interval_ms: Option<u64>,
+}
+
+/// TLS settings as read, before they are checked for completeness.
+#[derive(Default)]
+struct TlsDraft {
+    /// `tls_cert_file`.
+    cert_file: Option<PathBuf>,
+    /// `tls_key_file`.
+    key_file: Option<PathBuf>,
+    /// `tls_ca_file`.
+    ca_file: Option<PathBuf>,
+    /// `tls_verify_peer`.
+    verify_peer: Option<bool>,
+    /// `tls_fail_if_no_peer_cert`.
+    fail_if_no_peer_cert: Option<bool>,
+    /// `tls_versions`.
+    versions: Option<TlsVersions>,
+    /// `tls_cert_login_from`.
+    cert_login_from: Option<CertLoginFrom>,
+    /// `tls_reload_check_interval_ms`.
+    reload_check_interval_ms: Option<u64>,
+}
+
+impl TlsDraft {
+    /// The listener's settings, if a certificate and key were given.
+    fn finish(self, tls_port: u16) -> anyhow::Result<Option<TlsSettings>> {
+        let (cert, key) = match (self.cert_file, self.key_file) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) if tls_port == 0 => return Ok(None),
+            _ => bail!("TLS needs both tls_cert_file and tls_key_file"),
+        };
+        let mut t = TlsSettings::new(cert, key);
+        t.ca_file = self.ca_file;
+        t.verify_peer = self.verify_peer.unwrap_or(t.verify_peer);
+        t.fail_if_no_peer_cert = self.fail_if_no_peer_cert.unwrap_or(t.fail_if_no_peer_cert);
+        t.versions = self.versions.unwrap_or(t.versions);
+        t.cert_login_from = self.cert_login_from.unwrap_or(t.cert_login_from);
+        t.reload_check_interval_ms = self
+            .reload_check_interval_ms
+            .unwrap_or(t.reload_check_interval_ms);
+        if t.verify_peer && t.ca_file.is_none() {
+            bail!("tls_verify_peer needs tls_ca_file");
+        }
+        Ok(Some(t))
+    }
 }
 
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let mut cfg = ServerConfig::default();
+    let mut tls = TlsDraft::default();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        apply_file(&mut cfg, &text).with_context(|| format!("in config {}", path.display()))?;
+        apply_file(&mut cfg, &mut tls, &text)
+            .with_context(|| format!("in config {}", path.display()))?;
     }
     if let Some(b) = args.bind {
         cfg.bind = b;
@@ -69,10 +140,22 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(t) = args.consumer_timeout_ms {
         cfg.core.consumer_timeout_ms = t;
     }
+    if let Some(p) = args.tls_port {
+        cfg.tls_port = p;
+    }
+    tls.cert_file = args.tls_cert_file.or(tls.cert_file);
+    tls.key_file = args.tls_key_file.or(tls.key_file);
+    tls.ca_file = args.tls_ca_file.or(tls.ca_file);
+    tls.verify_peer = args.tls_verify_peer.or(tls.verify_peer);
+    tls.fail_if_no_peer_cert = args.tls_fail_if_no_peer_cert.or(tls.fail_if_no_peer_cert);
+    tls.reload_check_interval_ms = args
+        .tls_reload_check_interval_ms
+        .or(tls.reload_check_interval_ms);
+    cfg.tls = tls.finish(cfg.tls_port)?;
     Ok(cfg)
 }
 
-fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
+fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow::Result<()> {
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('[') {
@@ -113,6 +196,19 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "consumer_timeout_ms" => {
                 cfg.core.consumer_timeout_ms = value.parse().with_context(bad)?
             }
+            "tls_port" => cfg.tls_port = value.parse().with_context(bad)?,
+            "tls_cert_file" => tls.cert_file = Some(PathBuf::from(value)),
+            "tls_key_file" => tls.key_file = Some(PathBuf::from(value)),
+            "tls_ca_file" => tls.ca_file = Some(PathBuf::from(value)),
+            "tls_verify_peer" => tls.verify_peer = Some(value.parse().with_context(bad)?),
+            "tls_fail_if_no_peer_cert" => {
+                tls.fail_if_no_peer_cert = Some(value.parse().with_context(bad)?)
+            }
+            "tls_versions" => tls.versions = Some(value.parse().with_context(bad)?),
+            "tls_cert_login_from" => tls.cert_login_from = Some(value.parse().with_context(bad)?),
+            "tls_reload_check_interval_ms" => {
+                tls.reload_check_interval_ms = Some(value.parse().with_context(bad)?)
+            }
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }
@@ -126,14 +222,58 @@ mod tests {
     #[test]
     fn file_values_apply() {
         let mut cfg = ServerConfig::default();
+        let mut tls = TlsDraft::default();
         apply_file(
             &mut cfg,
+            &mut tls,
             "# comment\nport = 5673\nbind = \"0.0.0.0\"\ndata_dir = /tmp/w\nconsumer_timeout_ms = 2000\n",
         )
         .unwrap();
         assert_eq!(cfg.core.consumer_timeout_ms, 2000);
         assert_eq!(cfg.port, 5673);
         assert_eq!(cfg.bind.to_string(), "0.0.0.0");
-        assert!(apply_file(&mut cfg, "nope = 1").is_err());
+        assert!(apply_file(&mut cfg, &mut tls, "nope = 1").is_err());
+    }
+
+    #[test]
+    fn tls_keys_apply_and_are_checked() {
+        let mut cfg = ServerConfig::default();
+        let mut tls = TlsDraft::default();
+        apply_file(
+            &mut cfg,
+            &mut tls,
+            "tls_port = 5671\ntls_cert_file = /c.pem\ntls_key_file = /k.pem\n\
+             tls_ca_file = /ca.pem\ntls_verify_peer = true\ntls_fail_if_no_peer_cert = true\n\
+             tls_versions = tlsv1.3\ntls_cert_login_from = subject_alternative_name\n\
+             tls_reload_check_interval_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tls_port, 5671);
+        let t = tls.finish(cfg.tls_port).unwrap().unwrap();
+        assert_eq!(t.cert_file, PathBuf::from("/c.pem"));
+        assert_eq!(t.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert!(t.verify_peer && t.fail_if_no_peer_cert);
+        assert!(t.versions.tls13 && !t.versions.tls12);
+        assert_eq!(t.cert_login_from, CertLoginFrom::SubjectAlternativeName);
+        assert_eq!(t.reload_check_interval_ms, 0);
+        // A port without a certificate, a certificate without its key, or
+        // verify_peer without a CA bundle is refused at startup.
+        assert!(TlsDraft::default().finish(5671).is_err());
+        assert!(TlsDraft::default().finish(0).unwrap().is_none());
+        let half = TlsDraft {
+            cert_file: Some("/c.pem".into()),
+            ..TlsDraft::default()
+        };
+        assert!(half.finish(5671).is_err());
+        let no_ca = TlsDraft {
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/k.pem".into()),
+            verify_peer: Some(true),
+            ..TlsDraft::default()
+        };
+        assert!(no_ca.finish(5671).is_err());
+        let mut tls = TlsDraft::default();
+        assert!(apply_file(&mut cfg, &mut tls, "tls_versions = sslv3").is_err());
+        assert!(apply_file(&mut cfg, &mut tls, "tls_cert_login_from = nope").is_err());
     }
 }

@@ -24,3 +24,4 @@ mod publish_runs;
 mod queue_features;
 mod queue_types;
 mod queues;
+mod tls;
