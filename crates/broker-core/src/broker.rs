@@ -762,6 +762,12 @@ impl Broker {
         (last > self.synced_seq).then_some(last)
     }
 
+    /// Periodic store housekeeping (`Persistence::maintain`); the server
+    /// calls it from its ticker.
+    pub fn maintain_store(&mut self) {
+        self.persist.maintain();
+    }
+
     /// The store failed: nack everything waiting for it.
     pub fn on_store_failed(&mut self) {
         self.run_pending_dispatch();
