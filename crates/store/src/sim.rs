@@ -209,7 +209,13 @@ impl Backend for SimBackend {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut s = lock(&self.state);
         s.mutate()?;
-        s.grow(data.len() as u64)?;
+        if let Err(e) = s.grow(data.len() as u64) {
+            // Like a real disk: what fits is written, then ENOSPC.
+            let room = s.capacity_bytes.unwrap_or(0).saturating_sub(s.used_bytes());
+            let fit = usize::try_from(room).unwrap_or(0).min(data.len());
+            s.inode(name)?.written.extend_from_slice(&data[..fit]);
+            return Err(e);
+        }
         s.inode(name)?.written.extend_from_slice(data);
         Ok(())
     }
