@@ -50,7 +50,11 @@ pub(crate) struct DiskWatch {
 /// The limit from the settings: `disk_free_limit_relative` (a fraction of
 /// RAM, like RabbitMQ's `disk_free_limit.relative`) when given, else
 /// `disk_free_limit_bytes`.
-pub(crate) fn limit_bytes(absolute_bytes: u64, relative: Option<f64>, ram_bytes: Option<u64>) -> u64 {
+pub(crate) fn limit_bytes(
+    absolute_bytes: u64,
+    relative: Option<f64>,
+    ram_bytes: Option<u64>,
+) -> u64 {
     match (relative, ram_bytes) {
         (Some(r), Some(ram)) if r.is_finite() && r >= 0.0 => (ram as f64 * r) as u64,
         _ => absolute_bytes,
@@ -91,9 +95,8 @@ impl DiskWatch {
                     .store(free.saturating_sub(self.limit_bytes), Ordering::Relaxed);
                 self.written_at_reading_bytes
                     .store(written, Ordering::Relaxed);
-                (free < self.limit_bytes).then(|| {
-                    format!("low on disk: {free} bytes free, limit {}", self.limit_bytes)
-                })
+                (free < self.limit_bytes)
+                    .then(|| format!("low on disk: {free} bytes free, limit {}", self.limit_bytes))
             }
             Err(e) => {
                 tracing::warn!("cannot read free disk space of {}: {e}", dir.display());
@@ -167,6 +170,9 @@ mod tests {
         a.memory = Some("memory".into());
         assert_eq!(a.reason().as_deref(), Some("disk full; memory"));
         a.store_failed = true;
-        assert_eq!(a.reason().as_deref(), Some("store failed; see the broker log"));
+        assert_eq!(
+            a.reason().as_deref(),
+            Some("store failed; see the broker log")
+        );
     }
 }

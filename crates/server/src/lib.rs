@@ -88,9 +88,8 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     let mut counters = disk::WriteCounters::default();
     let arena: Box<dyn broker_core::arena::Arena> = match &config.data_dir {
         Some(dir) => {
-            let arena =
-                store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
-                    .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?;
+            let arena = store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
+                .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?;
             counters.arena = Some(arena.reserved_bytes_counter());
             Box::new(arena)
         }
@@ -115,7 +114,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             ..store::StoreConfig::default()
         };
         let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut restorer)
-                .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
+            .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
         let stats = restorer.finish();
         // Recovery grows and drops large vectors: hand the freed heap back
         // to the OS instead of keeping it as RSS for the broker's life.

@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(cfg.port, 5673);
         assert_eq!(cfg.bind.to_string(), "0.0.0.0");
         assert!(apply_file(&mut cfg, "nope = 1").is_err());
-        apply_file(&mut cfg, "disk_free_limit_relative = 1.5\nstore_reserve_bytes = 0\n").unwrap();
+        apply_file(
+            &mut cfg,
+            "disk_free_limit_relative = 1.5\nstore_reserve_bytes = 0\n",
+        )
+        .unwrap();
         assert_eq!(cfg.disk_free_limit_relative, Some(1.5));
         assert_eq!(cfg.store_reserve_bytes, 0);
     }

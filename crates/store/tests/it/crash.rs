@@ -167,7 +167,9 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
             for step in 0..STEPS {
                 match h.step(&mut rng, step) {
                     Ok(()) => {}
-                    Err(PersistError::Failed(e)) => panic!("seed {seed} extra {extra}: failed: {e}"),
+                    Err(PersistError::Failed(e)) => {
+                        panic!("seed {seed} extra {extra}: failed: {e}")
+                    }
                     Err(PersistError::Io(_)) => assert!(
                         h.syncer.paused().is_some(),
                         "seed {seed} extra {extra}: an error without a pause"
@@ -206,5 +208,8 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
         }
     }
     assert!(paused_runs > 20, "only {paused_runs} runs filled the disk");
-    assert!(resumed_in_place > 5, "only {resumed_in_place} runs resumed by themselves");
+    assert!(
+        resumed_in_place > 5,
+        "only {resumed_in_place} runs resumed by themselves"
+    );
 }
