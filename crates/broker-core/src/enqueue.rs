@@ -395,9 +395,8 @@ fn unreachable_table() -> FieldTable {
     FieldTable::new()
 }
 
+/// Wall-clock seconds for `x-death`'s `time` (the test clock in core tests,
+/// so two cores fed the same traffic stamp the same time).
 fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::delayed::wall_ms() / 1000
 }

@@ -247,6 +247,12 @@ impl Broker {
         self.durability.sync_wanted()
     }
 
+    /// Periodic store housekeeping (`Persistence::maintain`); the server
+    /// calls it from its ticker. Touches no broker state, so no guard.
+    pub fn maintain_store(&mut self) {
+        self.durability.persist.maintain();
+    }
+
     /// Pending delayed messages of an exchange (None: not a delayed one).
     pub fn delayed_pending(&self, vname: &str, exchange: &str) -> Option<usize> {
         self.topology.delayed_pending(vname, exchange)

@@ -233,6 +233,10 @@ pub trait Persistence: Send {
     ) -> Result<Seq, PersistError>;
     /// Sequence number of the last record appended.
     fn last_seq(&self) -> Seq;
+    /// Periodic housekeeping (about every tick): a store may give back
+    /// space here, e.g. close an active segment whose messages are all
+    /// settled so it can be deleted. Must not block, like every call here.
+    fn maintain(&mut self) {}
 }
 
 /// The I/O side of the store: writes buffered records and makes them durable.

@@ -36,8 +36,17 @@ pub struct ServerConfig {
     /// Publishers are blocked while the data folder's filesystem has less
     /// free space than this (RabbitMQ's default disk_free_limit is 50 MB).
     pub disk_free_limit_bytes: u64,
-    /// How often free disk space is checked.
+    /// When set, the free-disk limit is this fraction of RAM instead
+    /// (RabbitMQ's `disk_free_limit.relative`; 1.0 = as much as RAM).
+    pub disk_free_limit_relative: Option<f64>,
+    /// How often free disk space is checked at the least (it is also
+    /// checked whenever half the margin above the limit has been written).
     pub disk_check_interval_ms: u64,
+    /// Space the store sets aside (its `reserve` file) to make what is in
+    /// flight durable when the disk fills; see docs/storage.md. 0 = none.
+    pub store_reserve_bytes: u64,
+    /// While the store is paused on a full disk, it retries this often.
+    pub store_retry_interval_ms: u64,
     /// Publishers are blocked while RSS is above this (0 = 40% of RAM, as
     /// RabbitMQ's default vm_memory_high_watermark).
     pub memory_high_watermark_bytes: u64,
@@ -76,7 +85,10 @@ impl Default for ServerConfig {
             tick_interval_ms: 100,
             read_yield_bytes: 256 * 1024,
             disk_free_limit_bytes: 50_000_000,
+            disk_free_limit_relative: None,
             disk_check_interval_ms: 1000,
+            store_reserve_bytes: 8 << 20,
+            store_retry_interval_ms: 200,
             arena_segment_size_bytes: 8 << 20,
             memory_high_watermark_bytes: 0,
             writer_threads: 1,

@@ -6,6 +6,7 @@
 mod cert_login;
 mod config;
 mod conn;
+mod disk;
 mod handshake;
 mod sink;
 mod stream;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker_core::persist::{NoPersistence, Syncer};
+use broker_core::persist::NoPersistence;
 use broker_core::Broker;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -50,20 +51,6 @@ fn memory_alarm(limit_bytes: u64) -> Option<String> {
         .then(|| format!("memory: {rss} bytes resident, high watermark {limit_bytes}"))
 }
 
-/// The disk alarm's reason if free space in `dir` is below `limit_bytes`.
-fn disk_alarm(dir: &std::path::Path, limit_bytes: u64) -> Option<String> {
-    match store::disk_free_bytes(dir) {
-        Ok(free) if free < limit_bytes => Some(format!(
-            "low on disk: {free} bytes free, limit {limit_bytes}"
-        )),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!("cannot read free disk space of {}: {e}", dir.display());
-            None
-        }
-    }
-}
-
 /// State shared by every connection task.
 pub(crate) struct Shared {
     pub core: Mutex<Broker>,
@@ -73,22 +60,19 @@ pub(crate) struct Shared {
     /// True while a resource alarm blocks publishers; readers of publishing
     /// connections wait on it.
     pub alarm: watch::Sender<bool>,
-    /// Set once the store failed: the alarm then stays raised.
-    pub store_failed: std::sync::atomic::AtomicBool,
+    /// Every reason to block publishers (`disk::Alarms::reason` combines them).
+    pub alarms: Mutex<disk::Alarms>,
+    /// The free-disk watch of the data folder.
+    pub disk: disk::DiskWatch,
     /// Where connection writer tasks run (see `ServerConfig::writer_threads`).
     pub writers: tokio::runtime::Handle,
 }
 
 impl Shared {
-    /// Raises or clears the resource alarm in the core and for readers.
-    pub fn set_alarm(&self, core: &mut Broker, reason: Option<String>) {
-        let reason = if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
-            Some("store failed; see the broker log".to_string())
-        } else {
-            reason
-        };
-        self.alarm.send_replace(reason.is_some());
-        core.set_alarm(reason);
+    /// Changes one alarm source and raises or clears the resource alarm in
+    /// the core and for readers accordingly.
+    pub fn update_alarms(&self, core: &mut Broker, change: impl FnOnce(&mut disk::Alarms)) {
+        disk::update(&self.alarms, &self.alarm, core, change);
     }
 
     /// Called after every batch of work with the core lock held: hands out
@@ -129,11 +113,14 @@ async fn accept_tls(
 /// Runs the broker until `shutdown` resolves, then closes every client with
 /// 320 CONNECTION_FORCED and returns.
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut counters = disk::WriteCounters::default();
     let arena: Box<dyn broker_core::arena::Arena> = match &config.data_dir {
-        Some(dir) => Box::new(
-            store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
-                .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?,
-        ),
+        Some(dir) => {
+            let arena = store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
+                .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?;
+            counters.arena = Some(arena.reserved_bytes_counter());
+            Box::new(arena)
+        }
         None => Box::new(broker_core::arena::MemArena::new(
             config.arena_segment_size_bytes,
         )),
@@ -143,16 +130,19 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         Box::new(NoPersistence::default()),
         arena,
     );
-    let mut syncer: Option<Arc<dyn Syncer>> = None;
+    let mut syncer: Option<Arc<store::FileSyncer>> = None;
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data dir {}", dir.display()))?;
         let started = std::time::Instant::now();
         // The store streams what it recovers straight into the broker.
         let mut restorer = broker.restorer();
-        let (store, store_syncer, warnings) =
-            store::open_into(dir, store::StoreConfig::default(), &mut restorer)
-                .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
+        let store_config = store::StoreConfig {
+            reserve_bytes: config.store_reserve_bytes,
+            ..store::StoreConfig::default()
+        };
+        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut restorer)
+            .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
         let stats = restorer.finish();
         // Recovery grows and drops large vectors: hand the freed heap back
         // to the OS instead of keeping it as RSS for the broker's life.
@@ -165,7 +155,8 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             tracing::warn!("recovery: {w}");
         }
         broker.set_persistence(Box::new(store));
-        syncer = Some(store_syncer as Arc<dyn Syncer>);
+        counters.store = Some(store_syncer.clone());
+        syncer = Some(store_syncer);
         tracing::info!(
             queues = stats.queues,
             messages = stats.messages,
@@ -173,7 +164,6 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             "recovered durable state"
         );
     }
-    let data_dir = config.data_dir.clone();
     // Socket writes on their own thread(s): a reader that wakes its
     // consumers' writers would otherwise run them on its own worker (tokio's
     // LIFO slot is not stolen), keeping the broker on one core.
@@ -191,15 +181,28 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     let writers = writer_rt
         .as_ref()
         .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
+    let disk_limit_bytes = disk::limit_bytes(
+        config.disk_free_limit_bytes,
+        config.disk_free_limit_relative,
+        total_memory_bytes(),
+    );
+    tracing::info!(disk_limit_bytes, "free disk limit");
     let shared = Arc::new(Shared {
         writers,
         alarm: watch::channel(false).0,
-        store_failed: std::sync::atomic::AtomicBool::new(false),
+        alarms: Mutex::new(disk::Alarms::default()),
+        disk: disk::DiskWatch::new(config.data_dir.clone(), disk_limit_bytes, counters),
         core: Mutex::new(broker),
         config: config.clone(),
         sync: sync::SyncSignal::default(),
     });
     let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
+    {
+        // The first reading, before any client connects.
+        let disk = shared.disk.check();
+        let mut core = shared.core.lock();
+        shared.update_alarms(&mut core, |a| a.disk = disk);
+    }
 
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr)
@@ -262,22 +265,24 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
                     interval.tick().await;
                 }
                 n += 1;
-                // Resource checks (about once a second): free disk in the
-                // data folder and our own RSS against the memory watermark.
-                let alarm = n.is_multiple_of(disk_every).then(|| {
-                    let disk = data_dir
-                        .as_deref()
-                        .and_then(|d| disk_alarm(d, shared.config.disk_free_limit_bytes));
-                    let mem = memory_alarm(memory_limit_bytes);
-                    match (disk, mem) {
-                        (Some(d), Some(m)) => Some(format!("{d}; {m}")),
-                        (d, m) => d.or(m),
-                    }
-                });
+                // Resource checks: free disk about once a second, or sooner
+                // when enough was written to use up half the margin (see
+                // disk.rs); RSS against the memory watermark once a second.
+                let periodic = n.is_multiple_of(disk_every);
+                let disk = (periodic || shared.disk.due()).then(|| shared.disk.check());
+                let mem = periodic.then(|| memory_alarm(memory_limit_bytes));
                 let mut core = shared.core.lock();
                 core.tick();
-                if let Some(reason) = alarm {
-                    shared.set_alarm(&mut core, reason);
+                core.maintain_store();
+                if disk.is_some() || mem.is_some() {
+                    shared.update_alarms(&mut core, |a| {
+                        if let Some(d) = disk {
+                            a.disk = d;
+                        }
+                        if let Some(m) = mem {
+                            a.memory = m;
+                        }
+                    });
                 }
                 shared.after_batch(&mut core);
             }

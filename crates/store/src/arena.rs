@@ -16,6 +16,8 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use broker_core::arena::{
     decode_record, split, Arena, ArenaError, Loc, MessageView, NewMessage, SegmentRefs,
@@ -32,6 +34,11 @@ const MAINTAIN_EVERY_TICKS: u32 = 10;
 /// already allocated and mapped, so steady-state traffic cycles through a
 /// few warm segments. Bounds the arena's idle RSS to this many segments.
 const SPARE_SEGMENTS_MAX: usize = 3;
+
+/// Spare segments untouched for this many maintenance passes (about a
+/// second each) are released, so an idle broker gives their disk space
+/// back: a drained or purged queue keeps only the current segment.
+const SPARE_IDLE_PASSES_MAX: u32 = 2;
 
 struct Segment {
     map: MmapMut,
@@ -50,6 +57,11 @@ pub struct FileArena {
     ticks: u32,
     /// Freed segments ready for reuse (warm pages, see SPARE_SEGMENTS_MAX).
     spare: Vec<Segment>,
+    /// Maintenance passes since a spare segment was last taken.
+    spare_idle_passes: u32,
+    /// Bytes reserved (fallocated) for segment files since open; the
+    /// server's free-disk check counts them.
+    reserved_bytes: Arc<AtomicU64>,
 }
 
 fn segment_path(dir: &Path, seg: u32) -> PathBuf {
@@ -75,15 +87,23 @@ impl FileArena {
             refs: SegmentRefs::default(),
             ticks: 0,
             spare: Vec::new(),
+            spare_idle_passes: 0,
+            reserved_bytes: Arc::new(AtomicU64::new(0)),
         };
         a.create_segment(0, segment_size_bytes)?;
         Ok(a)
+    }
+
+    /// A counter of the bytes reserved for segment files since open.
+    pub fn reserved_bytes_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.reserved_bytes)
     }
 
     fn create_segment(&mut self, seg: u32, size: usize) -> Result<(), ArenaError> {
         if size <= self.segment_size_bytes {
             if let Some(mut s) = self.spare.pop() {
                 s.len = 0;
+                self.spare_idle_passes = 0;
                 self.refs.open_segment(seg);
                 self.segments.insert(seg, s);
                 return Ok(());
@@ -106,6 +126,8 @@ impl FileArena {
                 std::io::Error::from_raw_os_error(rc),
             ));
         }
+        self.reserved_bytes
+            .fetch_add(size as u64, Ordering::Relaxed);
         // SAFETY: the file is ours alone (the arena directory is private to
         // this process and wiped at start); nothing truncates it while mapped.
         let map =
@@ -172,6 +194,19 @@ impl Arena for FileArena {
         self.ticks += 1;
         if !self.ticks.is_multiple_of(MAINTAIN_EVERY_TICKS) {
             return;
+        }
+        self.spare_idle_passes = self.spare_idle_passes.saturating_add(1);
+        if self.spare_idle_passes > SPARE_IDLE_PASSES_MAX {
+            for s in self.spare.drain(..) {
+                let _ = std::fs::remove_file(&s.path);
+            }
+        }
+        // The current segment with nothing left in it starts over, so its
+        // pages are reused instead of new ones being filled.
+        if self.refs.count(self.current) == 0 {
+            if let Some(s) = self.segments.get_mut(&self.current) {
+                s.len = 0;
+            }
         }
         for (seg, s) in self.segments.iter() {
             if *seg == self.current {

@@ -38,6 +38,23 @@ pub trait Backend: Send + Sync {
     /// Shrinks the file to `len` bytes (only used to cut a torn tail at open).
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     fn remove(&self, name: &str) -> io::Result<()>;
+    /// Creates `name` with `len` bytes of allocated space (the store's
+    /// reserve, see `docs/storage.md`): fails with ENOSPC, leaving no file,
+    /// when the disk cannot hold it.
+    fn reserve(&self, name: &str, len: u64) -> io::Result<()> {
+        self.create(name)?;
+        let zeros = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20)];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64);
+            if let Err(e) = self.append(name, &zeros[..n as usize]) {
+                let _ = self.remove(name);
+                return Err(e);
+            }
+            left -= n;
+        }
+        Ok(())
+    }
     /// Atomically replaces `to` with `from`.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// fsync of the folder: creations, renames and removals become durable.
@@ -189,6 +206,25 @@ impl Backend for FsBackend {
     fn remove(&self, name: &str) -> io::Result<()> {
         lock(&self.files).remove(name);
         std::fs::remove_file(self.dir.join(name))
+    }
+
+    fn reserve(&self, name: &str, len: u64) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        let path = self.dir.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+        // SAFETY: plain syscall on a valid, open file descriptor.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if rc != 0 {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {

@@ -35,7 +35,7 @@ pub use arena::FileArena;
 pub use backend::{Backend, FsBackend, Mapped};
 pub use sim::SimBackend;
 pub use store::FileStore;
-pub use syncer::FileSyncer;
+pub use syncer::{is_disk_full, FileSyncer, RESERVE_FILE};
 
 /// Tunables. Every limit carries its unit in its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,12 @@ pub struct StoreConfig {
     /// recovery read or allocate gigabytes. Default 512 MiB (RabbitMQ's
     /// maximum message size) plus room for the record's other fields.
     pub record_size_max_bytes: u64,
+    /// Size of the `reserve` file, space set aside at open and given up on
+    /// the first full disk (ENOSPC, EDQUOT) so that the records already in
+    /// flight can still be made durable; the store then pauses (new
+    /// persistent messages are refused) until the reserve can be allocated
+    /// again. 0 = no reserve. Default 8 MiB.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +64,7 @@ impl Default for StoreConfig {
         Self {
             segment_size_bytes: 64 << 20,
             record_size_max_bytes: (512 << 20) + (64 << 10),
+            reserve_bytes: 8 << 20,
         }
     }
 }
@@ -86,8 +93,21 @@ pub fn open_with_backend_into(
     let mut recovery = recovery::recover(backend.as_ref(), &config, sink)?;
     let warnings = std::mem::take(&mut recovery.warnings);
     let shared = Arc::new(syncer::Shared::default());
+    let reserve_bytes = config.reserve_bytes;
+    let reserve = match reserve_bytes {
+        0 => {
+            // A reserve left by a run with one configured is just space.
+            let _ = backend.remove(syncer::RESERVE_FILE);
+            false
+        }
+        n => match backend.reserve(syncer::RESERVE_FILE, n) {
+            Ok(()) => true,
+            Err(e) if syncer::is_disk_full(&e) => false,
+            Err(e) => return Err(io_err(e)),
+        },
+    };
     let store = FileStore::new(Arc::clone(&shared), config, recovery);
-    let syncer = Arc::new(FileSyncer::new(shared, backend));
+    let syncer = Arc::new(FileSyncer::new(shared, backend, reserve_bytes, reserve));
     Ok((store, syncer, warnings))
 }
 

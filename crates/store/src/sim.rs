@@ -8,8 +8,12 @@
 //! unsynced bytes appended to a file (a torn write).
 //!
 //! Fault injection: after `fail_after(n)`, the n+1-th mutating operation and
-//! every one after it fail with an I/O error (like a disk that went away or
-//! filled up), until a power cut produces a fresh backend.
+//! every one after it fail with an I/O error (EIO: a disk that went away),
+//! until a power cut produces a fresh backend. `set_capacity_bytes` models a
+//! small disk instead: a create, append or reserve that would take the bytes
+//! held by named files past the capacity fails with ENOSPC
+//! (`ErrorKind::StorageFull`), while truncation and removal (which free
+//! space) keep working.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -38,6 +42,9 @@ struct State {
     fail_countdown: Option<u64>,
     /// Mutating operations performed so far.
     ops: u64,
+    /// Disk size: growth past this many bytes (summed over named files)
+    /// fails with ENOSPC. `None` = unlimited.
+    capacity_bytes: Option<u64>,
 }
 
 /// In-memory crash simulator. See the module docs.
@@ -55,15 +62,32 @@ impl State {
     fn mutate(&mut self) -> io::Result<()> {
         self.ops += 1;
         match &mut self.fail_countdown {
-            Some(0) => Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "sim: injected failure",
-            )),
+            Some(0) => Err(io::Error::other("sim: injected I/O error")),
             Some(n) => {
                 *n -= 1;
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    /// Bytes held by the files that have a name now.
+    fn used_bytes(&self) -> u64 {
+        let ids: std::collections::BTreeSet<u64> = self.names.values().copied().collect();
+        ids.iter()
+            .filter_map(|id| self.inodes.get(id))
+            .map(|i| i.written.len() as u64)
+            .sum()
+    }
+
+    /// ENOSPC if growing the named files by `extra` bytes passes the capacity.
+    fn grow(&self, extra: u64) -> io::Result<()> {
+        match self.capacity_bytes {
+            Some(cap) if self.used_bytes() + extra > cap => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "sim: no space left on device",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -88,6 +112,17 @@ impl SimBackend {
         lock(&self.state).fail_countdown = None;
     }
 
+    /// Models a disk of `bytes` (`None` = unlimited); see the module docs.
+    /// A power cut keeps the capacity.
+    pub fn set_capacity_bytes(&self, bytes: Option<u64>) {
+        lock(&self.state).capacity_bytes = bytes;
+    }
+
+    /// Bytes held by named files (what `df` would show used).
+    pub fn used_bytes(&self) -> u64 {
+        lock(&self.state).used_bytes()
+    }
+
     /// Number of mutating operations performed so far.
     pub fn ops(&self) -> u64 {
         lock(&self.state).ops
@@ -100,6 +135,7 @@ impl SimBackend {
         let old = lock(&self.state);
         let mut state = State {
             next_inode: old.next_inode,
+            capacity_bytes: old.capacity_bytes,
             ..State::default()
         };
         state.names = old.durable_names.clone();
@@ -162,6 +198,7 @@ impl Backend for SimBackend {
     fn create(&self, name: &str) -> io::Result<()> {
         let mut s = lock(&self.state);
         s.mutate()?;
+        s.grow(0)?;
         let id = s.next_inode;
         s.next_inode += 1;
         s.inodes.insert(id, Inode::default());
@@ -172,6 +209,13 @@ impl Backend for SimBackend {
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut s = lock(&self.state);
         s.mutate()?;
+        if let Err(e) = s.grow(data.len() as u64) {
+            // Like a real disk: what fits is written, then ENOSPC.
+            let room = s.capacity_bytes.unwrap_or(0).saturating_sub(s.used_bytes());
+            let fit = usize::try_from(room).unwrap_or(0).min(data.len());
+            s.inode(name)?.written.extend_from_slice(&data[..fit]);
+            return Err(e);
+        }
         s.inode(name)?.written.extend_from_slice(data);
         Ok(())
     }
@@ -189,6 +233,24 @@ impl Backend for SimBackend {
         s.mutate()?;
         let inode = s.inode(name)?;
         inode.written.truncate(len as usize);
+        Ok(())
+    }
+
+    fn reserve(&self, name: &str, len: u64) -> io::Result<()> {
+        let mut s = lock(&self.state);
+        s.mutate()?;
+        s.grow(len)?;
+        let id = s.next_inode;
+        s.next_inode += 1;
+        let bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+        s.inodes.insert(
+            id,
+            Inode {
+                written: bytes.clone(),
+                synced: bytes,
+            },
+        );
+        s.names.insert(name.to_string(), id);
         Ok(())
     }
 

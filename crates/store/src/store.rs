@@ -16,6 +16,14 @@ use crate::recovery::Recovery;
 use crate::syncer::{AcksChunk, Pending, SegmentChunk, Shared};
 use crate::{lock, StoreConfig};
 
+/// The refusal of a new message while the store is paused (not sticky: the
+/// core nacks the publish, and the store resumes when space returns).
+fn paused_error(reason: &str) -> PersistError {
+    PersistError::Io(format!(
+        "store paused ({reason}); persistent messages are refused until space returns"
+    ))
+}
+
 /// Buffered write side of the store. See the module docs.
 pub struct FileStore {
     /// The pending buffer, shared with the syncer.
@@ -43,6 +51,8 @@ pub struct FileStore {
     /// Settled segments found while handling one call, handed to the syncer
     /// with that call's record.
     to_delete: Vec<(u32, bool)>,
+    /// A message was appended since the last `maintain`.
+    appended_since_maintain: bool,
 }
 
 impl FileStore {
@@ -69,6 +79,7 @@ impl FileStore {
             current_bytes: 0,
             current_created: false,
             to_delete: Vec::new(),
+            appended_since_maintain: false,
         }
     }
 
@@ -78,10 +89,20 @@ impl FileStore {
 
     /// Copies the scratch record into the pending buffer via `place`, with a
     /// new seq and any settled segments to delete. The only locked section.
-    fn push(&mut self, place: impl FnOnce(&mut Pending, &[u8])) -> Result<Seq, PersistError> {
+    /// A `message` record is refused while the store is paused.
+    fn push(
+        &mut self,
+        message: bool,
+        place: impl FnOnce(&mut Pending, &[u8]),
+    ) -> Result<Seq, PersistError> {
         let mut p = lock(&self.shared.pending);
         if let Some(e) = &p.failed {
             return Err(PersistError::Failed(e.clone()));
+        }
+        if message {
+            if let Some(reason) = &p.paused {
+                return Err(paused_error(reason));
+            }
         }
         self.seq += 1;
         p.last_seq = self.seq;
@@ -93,7 +114,7 @@ impl FileStore {
     fn push_def(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<Seq, PersistError> {
         self.scratch.clear();
         format::append_frame(&mut self.scratch, encode);
-        self.push(|p, rec| p.defs.extend_from_slice(rec))
+        self.push(false, |p, rec| p.defs.extend_from_slice(rec))
     }
 
     /// Schedules segment `num` for deletion if nothing in it is live and
@@ -184,7 +205,9 @@ impl Persistence for FileStore {
         msg: &MessageRecord<'_>,
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError> {
-        self.shared.check()?;
+        if self.shared.check()? {
+            return Err(paused_error("disk full"));
+        }
         let mut qids = std::mem::take(&mut self.qids);
         qids.clear();
         qids.extend(queues.iter().filter_map(|q| self.queue_id(vhost, q)));
@@ -202,7 +225,9 @@ impl Persistence for FileStore {
         queues: &[&str],
         due_ms: u64,
     ) -> Result<(MessageId, Seq), PersistError> {
-        self.shared.check()?;
+        if self.shared.check()? {
+            return Err(paused_error("disk full"));
+        }
         let mut qids = std::mem::take(&mut self.qids);
         qids.clear();
         qids.extend(queues.iter().filter_map(|q| self.queue_id(vhost, q)));
@@ -240,7 +265,7 @@ impl Persistence for FileStore {
         }
         self.scratch.clear();
         format::append_frame(&mut self.scratch, |o| record::encode_release(o, qid, id));
-        self.push(|p, rec| {
+        self.push(false, |p, rec| {
             let chunk = p.acks.entry(segment).or_insert_with(AcksChunk::default);
             chunk.create |= create;
             chunk.bytes.extend_from_slice(rec);
@@ -249,6 +274,26 @@ impl Persistence for FileStore {
 
     fn last_seq(&self) -> Seq {
         self.seq
+    }
+
+    /// Called by the broker's tick: an active segment whose messages are
+    /// all settled and that took no new message since the previous tick is
+    /// closed, so the next sync deletes it (a purged or drained queue gives
+    /// its space back within a tick or two, not at the next rotation).
+    fn maintain(&mut self) {
+        let appended = std::mem::take(&mut self.appended_since_maintain);
+        if appended || !self.current_created || self.shared.check().is_err() {
+            return;
+        }
+        let empty = self.index.segment(self.current).is_none_or(|s| s.live == 0);
+        if !empty {
+            return;
+        }
+        self.rotate();
+        if !self.to_delete.is_empty() {
+            // An empty batch carries the deletion to the syncer.
+            let _ = self.push(false, |_, _| {});
+        }
     }
 }
 
@@ -287,7 +332,7 @@ impl FileStore {
             self.rotate();
         }
         let (segment, create) = (self.current, !self.current_created);
-        let seq = self.push(|p, rec| match p.segments.last_mut() {
+        let seq = self.push(true, |p, rec| match p.segments.last_mut() {
             Some(chunk) if chunk.segment == segment && !create => {
                 chunk.bytes.extend_from_slice(rec)
             }
@@ -302,6 +347,7 @@ impl FileStore {
             self.current_bytes = HEADER_SIZE_BYTES as u64;
         }
         self.current_bytes += len;
+        self.appended_since_maintain = true;
         let mut slots = std::mem::take(&mut self.slots);
         slots.clear();
         slots.extend(qids.iter().map(|q| self.index.slot(*q)));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use broker_core::persist::{MessageId, PersistError, Seq, Syncer};
@@ -42,29 +42,106 @@ pub(crate) struct Pending {
     pub delete: Vec<(u32, bool)>,
     /// Seq of the last record in this batch (or before it, if it is empty).
     pub last_seq: Seq,
-    /// Set by the first I/O error; from then on everything fails.
+    /// Set by the first I/O error other than a full disk; from then on
+    /// everything fails.
     pub failed: Option<String>,
+    /// Set while the disk is full (ENOSPC, EDQUOT): new messages are
+    /// refused, everything else is buffered, and each sync retries.
+    pub paused: Option<String>,
 }
+
+impl Pending {
+    /// Moves the batch out, leaving the failure state behind.
+    fn take(&mut self) -> Pending {
+        Pending {
+            defs: mem::take(&mut self.defs),
+            segments: mem::take(&mut self.segments),
+            acks: mem::take(&mut self.acks),
+            delete: mem::take(&mut self.delete),
+            last_seq: self.last_seq,
+            failed: None,
+            paused: None,
+        }
+    }
+
+    /// Puts a batch that could not be written back in front of whatever
+    /// was appended since it was taken, so it is retried in order.
+    fn put_back(&mut self, mut older: Pending) {
+        older.defs.append(&mut self.defs);
+        self.defs = older.defs;
+        older.segments.append(&mut self.segments);
+        self.segments = older.segments;
+        for (segment, newer) in mem::take(&mut self.acks) {
+            let chunk = older.acks.entry(segment).or_default();
+            chunk.create |= newer.create;
+            chunk.bytes.extend_from_slice(&newer.bytes);
+        }
+        self.acks = older.acks;
+        older.delete.append(&mut self.delete);
+        self.delete = older.delete;
+    }
+}
+
+/// `Shared::state`: writing normally.
+const STATE_OK: u8 = 0;
+/// `Shared::state`: the disk is full; see `Pending::paused`.
+const STATE_PAUSED: u8 = 1;
+/// `Shared::state`: failed for good; see `Pending::failed`.
+const STATE_FAILED: u8 = 2;
 
 /// State shared by the store (appending) and the syncer (draining).
 #[derive(Default)]
 pub(crate) struct Shared {
     /// The only lock on the append path; held for a memcpy.
     pub pending: Mutex<Pending>,
-    /// Mirrors `Pending::failed.is_some()` so calls that append nothing can
-    /// still report the failure without taking the lock.
-    pub failed: AtomicBool,
+    /// Mirrors `Pending::failed` / `Pending::paused` (`STATE_*`) so calls
+    /// can check it without taking the lock.
+    pub state: AtomicU8,
 }
 
 impl Shared {
-    /// Err(Failed) once the store has failed.
-    pub fn check(&self) -> Result<(), PersistError> {
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
+    /// Err(Failed) once the store has failed; `Ok(true)` while it is
+    /// paused on a full disk, `Ok(false)` normally.
+    pub fn check(&self) -> Result<bool, PersistError> {
+        match self.state.load(Ordering::Acquire) {
+            STATE_OK => Ok(false),
+            STATE_PAUSED => Ok(true),
+            _ => {
+                let reason = lock(&self.pending).failed.clone().unwrap_or_default();
+                Err(PersistError::Failed(reason))
+            }
         }
-        let reason = lock(&self.pending).failed.clone().unwrap_or_default();
-        Err(PersistError::Failed(reason))
     }
+}
+
+/// Name of the reserve file in the data folder (see `StoreConfig::reserve_bytes`).
+pub const RESERVE_FILE: &str = "reserve";
+
+/// True for the errors that mean "no space": ENOSPC and EDQUOT. These pause
+/// the store; every other error fails it for good.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// What a failed write did.
+enum WriteError {
+    /// The disk is full; every file was put back as it was before the batch.
+    Full(String),
+    /// Any other error: the store must fail.
+    Fatal(String),
+}
+
+/// A file's state before the batch touched it: its length, or `None` if the
+/// batch created it.
+type Undo = Vec<(String, Option<u64>)>;
+
+/// The syncer's own state, guarded by the sync lock.
+struct SyncState {
+    /// Highest durable seq.
+    durable: Seq,
+    /// The reserve file exists (it is spent on the first full disk).
+    reserve: bool,
 }
 
 /// Writes and syncs what [`crate::FileStore`] buffered. Share it in an `Arc`;
@@ -74,43 +151,104 @@ pub struct FileSyncer {
     /// The buffer filled by the store.
     shared: Arc<Shared>,
     backend: Arc<dyn Backend>,
-    /// Highest durable seq. Held for a whole sync, which serialises syncs.
-    durable_seq: Mutex<Seq>,
+    /// Held for a whole sync, which serialises syncs.
+    state: Mutex<SyncState>,
+    /// Size of the reserve file; 0 = none.
+    reserve_bytes: u64,
+    /// Bytes appended to files since open (the server's free-disk check
+    /// accounts them between two free-space readings).
+    written_bytes: AtomicU64,
 }
 
 impl FileSyncer {
-    pub(crate) fn new(shared: Arc<Shared>, backend: Arc<dyn Backend>) -> Self {
+    /// `reserve` tells whether the reserve file could be created at open;
+    /// when it could not, the store starts paused.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        backend: Arc<dyn Backend>,
+        reserve_bytes: u64,
+        reserve: bool,
+    ) -> Self {
+        if reserve_bytes > 0 && !reserve {
+            lock(&shared.pending).paused = Some("no space for the store's reserve".into());
+            shared.state.store(STATE_PAUSED, Ordering::Release);
+        }
         Self {
             shared,
             backend,
-            durable_seq: Mutex::new(0),
+            state: Mutex::new(SyncState {
+                durable: 0,
+                reserve,
+            }),
+            reserve_bytes,
+            written_bytes: AtomicU64::new(0),
         }
     }
 
     /// Highest seq known durable, without syncing.
     pub fn durable_seq(&self) -> Seq {
-        *lock(&self.durable_seq)
+        lock(&self.state).durable
     }
 
-    /// Writes one batch. Order matters for crash safety: data is made durable
-    /// before any directory change that depends on it, and a segment is
-    /// removed (durably) before its acks file, so releases never vanish
-    /// while the messages they release still exist.
-    fn write(&self, batch: &Pending) -> std::io::Result<()> {
+    /// Bytes appended to the data folder's files since open.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Why the store is paused (the disk is full), if it is.
+    pub fn paused(&self) -> Option<String> {
+        if self.shared.state.load(Ordering::Acquire) != STATE_PAUSED {
+            return None;
+        }
+        lock(&self.shared.pending).paused.clone()
+    }
+
+    /// True once the store has failed for good.
+    pub fn failed(&self) -> bool {
+        self.shared.state.load(Ordering::Acquire) == STATE_FAILED
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        self.backend.append(name, data)?;
+        self.written_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Notes `name`'s state before this batch first touches it.
+    fn note(&self, undo: &mut Undo, name: &str, creating: bool) -> std::io::Result<()> {
+        if undo.iter().any(|(n, _)| n == name) {
+            return Ok(());
+        }
+        let before = if creating {
+            None
+        } else {
+            Some(self.backend.len(name)?)
+        };
+        undo.push((name.to_string(), before));
+        Ok(())
+    }
+
+    /// Appends and syncs one batch's records. Order matters for crash
+    /// safety: data is made durable before any directory change that
+    /// depends on it.
+    fn write_data(&self, batch: &Pending, undo: &mut Undo) -> std::io::Result<()> {
         let b = self.backend.as_ref();
         let mut dir_dirty = false;
         if !batch.defs.is_empty() {
-            b.append(format::DEFS_FILE, &batch.defs)?;
+            self.note(undo, format::DEFS_FILE, false)?;
+            self.append(format::DEFS_FILE, &batch.defs)?;
             b.sync(format::DEFS_FILE)?;
         }
         for (i, chunk) in batch.segments.iter().enumerate() {
             let name = format::segment_file(chunk.segment);
+            self.note(undo, &name, chunk.create_with_base.is_some())?;
             if let Some(base) = chunk.create_with_base {
                 b.create(&name)?;
-                b.append(&name, &format::encode_header(format::MAGIC_SEGMENT, base))?;
+                self.append(&name, &format::encode_header(format::MAGIC_SEGMENT, base))?;
                 dir_dirty = true;
             }
-            b.append(&name, &chunk.bytes)?;
+            self.append(&name, &chunk.bytes)?;
             let last_of_segment = batch
                 .segments
                 .get(i + 1)
@@ -121,65 +259,216 @@ impl FileSyncer {
         }
         for (segment, chunk) in &batch.acks {
             let name = format::acks_file(*segment);
+            self.note(undo, &name, chunk.create)?;
             if chunk.create {
                 b.create(&name)?;
-                b.append(
+                self.append(
                     &name,
                     &format::encode_header(format::MAGIC_ACKS, u64::from(*segment)),
                 )?;
                 dir_dirty = true;
             }
-            b.append(&name, &chunk.bytes)?;
+            self.append(&name, &chunk.bytes)?;
             b.sync(&name)?;
         }
         if dir_dirty {
             b.sync_dir()?;
         }
-        if !batch.delete.is_empty() {
-            for (segment, _) in &batch.delete {
-                b.remove(&format::segment_file(*segment))?;
+        Ok(())
+    }
+
+    /// Deletes settled segments: every `msgs.N` durably before any `acks.N`,
+    /// so releases never vanish while the messages they release still
+    /// exist. A file already gone counts as deleted.
+    fn delete_settled(&self, delete: &[(u32, bool)]) -> std::io::Result<()> {
+        if delete.is_empty() {
+            return Ok(());
+        }
+        let b = self.backend.as_ref();
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+        for (segment, _) in delete {
+            gone(b.remove(&format::segment_file(*segment)))?;
+        }
+        b.sync_dir()?;
+        let mut removed_acks = false;
+        for (segment, has_acks) in delete {
+            if *has_acks {
+                gone(b.remove(&format::acks_file(*segment)))?;
+                removed_acks = true;
             }
+        }
+        if removed_acks {
             b.sync_dir()?;
-            let mut removed_acks = false;
-            for (segment, has_acks) in &batch.delete {
-                if *has_acks {
-                    b.remove(&format::acks_file(*segment))?;
-                    removed_acks = true;
+        }
+        Ok(())
+    }
+
+    /// Puts every file the failed batch touched back as it was (cutting
+    /// partial tails, removing files it created), then checks the lengths
+    /// on disk are what they were before.
+    fn rollback(&self, undo: &Undo) -> std::io::Result<()> {
+        let b = self.backend.as_ref();
+        let mut removed = false;
+        for (name, before) in undo.iter().rev() {
+            match before {
+                Some(len) => {
+                    b.truncate(name, *len)?;
+                    b.sync(name)?;
                 }
+                None => match b.remove(name) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    r => {
+                        r?;
+                        removed = true;
+                    }
+                },
             }
-            if removed_acks {
-                b.sync_dir()?;
+        }
+        if removed {
+            b.sync_dir()?;
+        }
+        for (name, before) in undo {
+            if let Some(len) = before {
+                let now = b.len(name)?;
+                if now != *len {
+                    return Err(std::io::Error::other(format!(
+                        "{name} is {now} bytes after rollback, expected {len}"
+                    )));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Writes one batch's data and then deletes its settled segments. A full
+    /// disk while writing data is rolled back; anything else is fatal.
+    fn write(&self, batch: &Pending) -> Result<(), WriteError> {
+        let mut undo = Undo::new();
+        if let Err(e) = self.write_data(batch, &mut undo) {
+            if !is_disk_full(&e) {
+                return Err(WriteError::Fatal(e.to_string()));
+            }
+            return match self.rollback(&undo) {
+                Ok(()) => Err(WriteError::Full(e.to_string())),
+                Err(r) => Err(WriteError::Fatal(format!(
+                    "{e}; then rolling back the partial batch failed: {r}"
+                ))),
+            };
+        }
+        self.delete_settled(&batch.delete)
+            .map_err(|e| WriteError::Fatal(e.to_string()))
+    }
+
+    /// Marks the store failed for good.
+    fn fail(&self, msg: String) -> PersistError {
+        tracing::error!("store failed, refusing further writes: {msg}");
+        lock(&self.shared.pending).failed = Some(msg.clone());
+        self.shared.state.store(STATE_FAILED, Ordering::Release);
+        PersistError::Io(msg)
+    }
+
+    /// Enters (or stays in) the paused state, putting `batch` back if it
+    /// was not written.
+    fn pause(&self, reason: &str, batch: Option<Pending>) {
+        let mut p = lock(&self.shared.pending);
+        if let Some(batch) = batch {
+            p.put_back(batch);
+        }
+        if p.paused.is_none() {
+            tracing::warn!(
+                "disk full ({reason}): store paused; new persistent messages are refused \
+                 until space returns"
+            );
+        }
+        p.paused = Some(format!("disk full: {reason}"));
+        self.shared.state.store(STATE_PAUSED, Ordering::Release);
+    }
+
+    /// One sync while paused: deletions first when no message record waits
+    /// (none is appended while paused, so only a batch that failed before
+    /// the pause can hold one), then the buffered records, then the reserve
+    /// is re-created; only then does the store resume.
+    fn retry(&self, st: &mut SyncState, mut batch: Pending) -> Result<Seq, PersistError> {
+        if batch.segments.is_empty() && !batch.delete.is_empty() {
+            if let Err(e) = self.delete_settled(&batch.delete) {
+                return Err(self.fail(e.to_string()));
+            }
+            for (segment, _) in mem::take(&mut batch.delete) {
+                batch.acks.remove(&segment);
+            }
+        }
+        match self.write(&batch) {
+            Ok(()) => st.durable = batch.last_seq,
+            Err(WriteError::Full(e)) => {
+                self.pause(&e, Some(batch));
+                return Err(PersistError::Io(format!("store paused, disk full: {e}")));
+            }
+            Err(WriteError::Fatal(e)) => return Err(self.fail(e)),
+        }
+        if !st.reserve && self.reserve_bytes > 0 {
+            match self.backend.reserve(RESERVE_FILE, self.reserve_bytes) {
+                Ok(()) => st.reserve = true,
+                Err(e) if is_disk_full(&e) => return Ok(st.durable),
+                Err(e) => return Err(self.fail(format!("creating the reserve: {e}"))),
+            }
+        }
+        let mut p = lock(&self.shared.pending);
+        if p.paused.take().is_some() {
+            tracing::info!("disk space is back: store resumed");
+        }
+        self.shared.state.store(STATE_OK, Ordering::Release);
+        Ok(st.durable)
     }
 }
 
 impl Syncer for FileSyncer {
     fn sync(&self) -> Result<Seq, PersistError> {
-        let mut durable = lock(&self.durable_seq);
-        let batch = {
+        let mut st = lock(&self.state);
+        let (batch, paused) = {
             let mut p = lock(&self.shared.pending);
             if let Some(e) = &p.failed {
                 return Err(PersistError::Failed(e.clone()));
             }
-            Pending {
-                defs: mem::take(&mut p.defs),
-                segments: mem::take(&mut p.segments),
-                acks: mem::take(&mut p.acks),
-                delete: mem::take(&mut p.delete),
-                last_seq: p.last_seq,
-                failed: None,
-            }
+            (p.take(), p.paused.is_some())
         };
-        if let Err(e) = self.write(&batch) {
-            let msg = e.to_string();
-            tracing::error!("store failed, refusing further writes: {msg}");
-            lock(&self.shared.pending).failed = Some(msg.clone());
-            self.shared.failed.store(true, Ordering::Release);
-            return Err(PersistError::Io(msg));
+        if paused {
+            return self.retry(&mut st, batch);
         }
-        *durable = batch.last_seq;
-        Ok(batch.last_seq)
+        match self.write(&batch) {
+            Ok(()) => {
+                st.durable = batch.last_seq;
+                Ok(batch.last_seq)
+            }
+            Err(WriteError::Fatal(e)) => Err(self.fail(e)),
+            Err(WriteError::Full(e)) => {
+                // Pause first: from here on no message is appended. Then
+                // spend the reserve on everything buffered, so what was in
+                // flight becomes durable and only releases and definitions
+                // can wait for space.
+                self.pause(&e, Some(batch));
+                if !st.reserve {
+                    return Err(PersistError::Io(format!("store paused, disk full: {e}")));
+                }
+                st.reserve = false;
+                if let Err(r) = self.backend.remove(RESERVE_FILE) {
+                    return Err(self.fail(format!("removing the reserve: {r}")));
+                }
+                let batch = lock(&self.shared.pending).take();
+                match self.write(&batch) {
+                    Ok(()) => {
+                        st.durable = batch.last_seq;
+                        Ok(batch.last_seq)
+                    }
+                    Err(WriteError::Fatal(f)) => Err(self.fail(f)),
+                    Err(WriteError::Full(e)) => {
+                        self.pause(&e, Some(batch));
+                        Err(PersistError::Io(format!("store paused, disk full: {e}")))
+                    }
+                }
+            }
+        }
     }
 }

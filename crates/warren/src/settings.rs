@@ -4,6 +4,8 @@
 //! `#` starts a comment. Keys: bind, port, data_dir, heartbeat_s,
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
+//! disk_free_limit_relative, disk_check_interval_ms, store_reserve_bytes,
+//! store_retry_interval_ms, arena_segment_size_bytes,
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
 //! consumer_timeout_ms, and for AMQPS tls_port, tls_cert_file, tls_key_file,
 //! tls_ca_file, tls_verify_peer, tls_fail_if_no_peer_cert, tls_versions,
@@ -39,6 +41,9 @@ pub struct ServeArgs {
     /// Block publishers while the data folder's disk has less free space [default: 50000000]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT_BYTES")]
     disk_free_limit_bytes: Option<u64>,
+    /// Free-disk limit as a fraction of RAM instead (RabbitMQ's disk_free_limit.relative)
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT_RELATIVE")]
+    disk_free_limit_relative: Option<f64>,
     /// Close a channel whose delivery stays unacknowledged longer than this, ms; 0 = off [default: 1800000]
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
     consumer_timeout_ms: Option<u64>,
@@ -137,6 +142,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(d) = args.disk_free_limit_bytes {
         cfg.disk_free_limit_bytes = d;
     }
+    if let Some(r) = args.disk_free_limit_relative {
+        cfg.disk_free_limit_relative = Some(r);
+    }
     if let Some(t) = args.consumer_timeout_ms {
         cfg.core.consumer_timeout_ms = t;
     }
@@ -185,6 +193,19 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             }
             "disk_free_limit_bytes" => {
                 cfg.disk_free_limit_bytes = value.parse().with_context(bad)?
+            }
+            "disk_free_limit_relative" => {
+                cfg.disk_free_limit_relative = Some(value.parse().with_context(bad)?)
+            }
+            "disk_check_interval_ms" => {
+                cfg.disk_check_interval_ms = value.parse().with_context(bad)?
+            }
+            "store_reserve_bytes" => cfg.store_reserve_bytes = value.parse().with_context(bad)?,
+            "store_retry_interval_ms" => {
+                cfg.store_retry_interval_ms = value.parse().with_context(bad)?
+            }
+            "arena_segment_size_bytes" => {
+                cfg.arena_segment_size_bytes = value.parse().with_context(bad)?
             }
             "writer_threads" => cfg.writer_threads = value.parse().with_context(bad)?,
             "write_through_bytes_max" => {
@@ -275,5 +296,19 @@ mod tests {
         let mut tls = TlsDraft::default();
         assert!(apply_file(&mut cfg, &mut tls, "tls_versions = sslv3").is_err());
         assert!(apply_file(&mut cfg, &mut tls, "tls_cert_login_from = nope").is_err());
+    }
+
+    #[test]
+    fn disk_keys_apply() {
+        let mut cfg = ServerConfig::default();
+        let mut tls = TlsDraft::default();
+        apply_file(
+            &mut cfg,
+            &mut tls,
+            "disk_free_limit_relative = 1.5\nstore_reserve_bytes = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.disk_free_limit_relative, Some(1.5));
+        assert_eq!(cfg.store_reserve_bytes, 0);
     }
 }

@@ -149,6 +149,7 @@ pub struct Harness {
 pub fn small_config() -> StoreConfig {
     StoreConfig {
         segment_size_bytes: 300,
+        reserve_bytes: 256,
         ..StoreConfig::default()
     }
 }
