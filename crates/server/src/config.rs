@@ -51,6 +51,13 @@ pub struct ServerConfig {
     /// non-blocking send, instead of waking the writer (see `sink.rs`).
     /// 0 turns this off. Default 4 KiB.
     pub write_through_bytes_max: usize,
+    /// Users who may log in only from loopback addresses (RabbitMQ's
+    /// `loopback_users`; default `guest`).
+    pub loopback_users: Vec<String>,
+    /// A bootstrap file of rabbitmqctl-style commands (`add_user`,
+    /// `add_vhost`, `set_permissions`, ...) applied at startup after
+    /// recovery (see `bootstrap.rs`).
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +81,8 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
             write_through_bytes_max: 4096,
+            loopback_users: vec!["guest".to_string()],
+            definitions: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! graceful shutdown. All broker state lives in `broker_core::Broker`
 //! behind one mutex, taken once per batch of frames read from a socket.
 
+pub mod bootstrap;
 mod config;
 mod conn;
 mod handshake;
@@ -144,6 +145,19 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered durable state"
         );
+    }
+    broker.set_loopback_users(config.loopback_users.clone());
+    if let Some(path) = &config.definitions {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading definitions {}", path.display()))?;
+        bootstrap::apply(&mut broker, &text)
+            .with_context(|| format!("in definitions {}", path.display()))?;
+    }
+    if let Some(s) = &syncer {
+        // What the bootstrap (or the first start's defaults) recorded is
+        // on disk before the first client connects.
+        s.sync()
+            .map_err(|e| anyhow::anyhow!("syncing the store: {e}"))?;
     }
     let data_dir = config.data_dir.clone();
     // Socket writes on their own thread(s): a reader that wakes its

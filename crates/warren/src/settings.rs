@@ -5,7 +5,8 @@
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
-//! consumer_timeout_ms.
+//! consumer_timeout_ms, loopback_users (comma-separated user names, or
+//! `none`), definitions (a bootstrap file, see `server::bootstrap`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub struct ServeArgs {
     /// Close a channel whose delivery stays unacknowledged longer than this, ms; 0 = off [default: 1800000]
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
     consumer_timeout_ms: Option<u64>,
+    /// Bootstrap file of rabbitmqctl-style commands applied at startup
+    /// (add_user, add_vhost, set_permissions, ...)
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    definitions: Option<PathBuf>,
 }
 
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -68,6 +73,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(t) = args.consumer_timeout_ms {
         cfg.core.consumer_timeout_ms = t;
+    }
+    if let Some(d) = args.definitions {
+        cfg.definitions = Some(d);
     }
     Ok(cfg)
 }
@@ -113,6 +121,13 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "consumer_timeout_ms" => {
                 cfg.core.consumer_timeout_ms = value.parse().with_context(bad)?
             }
+            "loopback_users" => {
+                cfg.loopback_users = match value {
+                    "none" | "" => Vec::new(),
+                    v => v.split(',').map(|u| u.trim().to_string()).collect(),
+                }
+            }
+            "definitions" => cfg.definitions = Some(PathBuf::from(value)),
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }
