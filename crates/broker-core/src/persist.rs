@@ -136,6 +136,8 @@ pub struct Recovered {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// Users, vhosts, permissions, limits.
+    pub access: crate::access_state::AccessState,
     /// Messages still held by some queue, by id.
     pub messages: Vec<(MessageId, OwnedMessage)>,
     /// For each durable queue (vhost, name): the ids it still holds, in queue order.
@@ -167,6 +169,7 @@ impl RestoreSink for Recovered {
         self.exchanges = defs.exchanges;
         self.queues = defs.queues;
         self.bindings = defs.bindings;
+        self.access = defs.access;
     }
 
     fn message(&mut self, id: MessageId, queues: &[u32], msg: &MessageRecord<'_>) {
