@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use broker_core::persist::{
-    BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
-    Recovered, Seq, Syncer,
-};
 use broker_core::access::{
     HashAlgorithm, PermissionRecord, TopicPermissionRecord, UserLimits, UserRecord, VhostLimits,
     VhostRecord,
 };
 use broker_core::access_state::{AccessRecord, AccessState};
+use broker_core::persist::{
+    BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
+    Recovered, Seq, Syncer,
+};
 use bytes::Bytes;
 use store::{open_with_backend, FileStore, FileSyncer, SimBackend, StoreConfig};
 
@@ -164,8 +164,11 @@ pub fn random_access_record(rng: &mut Rng) -> AccessRecord {
         0 => AccessRecord::PutUser(UserRecord {
             name: user.clone(),
             password_hash: format!("salt{user}{n}").into_bytes(),
-            algorithm: [HashAlgorithm::Sha256, HashAlgorithm::Sha512, HashAlgorithm::Md5]
-                [rng.below(3) as usize],
+            algorithm: [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha512,
+                HashAlgorithm::Md5,
+            ][rng.below(3) as usize],
             tags: (0..rng.below(3)).map(|i| format!("t{i}")).collect(),
         }),
         1 => AccessRecord::DeleteUser(user),
