@@ -128,7 +128,10 @@ pub(crate) enum Perm {
 /// nothing (`^$` on a name, and names are never empty here); an invalid
 /// one denies.
 #[derive(Debug, Clone)]
-pub(crate) struct Pattern(Option<Regex>);
+pub(crate) struct Pattern(
+    /// The compiled regex; None when it did not compile (matches nothing).
+    Option<Regex>,
+);
 
 impl Pattern {
     pub fn new(src: &str) -> Pattern {
@@ -148,8 +151,11 @@ impl Pattern {
 pub(crate) struct CompiledPermission {
     /// As given.
     pub record: PermissionRecord,
+    /// `record.configure`, compiled.
     configure: Pattern,
+    /// `record.write`, compiled.
     write: Pattern,
+    /// `record.read`, compiled.
     read: Pattern,
 }
 
@@ -399,6 +405,13 @@ impl Access {
             .get(vhost)
             .and_then(|m| m.get(user))
             .and_then(|m| m.get(exchange))
+    }
+
+    /// True if `user` exists and has `tag`.
+    pub fn has_tag(&self, user: &str, tag: &str) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|u| u.record.tags.iter().any(|t| t == tag))
     }
 
     /// True if `user` may log in only from loopback.

@@ -466,3 +466,28 @@ fn every_change_is_recorded_for_the_store() {
         })
         .is_err());
 }
+
+#[test]
+fn user_id_must_match_unless_impersonator() {
+    let mut core = tenant_core(true);
+    let p = BasicProperties {
+        user_id: Some(ShortStr::from("bob")),
+        ..Default::default()
+    };
+    let mut c = core.connect_as(U, V).unwrap();
+    core.open_channel(&mut c, 1);
+    core.input(&c, Wire::new().publish(1, "amq.topic", "alice.x", &p, b"m"));
+    assert_eq!(
+        closed(&c.recv()),
+        Some((
+            406,
+            format!("PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was '{U}'")
+        ))
+    );
+    core.broker
+        .set_user_tags(U, vec!["impersonator".into()])
+        .unwrap();
+    core.open_channel(&mut c, 2);
+    core.input(&c, Wire::new().publish(2, "amq.topic", "alice.x", &p, b"m"));
+    assert_eq!(closed(&c.recv()), None);
+}

@@ -195,7 +195,8 @@ impl Broker {
         }
         if let Some(uid) = peek_user_id(p.properties) {
             let user = &c.info.user;
-            if uid != *user {
+            // The `impersonator` tag may publish with another user's id.
+            if uid != *user && !access.has_tag(user, "impersonator") {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{user}'"
                 ))
