@@ -246,7 +246,8 @@ impl Broker {
         self.admin_put_user(user)
     }
 
-    /// Deletes a user with its permissions and limits.
+    /// Deletes a user with its permissions and limits; its connections are
+    /// closed with 320 CONNECTION_FORCED.
     pub fn delete_user(&mut self, name: &str) -> Result<Seq, AdminError> {
         self.enter(Entry::Other);
         self.admin_delete_user(name)

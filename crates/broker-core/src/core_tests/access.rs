@@ -420,7 +420,13 @@ fn logins_verify_stored_hashes_and_the_loopback_rule() {
         .change_password_hash(U, vec![], crate::access::HashAlgorithm::Sha256)
         .unwrap();
     assert!(!core.login(U, "pw", true), "no password: PLAIN refused");
+    let mut c = core.connect_unchecked(U, V);
     core.broker.delete_user(U).unwrap();
+    core.broker.flush();
+    assert_eq!(
+        closed(&c.recv()),
+        Some((320, format!("CONNECTION_FORCED - user '{U}' is deleted")))
+    );
     assert!(!core.login(U, "pw", true));
     assert!(core.broker.list_permissions().iter().all(|p| p.user != U));
 }

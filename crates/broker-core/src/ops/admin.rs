@@ -192,6 +192,15 @@ impl Broker {
         }
         let seq = self.record_access(&AccessRecord::DeleteUser(name.to_string()))?;
         self.access.remove_user(name);
+        // As RabbitMQ's connection tracking does on `user_deleted`.
+        let conns = self.sessions.by_user.get(name).cloned().unwrap_or_default();
+        let text = format!("user '{name}' is deleted");
+        for id in conns {
+            self.close_connection(
+                id,
+                AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, &text),
+            );
+        }
         Ok(seq)
     }
 
