@@ -70,10 +70,12 @@ class Broker:
 
 
 class _WarrenProcess:
-    def __init__(self, binary, extra_args=()):
+    def __init__(self, binary, extra_args=(), data_dir=None):
         self.tmpdir = tempfile.mkdtemp(prefix="warren-pytest-")
-        self.data_dir = os.path.join(self.tmpdir, "data")
-        os.makedirs(self.data_dir)
+        # A given data_dir (kept by the caller) lets a test restart warren
+        # on the same durable state.
+        self.data_dir = data_dir or os.path.join(self.tmpdir, "data")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.log_path = os.path.join(self.tmpdir, "warren.log")
         self._log = open(self.log_path, "w", buffering=1)
         self.proc = subprocess.Popen(
@@ -133,6 +135,15 @@ class _WarrenProcess:
 _BROKER = None
 
 
+def warren_binary():
+    """The warren binary under test (``WARREN_BIN``, default target/debug)."""
+    binary = os.environ.get("WARREN_BIN",
+                            os.path.join(REPO_ROOT, "target", "debug", "warren"))
+    if not os.path.isabs(binary):
+        binary = os.path.join(REPO_ROOT, binary)
+    return binary
+
+
 @pytest.fixture(scope="session")
 def broker():
     global _BROKER
@@ -149,10 +160,7 @@ def broker():
         _BROKER = None
         return
 
-    binary = os.environ.get("WARREN_BIN",
-                            os.path.join(REPO_ROOT, "target", "debug", "warren"))
-    if not os.path.isabs(binary):
-        binary = os.path.join(REPO_ROOT, binary)
+    binary = warren_binary()
     if not os.path.exists(binary):
         pytest.exit(f"warren binary not found at {binary}; build it or set "
                     f"AMQP_URL", returncode=3)

@@ -98,6 +98,16 @@ impl Broker {
                 )));
             }
             if let Method::ChannelOpen(_) = method {
+                if self.access.user_limits(&c.info.user).max_channels >= 0 {
+                    let user = c.info.user.clone();
+                    self.check_channel_limit(&user)
+                        .map_err(|e| e.during(class_id, method_id))?;
+                }
+                let c = self
+                    .sessions
+                    .conns
+                    .get_mut(&conn)
+                    .ok_or_else(no_connection)?;
                 c.channels.insert(ch_id, Box::new(Channel::new()));
                 encode_method_frame(
                     &mut c.out,

@@ -15,7 +15,7 @@
 
 use amqp_codec::ShortStr;
 
-use crate::auth::Users;
+use crate::access::Access;
 pub(crate) use crate::batch::Batch;
 use crate::config::CoreConfig;
 pub(crate) use crate::durability::Durability;
@@ -35,8 +35,8 @@ pub struct Broker {
     pub(crate) durability: Durability,
     /// Per-batch state (deferred dispatch, publish cache, scratch).
     pub(crate) batch: Batch,
-    /// Users and their passwords.
-    pub(crate) users: Users,
+    /// Users, vhost metadata, permissions, limits.
+    pub(crate) access: Access,
     /// Contents of every queued message; queues hold locations into it.
     pub(crate) arena: Box<dyn crate::arena::Arena>,
     /// State of the generator behind server-named queues and consumer tags.
@@ -61,7 +61,7 @@ impl Broker {
             sessions: Sessions::new(),
             durability: Durability::new(persist),
             batch: Batch::default(),
-            users: Users::default(),
+            access: Access::default(),
             arena,
             rng: seed,
         }

@@ -33,18 +33,33 @@
 //! `on_store_failed`, `on_writable`, `set_alarm`, `tick`,
 //! `fire_due_delayed`, `restorer`, `set_persistence`.
 //!
+//! Management calls (mutating): `set_loopback_users`, `add_user`,
+//! `delete_user`, `change_password_hash`, `set_user_tags`,
+//! `set_user_limits`, `add_vhost`, `delete_vhost`, `set_vhost_limits`,
+//! `set_permissions`, `clear_permissions`, `set_topic_permissions`,
+//! `clear_topic_permissions`.
+//!
 //! Queries (`&self`: they change nothing, and what they read does not
-//! depend on deferred dispatch): `config`, `vhost_exists`, `authenticate`,
+//! depend on deferred dispatch): `config`, `vhost_exists`, `login_record`,
+//! `admit`, `list_users`, `get_user`, `list_vhosts`, `list_permissions`,
+//! `list_topic_permissions`,
 //! `is_closing`, `should_pause_reading`, `sync_wanted` (read after
 //! `flush`), `delayed_pending`, `next_delayed_due_ms`.
 
 use amqp_codec::Frame;
 use bytes::BytesMut;
 
+use std::sync::Arc;
+
+use crate::access::{
+    HashAlgorithm, PermissionRecord, TopicPermissionRecord, UserLimits, UserRecord, VhostLimits,
+    VhostRecord,
+};
 use crate::assembly::is_publish_part;
 use crate::broker::Broker;
 use crate::config::CoreConfig;
 use crate::error::AmqpError;
+pub use crate::ops::admin::AdminError;
 use crate::persist::{Persistence, Seq};
 use crate::recover::Restorer;
 use crate::session::ConnInfo;
@@ -209,6 +224,113 @@ impl Broker {
     pub fn set_persistence(&mut self, persist: Box<dyn Persistence>) {
         self.enter(Entry::Other);
         self.durability.persist = persist;
+        self.save_default_access();
+    }
+
+    // ----- management calls (users, vhosts, permissions, limits) -----
+    //
+    // Each records its change in the store (buffered; durable once the
+    // returned seq is synced, see `sync_wanted`) and makes it only if the
+    // store took it.
+
+    /// Sets which users may log in from loopback addresses only (config
+    /// `loopback_users`; default `guest`). Not stored.
+    pub fn set_loopback_users(&mut self, users: Vec<String>) {
+        self.enter(Entry::Other);
+        self.access.loopback_users = users;
+    }
+
+    /// Creates a user, or replaces its password hash and tags.
+    pub fn add_user(&mut self, user: UserRecord) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_put_user(user)
+    }
+
+    /// Deletes a user with its permissions and limits; its connections are
+    /// closed with 320 CONNECTION_FORCED.
+    pub fn delete_user(&mut self, name: &str) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_delete_user(name)
+    }
+
+    /// Replaces a user's password hash (empty: no password login).
+    pub fn change_password_hash(
+        &mut self,
+        name: &str,
+        hash: Vec<u8>,
+        algorithm: HashAlgorithm,
+    ) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_user_mut(name, |u| {
+            u.password_hash = hash;
+            u.algorithm = algorithm;
+        })
+    }
+
+    /// Replaces a user's tags.
+    pub fn set_user_tags(&mut self, name: &str, tags: Vec<String>) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_user_mut(name, |u| u.tags = tags)
+    }
+
+    /// Sets a user's limits (negative values: no limit).
+    pub fn set_user_limits(&mut self, user: &str, limits: UserLimits) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_set_user_limits(user, limits)
+    }
+
+    /// Creates a vhost (with the predeclared exchanges), or updates its
+    /// description, tags and default queue type.
+    pub fn add_vhost(&mut self, vhost: VhostRecord) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_put_vhost(vhost)
+    }
+
+    /// Deletes a vhost: its connections are closed with 320
+    /// CONNECTION_FORCED, its queues, exchanges and bindings deleted.
+    pub fn delete_vhost(&mut self, name: &str) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_delete_vhost(name)
+    }
+
+    /// Sets a vhost's limits (negative values: no limit).
+    pub fn set_vhost_limits(
+        &mut self,
+        vhost: &str,
+        limits: VhostLimits,
+    ) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_set_vhost_limits(vhost, limits)
+    }
+
+    /// Sets a user's configure / write / read regexes in a vhost.
+    pub fn set_permissions(&mut self, p: PermissionRecord) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_set_permissions(p)
+    }
+
+    /// Removes a user's permissions in a vhost.
+    pub fn clear_permissions(&mut self, user: &str, vhost: &str) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_clear_permissions(user, vhost)
+    }
+
+    /// Sets a user's topic permission on an exchange of a vhost.
+    pub fn set_topic_permissions(&mut self, t: TopicPermissionRecord) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_set_topic_permissions(t)
+    }
+
+    /// Removes a user's topic permission on one exchange, or all of them
+    /// in the vhost (`exchange` None).
+    pub fn clear_topic_permissions(
+        &mut self,
+        user: &str,
+        vhost: &str,
+        exchange: Option<&str>,
+    ) -> Result<Seq, AdminError> {
+        self.enter(Entry::Other);
+        self.admin_clear_topic_permissions(user, vhost, exchange)
     }
 
     // ----- queries -----
@@ -221,14 +343,74 @@ impl Broker {
         self.topology.vhosts.contains_key(name)
     }
 
-    /// Checks PLAIN or AMQPLAIN credentials; returns the user name.
-    pub fn authenticate(
-        &self,
-        mechanism: &str,
-        response: &[u8],
-        from_loopback: bool,
-    ) -> Result<String, AmqpError> {
-        self.users.authenticate(mechanism, response, from_loopback)
+    /// The stored record of `user` if it may log in from where it is
+    /// (`loopback_users`); the caller verifies the password with
+    /// [`UserRecord::verify`] after releasing the lock.
+    pub fn login_record(&self, user: &str, from_loopback: bool) -> Option<Arc<UserRecord>> {
+        self.login_snapshot(user, from_loopback)
+    }
+
+    /// connection.open: may `user` open a connection to `vhost` now
+    /// (limits, existence, permission)? RabbitMQ's code and text if not.
+    pub fn admit(&self, user: &str, vhost: &str) -> Result<(), AmqpError> {
+        self.admission(user, vhost)
+    }
+
+    /// Every user with its limits.
+    pub fn list_users(&self) -> Vec<(UserRecord, UserLimits)> {
+        let mut v: Vec<_> = self
+            .access
+            .users
+            .values()
+            .map(|u| ((*u.record).clone(), u.limits))
+            .collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+
+    /// One user with its limits.
+    pub fn get_user(&self, name: &str) -> Option<(UserRecord, UserLimits)> {
+        self.access
+            .users
+            .get(name)
+            .map(|u| ((*u.record).clone(), u.limits))
+    }
+
+    /// Every vhost with its limits.
+    pub fn list_vhosts(&self) -> Vec<(VhostRecord, VhostLimits)> {
+        let mut v: Vec<_> = self
+            .access
+            .vhosts
+            .values()
+            .map(|m| (m.record.clone(), m.limits))
+            .collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+
+    /// Every permission (sorted by vhost, then user).
+    pub fn list_permissions(&self) -> Vec<PermissionRecord> {
+        let mut v: Vec<_> = self
+            .access
+            .permissions
+            .values()
+            .flat_map(|m| m.values().map(|p| p.record.clone()))
+            .collect();
+        v.sort_by(|a, b| (&a.vhost, &a.user).cmp(&(&b.vhost, &b.user)));
+        v
+    }
+
+    /// Every topic permission (sorted by vhost, user, exchange).
+    pub fn list_topic_permissions(&self) -> Vec<TopicPermissionRecord> {
+        let mut v: Vec<_> = self
+            .access
+            .topic
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values().map(|t| t.record.clone()))
+            .collect();
+        v.sort_by(|a, b| (&a.vhost, &a.user, &a.exchange).cmp(&(&b.vhost, &b.user, &b.exchange)));
+        v
     }
 
     /// True once the core has sent connection.close on this connection.

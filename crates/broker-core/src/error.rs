@@ -165,3 +165,29 @@ pub(crate) fn vhost_gone() -> AmqpError {
 pub(crate) fn no_connection() -> AmqpError {
     AmqpError::internal("no connection")
 }
+
+/// RabbitMQ's `check_resource_access` refusal (`kind` "exchange" or "queue").
+pub(crate) fn resource_refused(kind: &str, name: &str, vhost: &str, user: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
+    ))
+}
+
+/// RabbitMQ's `check_topic_access` refusal.
+pub(crate) fn topic_refused(
+    routing_key: &str,
+    exchange: &str,
+    vhost: &str,
+    user: &str,
+) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'"
+    ))
+}
+
+/// connection.open to a vhost the user has no permission in.
+pub fn vhost_refused(vhost: &str, user: &str) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}'"
+    ))
+}

@@ -7,9 +7,10 @@
 //! Everything lives behind one lock held by the server, taken once per batch
 //! of frames read from a socket, so per-message cost is a few map lookups.
 
+pub mod access;
+pub mod access_state;
 pub mod arena;
 mod assembly;
-mod auth;
 mod batch;
 mod bindings;
 mod broker;
@@ -29,6 +30,7 @@ pub mod exchange;
 pub mod headers;
 pub mod message;
 mod ops;
+pub mod password;
 pub mod persist;
 mod publish_cache;
 pub mod queue;
@@ -54,6 +56,7 @@ pub(crate) mod testkit;
 
 pub use broker::Broker;
 pub use config::CoreConfig;
+pub use entry::AdminError;
 pub use error::AmqpError;
 pub use ops::publish::WireOutcome;
 pub use recover::RestoreStats;
@@ -64,4 +67,4 @@ pub type ConnId = u64;
 
 /// RabbitMQ's refusal of a login (the server refuses EXTERNAL without a
 /// verified certificate with it, before the user store is asked).
-pub use auth::refused as login_refused;
+pub use password::login_refused;

@@ -81,6 +81,9 @@ pub struct RecoveredDefs {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// Users, vhosts, permissions, limits (`access.seeded` false: a fresh
+    /// or version-1 store, where the core creates the defaults).
+    pub access: crate::access_state::AccessState,
 }
 
 /// Receives what the store recovers at startup, streamed: first the
@@ -133,6 +136,8 @@ pub struct Recovered {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// Users, vhosts, permissions, limits.
+    pub access: crate::access_state::AccessState,
     /// Messages still held by some queue, by id.
     pub messages: Vec<(MessageId, OwnedMessage)>,
     /// For each durable queue (vhost, name): the ids it still holds, in queue order.
@@ -164,6 +169,7 @@ impl RestoreSink for Recovered {
         self.exchanges = defs.exchanges;
         self.queues = defs.queues;
         self.bindings = defs.bindings;
+        self.access = defs.access;
     }
 
     fn message(&mut self, id: MessageId, queues: &[u32], msg: &MessageRecord<'_>) {
@@ -231,6 +237,8 @@ pub trait Persistence: Send {
         queue: &str,
         id: MessageId,
     ) -> Result<Seq, PersistError>;
+    /// Records a change of users, vhosts, permissions or limits.
+    fn put_access(&mut self, rec: &crate::access_state::AccessRecord) -> Result<Seq, PersistError>;
     /// Sequence number of the last record appended.
     fn last_seq(&self) -> Seq;
     /// Periodic housekeeping (about every tick): a store may give back
@@ -281,6 +289,9 @@ impl Persistence for NoPersistence {
         Ok((self.next_id, 0))
     }
     fn remove_message(&mut self, _: &str, _: &str, _: MessageId) -> Result<Seq, PersistError> {
+        Ok(0)
+    }
+    fn put_access(&mut self, _: &crate::access_state::AccessRecord) -> Result<Seq, PersistError> {
         Ok(0)
     }
     fn last_seq(&self) -> Seq {

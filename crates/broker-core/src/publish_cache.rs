@@ -9,7 +9,11 @@
 //! exchange checks and the routing result of one publish hold for the next
 //! ones with the same connection, channel, exchange and routing key. A
 //! publish whose routing looked at its headers (a headers exchange on the
-//! way) is never cached, nor is one in a transaction.
+//! way) is never cached, nor is one in a transaction. The permission checks
+//! (`ops/permit.rs::check_publish`, write on the exchange and topic write on
+//! the routing key) are among the checks a hit skips: the cache is filled
+//! only after they passed, and permissions change only through entry
+//! points, which clear it.
 
 use std::sync::Arc;
 

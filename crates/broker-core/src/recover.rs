@@ -61,6 +61,7 @@ impl<'b> Restorer<'b> {
 impl RestoreSink for Restorer<'_> {
     fn definitions(&mut self, defs: RecoveredDefs) {
         let b = &mut *self.broker;
+        b.restore_access(&defs.access);
         for e in defs.exchanges {
             let args = decode_table(&e.arguments);
             let Ok((kind, delayed)) = crate::delayed::declared_kind(&e.kind, &args) else {

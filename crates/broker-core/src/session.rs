@@ -131,6 +131,9 @@ pub(crate) struct Channel {
     pub reply_consumer: Option<(ShortStr, u64)>,
     /// The channel is listed in `Sessions::timeout_watch`.
     pub timeout_watched: bool,
+    /// Exchanges this channel may publish to, as last checked (see
+    /// `ops/permit.rs::check_publish`).
+    pub write_permitted: crate::ops::permit::PublishPermits,
 }
 
 impl Channel {
@@ -153,6 +156,7 @@ impl Channel {
             last_queue: None,
             reply_consumer: None,
             timeout_watched: false,
+            write_permitted: Default::default(),
         }
     }
 }
@@ -175,6 +179,10 @@ pub(crate) struct Sessions {
     pub timeout_watch: Vec<(ConnId, u16)>,
     /// Why publishing is blocked (low disk, failed store), if it is.
     pub alarm: Option<String>,
+    /// Open connections of each user (for user limits).
+    pub by_user: FxHashMap<String, Vec<ConnId>>,
+    /// Open connections of each vhost (for vhost limits and vhost deletion).
+    pub by_vhost: FxHashMap<Arc<str>, Vec<ConnId>>,
 }
 
 impl Sessions {
@@ -187,7 +195,53 @@ impl Sessions {
             flush_all: false,
             timeout_watch: Vec::new(),
             alarm: None,
+            by_user: FxHashMap::default(),
+            by_vhost: FxHashMap::default(),
         }
+    }
+
+    /// Records a new connection in the per-user and per-vhost lists.
+    pub fn track(&mut self, id: ConnId, user: &str, vhost: &Arc<str>) {
+        self.by_user.entry(user.to_string()).or_default().push(id);
+        self.by_vhost.entry(vhost.clone()).or_default().push(id);
+    }
+
+    /// Removes a forgotten connection from the per-user and per-vhost lists.
+    pub fn untrack(&mut self, id: ConnId, user: &str, vhost: &str) {
+        fn drop_id<K: std::borrow::Borrow<str> + std::hash::Hash + Eq>(
+            m: &mut FxHashMap<K, Vec<ConnId>>,
+            key: &str,
+            id: ConnId,
+        ) {
+            if let Some(v) = m.get_mut(key) {
+                v.retain(|c| *c != id);
+                if v.is_empty() {
+                    m.remove(key);
+                }
+            }
+        }
+        drop_id(&mut self.by_user, user, id);
+        drop_id(&mut self.by_vhost, vhost, id);
+    }
+
+    /// Connections of `user` open now.
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.by_user.get(user).map_or(0, Vec::len)
+    }
+
+    /// Connections to `vhost` open now.
+    pub fn vhost_connections(&self, vhost: &str) -> usize {
+        self.by_vhost.get(vhost).map_or(0, Vec::len)
+    }
+
+    /// Channels of `user` open now, over all its connections: O(its connections).
+    pub fn user_channels(&self, user: &str) -> usize {
+        self.by_user.get(user).map_or(0, |ids| {
+            ids.iter()
+                .filter_map(|id| self.conns.get(id))
+                .map(|c| c.channels.len())
+                .sum()
+        })
     }
 
     /// Notes that `conn` may have output to flush.

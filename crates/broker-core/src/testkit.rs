@@ -69,6 +69,8 @@ pub struct StoreLog {
     pub live: Vec<(String, MessageId)>,
     /// Durable queues recorded.
     pub queues: Vec<String>,
+    /// Access records (users, vhosts, permissions, limits), in order.
+    pub access: Vec<crate::access_state::AccessRecord>,
 }
 
 /// A store that records what it is asked to keep; nothing is durable until
@@ -88,6 +90,10 @@ impl RecordingStore {
 }
 
 impl Persistence for RecordingStore {
+    fn put_access(&mut self, rec: &crate::access_state::AccessRecord) -> Result<Seq, PersistError> {
+        self.log.lock().access.push(rec.clone());
+        Ok(self.bump())
+    }
     fn put_exchange(&mut self, _: &ExchangeDef) -> Result<Seq, PersistError> {
         Ok(self.bump())
     }
@@ -350,10 +356,31 @@ impl Core {
 
     /// A connected client (handshake done: user guest, vhost "/").
     pub fn connect(&mut self) -> Client {
+        self.connect_unchecked("guest", "/")
+    }
+
+    /// A client of `user` on `vhost`, admitted as the server's
+    /// connection.open admits it (limits, vhost, permission): the refusal
+    /// the client would get otherwise.
+    pub fn connect_as(&mut self, user: &str, vhost: &str) -> Result<Client, crate::AmqpError> {
+        self.broker.admit(user, vhost)?;
+        Ok(self.connect_unchecked(user, vhost))
+    }
+
+    /// The server's login check: the stored record, verified.
+    pub fn login(&self, user: &str, password: &str, from_loopback: bool) -> bool {
+        self.broker
+            .login_record(user, from_loopback)
+            .is_some_and(|r| r.verify(password))
+    }
+
+    /// A client registered without the connection.open checks (the core
+    /// still applies its own at registration).
+    pub fn connect_unchecked(&mut self, user: &str, vhost: &str) -> Client {
         let sink = Arc::new(RecordingSink::default());
         let id = self.broker.open_connection(ConnInfo {
-            user: "guest".into(),
-            vhost: Arc::from("/"),
+            user: user.into(),
+            vhost: Arc::from(vhost),
             frame_max: FRAME_MAX,
             channel_max: 2047,
             consumer_cancel_notify: true,

@@ -67,6 +67,13 @@ pub struct ServerConfig {
     /// Certificate, key, CA bundle and peer verification of the AMQPS
     /// listener.
     pub tls: Option<TlsSettings>,
+    /// Users who may log in only from loopback addresses (RabbitMQ's
+    /// `loopback_users`; default `guest`).
+    pub loopback_users: Vec<String>,
+    /// A bootstrap file of rabbitmqctl-style commands (`add_user`,
+    /// `add_vhost`, `set_permissions`, ...) applied at startup after
+    /// recovery (see `bootstrap.rs`).
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +102,8 @@ impl Default for ServerConfig {
             write_through_bytes_max: 4096,
             tls_port: 0,
             tls: None,
+            loopback_users: vec!["guest".to_string()],
+            definitions: None,
         }
     }
 }

@@ -420,6 +420,10 @@ fn connection_frame(
                 }
                 Method::ConnectionCloseOk(_) => Ok(Some(ReadEnd::Gone)),
                 Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(None),
+                // RabbitMQ 3.10's internal backend accepts any new secret
+                // for a PLAIN login (its `update_state` keeps the user as
+                // is) and answers update-secret-ok; checked with pika
+                // against it (tests/python/test_access.py).
                 Method::ConnectionUpdateSecret(_) => {
                     core.send_raw(id, |out| {
                         encode_method_frame(

@@ -2,12 +2,15 @@
 //! tune/tune-ok, open/open-ok. Runs before the connection joins the core.
 
 use amqp_codec::{
-    encode_method_frame, parse_frame, reply, ConnectionClose, ConnectionStart, ConnectionTune,
-    FieldTable, FieldValue, Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD,
-    FRAME_MIN_SIZE_BYTES, PROTOCOL_HEADER,
+    encode_method_frame, parse_frame, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable,
+    FieldValue, Frame, Method, ShortStr, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE_BYTES,
+    PROTOCOL_HEADER,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use broker_core::password::{login_refused, parse_credentials};
+use broker_core::AmqpError;
 
 use crate::Shared;
 
@@ -172,6 +175,24 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// PLAIN / AMQPLAIN credentials against the user store: the user's record
+/// is read under the core lock, the password hashed and compared after
+/// releasing it. Returns the user name.
+pub(crate) fn authenticate(
+    shared: &Shared,
+    mechanism: &str,
+    response: &[u8],
+    from_loopback: bool,
+) -> Result<String, AmqpError> {
+    let (user, pass) =
+        parse_credentials(mechanism, response).ok_or_else(|| login_refused(mechanism))?;
+    let record = shared.core.lock().login_record(&user, from_loopback);
+    match record {
+        Some(r) if r.verify(&pass) => Ok(user),
+        _ => Err(login_refused(mechanism)),
+    }
+}
+
 pub(crate) async fn run(
     rd: &mut (impl AsyncRead + Unpin),
     wr: &mut (impl AsyncWrite + Unpin),
@@ -236,7 +257,7 @@ pub(crate) async fn run(
                 tracing::warn!(
                     "authentication failed: EXTERNAL without a named, verified client certificate"
                 );
-                let e = broker_core::login_refused(mechanism);
+                let e = login_refused(mechanism);
                 if auth_close {
                     return Err(refuse(rd, wr, buf, e.code, e.text, (0, 0)).await);
                 }
@@ -246,9 +267,22 @@ pub(crate) async fn run(
     } else {
         &start_ok.response
     };
-    let user = {
-        let core = shared.core.lock();
-        core.authenticate(mechanism, response, from_loopback)
+    let user = if mechanism == "EXTERNAL" {
+        // The verified certificate's name: the user must exist (and the
+        // loopback rule holds); no password is checked.
+        let name = String::from_utf8_lossy(response).into_owned();
+        let known = shared
+            .core
+            .lock()
+            .login_record(&name, from_loopback)
+            .is_some();
+        if known {
+            Ok(name)
+        } else {
+            Err(login_refused(mechanism))
+        }
+    } else {
+        authenticate(shared, mechanism, response, from_loopback)
     };
     let user = match user {
         Ok(u) => u,
@@ -304,9 +338,12 @@ pub(crate) async fn run(
         return Err(HandshakeEnd::Drop);
     };
     let vhost = open.virtual_host.to_string();
-    if !shared.core.lock().vhost_exists(&vhost) {
-        let text = format!("NOT_ALLOWED - vhost {vhost} not found");
-        return Err(refuse(rd, wr, buf, reply::NOT_ALLOWED, text, (10, 40)).await);
+    // Limits, the vhost's existence and the user's permission in it (the
+    // core checks again when the connection registers).
+    let admitted = shared.core.lock().admit(&user, &vhost);
+    if let Err(e) = admitted {
+        tracing::info!("connection.open refused: {}", e.text);
+        return Err(refuse(rd, wr, buf, e.code, e.text, (10, 40)).await);
     }
     send(wr, &Method::ConnectionOpenOk(Default::default())).await?;
     Ok(Negotiated {

@@ -3,6 +3,7 @@
 //! graceful shutdown. All broker state lives in `broker_core::Broker`
 //! behind one mutex, taken once per batch of frames read from a socket.
 
+pub mod bootstrap;
 mod cert_login;
 mod config;
 mod conn;
@@ -163,6 +164,19 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered durable state"
         );
+    }
+    broker.set_loopback_users(config.loopback_users.clone());
+    if let Some(path) = &config.definitions {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading definitions {}", path.display()))?;
+        bootstrap::apply(&mut broker, &text)
+            .with_context(|| format!("in definitions {}", path.display()))?;
+    }
+    if let Some(s) = &syncer {
+        // What the bootstrap (or the first start's defaults) recorded is
+        // on disk before the first client connects.
+        broker_core::persist::Syncer::sync(&**s)
+            .map_err(|e| anyhow::anyhow!("syncing the store: {e}"))?;
     }
     // Socket writes on their own thread(s): a reader that wakes its
     // consumers' writers would otherwise run them on its own worker (tokio's

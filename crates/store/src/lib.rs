@@ -16,6 +16,7 @@
 //! [`Persistence`]: broker_core::persist::Persistence
 //! [`Syncer`]: broker_core::persist::Syncer
 
+pub mod access_record;
 pub mod arena;
 pub mod backend;
 pub mod format;

@@ -52,9 +52,11 @@ pub enum Record {
         queue: QueueId,
         id: MessageId,
     },
+    /// A change of users, vhosts, permissions or limits (version 2).
+    Access(broker_core::access_state::AccessRecord),
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
@@ -147,39 +149,39 @@ pub fn encode_release(out: &mut Vec<u8>, queue: QueueId, id: MessageId) {
 }
 
 /// Bounds-checked cursor over a record body.
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = (self.buf.get(..n)?, self.buf.get(n..)?);
         self.buf = rest;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         let b = self.take(4)?;
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Some(u64::from_le_bytes(a))
     }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn str(&mut self) -> Option<&'a str> {
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
         std::str::from_utf8(self.bytes()?).ok()
     }
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         self.str().map(str::to_owned)
     }
-    fn vec(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn vec(&mut self) -> Option<Vec<u8>> {
         Some(self.bytes()?.to_vec())
     }
     fn finish<T>(self, v: T) -> Option<T> {
@@ -302,6 +304,9 @@ pub fn decode(body: &[u8]) -> Option<Record> {
         T_MESSAGE | T_TIMED_MESSAGE => {
             decode_message(body)?;
             return Some(Record::Message);
+        }
+        crate::access_record::T_ACCESS => {
+            Record::Access(crate::access_record::decode_access(&mut r)?)
         }
         T_RELEASE => Record::Release {
             queue: r.u64()?,

@@ -9,6 +9,8 @@ use broker_core::persist::{
     BindingDef, ExchangeDef, MessageId, PersistError, QueueDef, RecoveredDefs, RestoreSink,
 };
 
+use broker_core::access_state::AccessState;
+
 use crate::backend::Backend;
 use crate::format::{self, FileKind, Frame};
 use crate::index::{Index, Slot};
@@ -24,6 +26,8 @@ pub(crate) struct Defs {
     pub bindings: BTreeMap<Vec<u8>, BindingDef>,
     pub next_queue_id: QueueId,
     pub next_message_id: MessageId,
+    /// Users, vhosts, permissions, limits (version 2 records).
+    pub access: AccessState,
 }
 
 impl Defs {
@@ -67,6 +71,7 @@ impl Defs {
             Record::DeleteBinding(b) => {
                 self.bindings.remove(&binding_key(&b));
             }
+            Record::Access(a) => self.access.apply(a),
             Record::Message | Record::Release { .. } => return false,
         }
         true
@@ -103,6 +108,9 @@ impl Defs {
         }
         for d in self.bindings.values() {
             format::append_frame(&mut out, |o| record::encode_binding(o, d, false));
+        }
+        for a in self.access.records() {
+            format::append_frame(&mut out, |o| crate::access_record::encode_access(o, &a));
         }
         out
     }
@@ -286,6 +294,7 @@ pub(crate) fn recover(
         exchanges: defs.exchanges.values().cloned().collect(),
         queues: defs.queues.values().cloned().collect(),
         bindings: defs.bindings.values().cloned().collect(),
+        access: defs.access.clone(),
     });
 
     let mut messages = 0u64;

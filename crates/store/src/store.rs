@@ -141,6 +141,14 @@ impl FileStore {
 }
 
 impl Persistence for FileStore {
+    fn put_access(
+        &mut self,
+        rec: &broker_core::access_state::AccessRecord,
+    ) -> Result<Seq, PersistError> {
+        self.shared.check()?;
+        self.push_def(|o| crate::access_record::encode_access(o, rec))
+    }
+
     fn put_exchange(&mut self, def: &ExchangeDef) -> Result<Seq, PersistError> {
         self.shared.check()?;
         self.push_def(|o| record::encode_exchange(o, def))

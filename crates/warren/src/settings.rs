@@ -9,7 +9,9 @@
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
 //! consumer_timeout_ms, and for AMQPS tls_port, tls_cert_file, tls_key_file,
 //! tls_ca_file, tls_verify_peer, tls_fail_if_no_peer_cert, tls_versions,
-//! tls_cert_login_from, tls_reload_check_interval_ms.
+//! tls_cert_login_from, tls_reload_check_interval_ms,
+//! loopback_users (comma-separated user names, or `none`), definitions (a
+//! bootstrap file, see `server::bootstrap`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -68,6 +70,10 @@ pub struct ServeArgs {
     /// Check the TLS files for changes this often, ms; 0 = reload on SIGHUP only [default: 5000]
     #[arg(long, env = "WARREN_TLS_RELOAD_CHECK_INTERVAL_MS")]
     tls_reload_check_interval_ms: Option<u64>,
+    /// Bootstrap file of rabbitmqctl-style commands applied at startup
+    /// (add_user, add_vhost, set_permissions, ...)
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    definitions: Option<PathBuf>,
 }
 
 /// TLS settings as read, before they are checked for completeness.
@@ -160,6 +166,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         .tls_reload_check_interval_ms
         .or(tls.reload_check_interval_ms);
     cfg.tls = tls.finish(cfg.tls_port)?;
+    if let Some(d) = args.definitions {
+        cfg.definitions = Some(d);
+    }
     Ok(cfg)
 }
 
@@ -230,6 +239,13 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             "tls_reload_check_interval_ms" => {
                 tls.reload_check_interval_ms = Some(value.parse().with_context(bad)?)
             }
+            "loopback_users" => {
+                cfg.loopback_users = match value {
+                    "none" | "" => Vec::new(),
+                    v => v.split(',').map(|u| u.trim().to_string()).collect(),
+                }
+            }
+            "definitions" => cfg.definitions = Some(PathBuf::from(value)),
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }

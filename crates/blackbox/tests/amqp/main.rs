@@ -9,6 +9,7 @@ mod harness;
 mod node;
 mod raw;
 
+mod access;
 mod basic;
 mod confirms_tx;
 mod connection;

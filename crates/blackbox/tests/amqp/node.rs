@@ -42,6 +42,11 @@ impl Node {
         n
     }
 
+    /// Drops the extra arguments for the next restarts.
+    pub fn clear_extra(&mut self) {
+        self.extra.clear();
+    }
+
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }

@@ -94,6 +94,17 @@ pub(super) struct Side {
     pub(super) core: Core,
     pub(super) publisher: Client,
     pub(super) consumer: Client,
+    /// The publisher's user: guest, or (some seeds) one that may not
+    /// publish to x.fanout, so refusals are compared too.
+    publisher_user: &'static str,
+}
+
+/// The restricted publisher's user.
+const RESTRICTED: &str = "restricted";
+
+/// Seeds whose publisher is [`RESTRICTED`].
+fn restricted(seed: u64) -> bool {
+    seed % 4 == 1
 }
 
 fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
@@ -101,7 +112,27 @@ fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
         fast_path,
         ..Core::default()
     };
-    let mut publisher = core.connect();
+    let publisher_user = if restricted(seed) {
+        let b = &mut core.broker;
+        b.add_user(crate::access::UserRecord::with_password(
+            RESTRICTED,
+            "pw",
+            vec![],
+        ))
+        .unwrap();
+        b.set_permissions(crate::access::PermissionRecord {
+            user: RESTRICTED.into(),
+            vhost: "/".into(),
+            configure: ".*".into(),
+            write: r"^(amq\.default|x\.direct|x\.delayed|q.*)$".into(),
+            read: ".*".into(),
+        })
+        .unwrap();
+        RESTRICTED
+    } else {
+        "guest"
+    };
+    let mut publisher = core.connect_unchecked(publisher_user, "/");
     let mut consumer = core.connect();
     core.open_channel(&mut publisher, 1);
     for ch in 1..=6 {
@@ -173,6 +204,7 @@ fn side(fast_path: bool, confirm: bool, seed: u64) -> Side {
         core,
         publisher,
         consumer,
+        publisher_user,
     }
 }
 
@@ -187,7 +219,8 @@ fn depths(core: &Core) -> Vec<u32> {
 /// connection after a connection error), on both sides alike.
 fn reopen_publisher(s: &mut Side, conn_closed: bool, confirm: bool) {
     if conn_closed {
-        let old = std::mem::replace(&mut s.publisher, s.core.connect());
+        let again = s.core.connect_unchecked(s.publisher_user, "/");
+        let old = std::mem::replace(&mut s.publisher, again);
         s.core.disconnect(old);
     } else {
         let close_ok = Method::ChannelCloseOk(Default::default());
@@ -208,6 +241,7 @@ fn fast_and_general_paths_agree() {
     let mut fast_outputs = 0;
     let mut fast_taken = 0;
     let mut seen = Seen::default();
+    let mut refused = 0;
     for seed in 1..=SEEDS {
         let confirm = seed % 3 != 0;
         let mut fast = side(true, confirm, seed);
@@ -250,6 +284,13 @@ fn fast_and_general_paths_agree() {
                 channel_close(&fc).is_none(),
                 "seed {seed} step {step}: the consumer's traffic must stay valid: {fc:?}"
             );
+            refused += fp
+                .iter()
+                .filter(|o| {
+                    matches!(o.method(), Method::ChannelClose(c)
+                        if c.reply_text.as_str() == "ACCESS_REFUSED - access to exchange 'x.fanout' in vhost '/' refused for user 'restricted'")
+                })
+                .count();
             tracker.delivered(&fc);
             seen.outputs(&fp, &fc);
             fast_outputs += fp.len() + fc.len();
@@ -280,6 +321,10 @@ fn fast_and_general_paths_agree() {
     // Anti-vacuity: the traffic produced real output to compare, the fast
     // path ran, and every feature was exercised.
     assert_eq!(steps_compared, SEEDS as usize * STEPS);
+    assert!(
+        refused > 10,
+        "only {refused} publishes refused for lack of permission"
+    );
     assert!(fast_outputs > 4000, "only {fast_outputs} frames compared");
     assert!(
         fast_taken > 200,

@@ -2,6 +2,7 @@
 //! prefetch, settlement, tx, confirms, TTL, dead-lettering, length limits
 //! and the publish fast path against the general path. No sockets, no sleeps.
 
+mod access;
 mod cancel;
 mod consumers;
 mod dedup;

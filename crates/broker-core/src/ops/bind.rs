@@ -4,9 +4,11 @@ use amqp_codec::{
     ExchangeBind, ExchangeUnbind, FieldTable, Method, QueueBind, QueueUnbind, ShortStr,
 };
 
+use crate::access::Perm;
 use crate::broker::Broker;
 use crate::error::{default_exchange_refused, no_exchange, no_queue, vhost_gone, AmqpError};
 use crate::exchange::Destination;
+use crate::ops::permit::Kind;
 use crate::persist::BindingDef;
 use crate::tables::{detached_table, encoded};
 use crate::ConnId;
@@ -22,8 +24,23 @@ impl Broker {
         bind: bool,
     ) -> Result<(), AmqpError> {
         let vname = self.sessions.vhost_of(conn)?;
+        // RabbitMQ's `binding_action` order: write on the destination, the
+        // default-exchange refusal, read on the source, topic read.
+        let (dest_kind, dest_name) = match &dest {
+            Destination::Queue(q) => (Kind::Queue, q),
+            Destination::Exchange(e) => (Kind::Exchange, e),
+        };
+        self.permit(conn, dest_kind, dest_name, Perm::Write)?;
         if source.is_empty() || matches!(&dest, Destination::Exchange(e) if e.is_empty()) {
             return Err(default_exchange_refused());
+        }
+        self.permit(conn, Kind::Exchange, source, Perm::Read)?;
+        let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
+        if v.exchanges
+            .get(source)
+            .is_some_and(|x| x.kind == crate::exchange::ExchangeKind::Topic)
+        {
+            self.permit_topic_read(conn, source, &routing_key)?;
         }
         let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let dest_found = match &dest {

@@ -25,6 +25,10 @@ impl Broker {
                 }),
             );
         }
+        // Admitted at connection.open by the server; checked again here, as
+        // another connection may have taken the last place in between.
+        let late_refusal = self.admission(&info.user, &info.vhost).err();
+        self.sessions.track(id, &info.user, &info.vhost);
         self.sessions.conns.insert(
             id,
             Box::new(Conn {
@@ -37,6 +41,9 @@ impl Broker {
                 throttled: false,
             }),
         );
+        if let Some(err) = late_refusal {
+            self.close_connection(id, err.during(10, 40));
+        }
         id
     }
 
@@ -51,6 +58,7 @@ impl Broker {
             self.cleanup_channel(conn, ch);
         }
         if let Some(mut c) = self.sessions.conns.remove(&conn) {
+            self.sessions.untrack(conn, &c.info.user, &c.info.vhost);
             if !c.out.is_empty() {
                 c.info.sink.send(c.out.split().freeze());
             }

@@ -2,9 +2,11 @@
 
 use amqp_codec::{BasicConsume, BasicGet, BasicQos, Method, ShortStr};
 
+use crate::access::Perm;
 use crate::broker::Broker;
 use crate::delivery::{write_view, ContentMethod};
 use crate::error::{locked, no_connection, no_queue, AmqpError};
+use crate::ops::permit::Kind;
 use crate::queue::ConsumerRef;
 use crate::quorum::write_view_counted;
 use crate::session::ChannelConsumer;
@@ -53,6 +55,7 @@ impl Broker {
         if qname.as_str() == crate::reply_to::REPLY_QUEUE {
             return self.reply_to_consume(conn, ch, tag, m.no_ack, m.no_wait);
         }
+        self.permit(conn, Kind::Queue, &qname, Perm::Read)?;
         let max = self.config.consumers_per_channel_max;
         let q = self.topology.queue(&vname, &qname)?;
         if q.exclusive_owner.is_some_and(|owner| owner != conn) {
@@ -164,6 +167,7 @@ impl Broker {
     ) -> Result<(), AmqpError> {
         let vname = self.sessions.vhost_of(conn)?;
         let qname = self.resolve_queue_name(conn, ch, m.queue)?;
+        self.permit(conn, Kind::Queue, &qname, Perm::Read)?;
         // Field-level borrow: the arena is used alongside the queue below.
         let q = self
             .topology

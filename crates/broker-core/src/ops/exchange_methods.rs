@@ -3,9 +3,11 @@
 
 use amqp_codec::{ExchangeDeclare, ExchangeDelete, FieldTable, Method, ShortStr};
 
+use crate::access::Perm;
 use crate::broker::Broker;
 use crate::error::{default_exchange_refused, inequivalent, no_exchange, vhost_gone, AmqpError};
 use crate::exchange::{Destination, Exchange};
+use crate::ops::permit::Kind;
 use crate::persist::ExchangeDef;
 use crate::tables::{detached_table, encoded};
 use crate::ConnId;
@@ -49,6 +51,25 @@ impl Broker {
                 return Err(no_exchange(&name, &vname));
             }
         } else {
+            let exists = v.exchanges.contains_key(&name);
+            self.permit(conn, Kind::Exchange, &name, Perm::Configure)?;
+            if !exists {
+                // A new exchange with an alternate exchange: read on it,
+                // write on the alternate (RabbitMQ's order).
+                if let Some(ae) = m
+                    .arguments
+                    .get("alternate-exchange")
+                    .and_then(|a| a.as_str())
+                {
+                    self.permit(conn, Kind::Exchange, &name, Perm::Read)?;
+                    self.permit(conn, Kind::Exchange, ae, Perm::Write)?;
+                }
+            }
+            let v = self
+                .topology
+                .vhosts
+                .get_mut(&*vname)
+                .ok_or_else(vhost_gone)?;
             if name.starts_with("amq.") && !v.exchanges.contains_key(&name) {
                 return Err(AmqpError::access_refused(format!(
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
@@ -167,6 +188,7 @@ impl Broker {
                 m.exchange
             )));
         }
+        self.permit(conn, Kind::Exchange, &m.exchange, Perm::Configure)?;
         let v = self
             .topology
             .vhosts

@@ -9,6 +9,7 @@ use crate::broker::Broker;
 use crate::delivery::{write_content, ContentMethod};
 use crate::enqueue::Incoming;
 use crate::error::{no_connection, no_exchange, vhost_gone, AmqpError};
+use crate::ops::permit::{check_publish, check_topic};
 use crate::queue_args::parse_expiration;
 use crate::ConnId;
 
@@ -151,15 +152,26 @@ impl Broker {
         let Broker {
             sessions: crate::broker::Sessions { conns, .. },
             topology: crate::broker::Topology { vhosts, .. },
+            access,
             ..
         } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
         c.has_published = true;
         let vname = c.info.vhost.clone();
-        let (in_tx, confirming) = c
+        let chan = c
             .channels
-            .get(&ch)
-            .map_or((false, false), |chan| (chan.tx.is_some(), chan.confirm));
+            .get_mut(&ch)
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))?;
+        let (in_tx, confirming) = (chan.tx.is_some(), chan.confirm);
+        // The one publish check (the fast path reaches it through here).
+        let topic_rule = check_publish(
+            access,
+            &c.info.user,
+            &vname,
+            &mut chan.write_permitted,
+            p.exchange,
+        )
+        .map_err(|e| e.during(60, 40))?;
         let v = vhosts.get(Name::new(&vname)).ok_or_else(vhost_gone)?;
         match v.exchanges.get(Name::new(p.exchange)) {
             None => return Err(no_exchange(p.exchange, &vname).during(60, 40)),
@@ -170,11 +182,21 @@ impl Broker {
                 ))
                 .during(60, 40))
             }
+            Some(ex) if ex.kind == crate::exchange::ExchangeKind::Topic => check_topic(
+                topic_rule.as_deref(),
+                true,
+                p.routing_key,
+                p.exchange,
+                &vname,
+                &c.info.user,
+            )
+            .map_err(|e| e.during(60, 40))?,
             Some(_) => {}
         }
         if let Some(uid) = peek_user_id(p.properties) {
             let user = &c.info.user;
-            if uid != *user {
+            // The `impersonator` tag may publish with another user's id.
+            if uid != *user && !access.has_tag(user, "impersonator") {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{user}'"
                 ))

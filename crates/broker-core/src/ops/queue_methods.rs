@@ -3,10 +3,12 @@
 
 use amqp_codec::{Method, QueueDeclare, QueueDelete, QueuePurge, ShortStr};
 
+use crate::access::Perm;
 use crate::broker::Broker;
 use crate::error::{inequivalent, locked, no_queue, vhost_gone, AmqpError};
 use crate::exchange::Destination;
 use crate::ops::exchange_methods::check_args;
+use crate::ops::permit::Kind;
 use crate::persist::QueueDef;
 use crate::queue::Queue;
 use crate::queue_type::{self, QueueType};
@@ -68,6 +70,10 @@ impl Broker {
         } else {
             self.resolve_queue_name(conn, ch, m.queue.clone())?
         };
+        // RabbitMQ 3.10 checks nothing on a passive declare.
+        if !m.passive {
+            self.permit(conn, Kind::Queue, &name, Perm::Configure)?;
+        }
         if m.passive && name.as_str() == crate::reply_to::REPLY_QUEUE {
             self.sessions.send(
                 conn,
@@ -79,6 +85,14 @@ impl Broker {
                 }),
             );
             return Ok(());
+        }
+        let exists = self
+            .topology
+            .vhosts
+            .get(&*vname)
+            .is_some_and(|v| v.queues.contains_key(&name));
+        if !m.passive && !exists {
+            self.check_new_queue_access(conn, &vname, &name, &m.arguments)?;
         }
         let v = self
             .topology
@@ -196,6 +210,7 @@ impl Broker {
     ) -> Result<(), AmqpError> {
         let vname = self.sessions.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
+        self.permit(conn, Kind::Queue, &name, Perm::Read)?;
         let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let q = v.queues.get(&name).ok_or_else(|| no_queue(&name, &vname))?;
         self.check_exclusive(conn, &vname, q)?;
@@ -224,6 +239,7 @@ impl Broker {
     ) -> Result<(), AmqpError> {
         let vname = self.sessions.vhost_of(conn)?;
         let name = self.resolve_queue_name(conn, ch, m.queue)?;
+        self.permit(conn, Kind::Queue, &name, Perm::Configure)?;
         let v = self.topology.vhosts.get(&*vname).ok_or_else(vhost_gone)?;
         let mut count = 0;
         if let Some(q) = v.queues.get(&name) {

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use broker_core::access::{
+    HashAlgorithm, PermissionRecord, TopicPermissionRecord, UserLimits, UserRecord, VhostLimits,
+    VhostRecord,
+};
+use broker_core::access_state::{AccessRecord, AccessState};
 use broker_core::persist::{
     BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
     Recovered, Seq, Syncer,
@@ -102,6 +107,8 @@ pub struct Model {
     pub exchanges: BTreeSet<String>,
     /// (source, queue, key)
     pub bindings: BTreeSet<(String, String, String)>,
+    /// Users, vhosts, permissions, limits.
+    pub access: AccessState,
 }
 
 /// The observable content of a recovery, in model form.
@@ -128,6 +135,7 @@ pub fn observe(r: &Recovered) -> Model {
             )
         })
         .collect();
+    m.access = r.access.clone();
     m
 }
 
@@ -144,6 +152,64 @@ pub struct Harness {
     /// Highest seq a successful sync returned.
     pub synced: Seq,
     next_incarnation: u64,
+}
+
+/// A random change of users, vhosts, permissions or limits, over a few
+/// names so puts and deletes meet.
+pub fn random_access_record(rng: &mut Rng) -> AccessRecord {
+    let user = format!("u{}", rng.below(3));
+    let vhost = format!("v{}", rng.below(2));
+    let n = rng.below(1000) as i64 - 1;
+    match rng.below(10) {
+        0 => AccessRecord::PutUser(UserRecord {
+            name: user.clone(),
+            password_hash: format!("salt{user}{n}").into_bytes(),
+            algorithm: [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha512,
+                HashAlgorithm::Md5,
+            ][rng.below(3) as usize],
+            tags: (0..rng.below(3)).map(|i| format!("t{i}")).collect(),
+        }),
+        1 => AccessRecord::DeleteUser(user),
+        2 => AccessRecord::PutVhost(VhostRecord {
+            name: vhost,
+            description: format!("d{n}"),
+            tags: vec!["a".into()],
+            default_queue_type: "quorum".into(),
+        }),
+        3 => AccessRecord::DeleteVhost(vhost),
+        4 => AccessRecord::PutPermission(PermissionRecord {
+            user,
+            vhost,
+            configure: format!("^c{n}"),
+            write: ".*".into(),
+            read: String::new(),
+        }),
+        5 => AccessRecord::DeletePermission(user, vhost),
+        6 => AccessRecord::PutTopicPermission(TopicPermissionRecord {
+            user,
+            vhost,
+            exchange: format!("x{}", rng.below(2)),
+            write: "^{username}".into(),
+            read: format!("r{n}"),
+        }),
+        7 => AccessRecord::DeleteTopicPermission(user, vhost, format!("x{}", rng.below(2))),
+        8 => AccessRecord::SetVhostLimits(
+            vhost,
+            VhostLimits {
+                max_connections: n,
+                max_queues: -n,
+            },
+        ),
+        _ => AccessRecord::SetUserLimits(
+            user,
+            UserLimits {
+                max_connections: n,
+                max_channels: n / 2,
+            },
+        ),
+    }
 }
 
 pub fn small_config() -> StoreConfig {
@@ -276,6 +342,16 @@ impl Harness {
                     self.model.bindings.insert(b);
                     self.store.put_binding(&binding(&ex, &q, &key))?
                 };
+                self.record(seq);
+            }
+            94..=96 => {
+                if !self.model.access.seeded {
+                    self.store.put_access(&AccessRecord::Seeded)?;
+                    self.model.access.apply(AccessRecord::Seeded);
+                }
+                let rec = random_access_record(rng);
+                let seq = self.store.put_access(&rec)?;
+                self.model.access.apply(rec);
                 self.record(seq);
             }
             _ => {
