@@ -88,6 +88,8 @@ pub struct Exchange {
     pub delayed: bool,
     /// Message deduplication (`x-message-deduplication`), if enabled.
     pub dedup: Option<Box<crate::dedup::Dedup>>,
+    /// Message counts for the management API (`stats.rs`).
+    pub stats: crate::stats::ExchangeStats,
 }
 
 impl Exchange {
@@ -100,6 +102,7 @@ impl Exchange {
         arguments: FieldTable,
     ) -> Exchange {
         Exchange {
+            stats: Default::default(),
             name,
             kind,
             durable,

@@ -29,6 +29,7 @@ impl Broker {
             id,
             Box::new(Conn {
                 has_published: false,
+                internal: false,
                 info,
                 channels: Default::default(),
                 out,

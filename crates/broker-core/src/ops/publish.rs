@@ -156,12 +156,12 @@ impl Broker {
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
         c.has_published = true;
         let vname = c.info.vhost.clone();
-        let (in_tx, confirming) = c
-            .channels
-            .get(&ch)
-            .map_or((false, false), |chan| (chan.tx.is_some(), chan.confirm));
-        let v = vhosts.get(Name::new(&vname)).ok_or_else(vhost_gone)?;
-        match v.exchanges.get(Name::new(p.exchange)) {
+        let (in_tx, confirming) = c.channels.get_mut(&ch).map_or((false, false), |chan| {
+            chan.stats.publish += 1;
+            (chan.tx.is_some(), chan.confirm)
+        });
+        let v = vhosts.get_mut(Name::new(&vname)).ok_or_else(vhost_gone)?;
+        match v.exchanges.get_mut(Name::new(p.exchange)) {
             None => return Err(no_exchange(p.exchange, &vname).during(60, 40)),
             Some(ex) if ex.internal => {
                 return Err(AmqpError::access_refused(format!(
@@ -170,7 +170,7 @@ impl Broker {
                 ))
                 .during(60, 40))
             }
-            Some(_) => {}
+            Some(ex) => ex.stats.publish_in += 1,
         }
         if let Some(uid) = peek_user_id(p.properties) {
             let user = &c.info.user;
@@ -240,6 +240,7 @@ impl Broker {
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
         let confirm_tag = self.next_confirm_tag(conn, ch, self.batch.publish_cache.confirming)?;
+        self.batch.publish_cache.hits += 1;
         // Taken out for the call and put back: enqueueing never clears
         // the cache (only errors and other frames do, after this returns).
         let targets = std::mem::take(&mut self.batch.publish_cache.targets);
@@ -309,6 +310,7 @@ impl Broker {
             delays.clear();
         }
         if let (Some(confirming), false) = (fill, used_headers) {
+            self.flush_publish_hits();
             let (ex, rk) = (p.exchange, p.routing_key);
             self.batch
                 .publish_cache
@@ -355,6 +357,32 @@ impl Broker {
         d.is_duplicate(headers.as_ref())
     }
 
+    /// Adds the publishes served from the publish cache since it was filled
+    /// to their exchange's and channel's counters: one lookup per run of
+    /// publishes, not per message.
+    pub(crate) fn flush_publish_hits(&mut self) {
+        let Broker {
+            batch, topology, sessions, ..
+        } = self;
+        let Some(h) = batch.publish_cache.take_hits() else {
+            return;
+        };
+        if let Some(ex) = topology
+            .vhosts
+            .get_mut(Name::new(h.vhost))
+            .and_then(|v| v.exchanges.get_mut(Name::new(h.exchange)))
+        {
+            ex.stats.publish_in += h.count;
+        }
+        if let Some(ch) = sessions
+            .conns
+            .get_mut(&h.conn)
+            .and_then(|c| c.channels.get_mut(&h.channel))
+        {
+            ch.stats.publish += h.count;
+        }
+    }
+
     /// Second half of `route_and_enqueue`, once the targets are known.
     fn enqueue_routed(
         &mut self,
@@ -371,6 +399,15 @@ impl Broker {
             body: p.body,
         };
         if targets.is_empty() {
+            // The unroutable path (rare) may afford the lookup.
+            if let Some(ex) = self
+                .topology
+                .vhosts
+                .get_mut(Name::new(vname))
+                .and_then(|v| v.exchanges.get_mut(Name::new(p.exchange)))
+            {
+                ex.stats.unroutable += 1;
+            }
             if p.mandatory {
                 if let Some(c) = self.sessions.conns.get_mut(&conn) {
                     let frame_max = c.info.frame_max;
