@@ -71,7 +71,7 @@ start_warren() {
   WARREN_STARTS=$((WARREN_STARTS + 1))
   WARREN_LOG=$RUN_DIR/warren.$WARREN_STARTS.log
   WARREN_T0=$(date +%s.%N)
-  "$WARREN" serve --port "$WARREN_PORT" --data-dir "$data" >"$WARREN_LOG" 2>&1 &
+  "$WARREN" serve --port "$WARREN_PORT" --management-port 0 --data-dir "$data" >"$WARREN_LOG" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 12000); do
     grep -q "listening on" "$WARREN_LOG" && { PID[warren]=$WARREN_PID; return 0; }
@@ -275,7 +275,7 @@ for n in $BENCH_RECOVERY_COUNTS; do
     # Profile a second restart on the same data (the timed one above ran without perf).
     log "profiling the recovery of $n messages"
     stop_warren KILL
-    perf record -g -o "$RUN_DIR/perf-recovery.data" -- "$WARREN" serve --port "$WARREN_PORT" \
+    perf record -g -o "$RUN_DIR/perf-recovery.data" -- "$WARREN" serve --port "$WARREN_PORT" --management-port 0 \
       --data-dir "$RUN_DIR/warren-data" >"$RUN_DIR/warren.recovery-profile.log" 2>&1 &
     PERF_REC=$!
     until grep -q "listening on" "$RUN_DIR/warren.recovery-profile.log"; do

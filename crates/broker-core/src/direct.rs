@@ -237,8 +237,7 @@ fn decode_get(out: &mut BytesMut, frame_max: u32) -> Option<GotMessage> {
 /// True if `out` holds a basic.return (an unroutable mandatory publish).
 pub(crate) fn returned(out: &mut BytesMut, frame_max: u32) -> bool {
     while let Ok(Some(f)) = parse_frame(out, frame_max) {
-        if f.kind == FRAME_METHOD
-            && matches!(Method::decode(f.payload), Ok(Method::BasicReturn(_)))
+        if f.kind == FRAME_METHOD && matches!(Method::decode(f.payload), Ok(Method::BasicReturn(_)))
         {
             return true;
         }

@@ -264,7 +264,12 @@ impl Broker {
     }
 
     /// queue.purge from the API.
-    pub fn mgmt_purge_queue(&mut self, vhost: &str, user: &str, name: &str) -> Result<(), AmqpError> {
+    pub fn mgmt_purge_queue(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        name: &str,
+    ) -> Result<(), AmqpError> {
         self.enter(Entry::Other);
         let m = amqp_codec::QueuePurge {
             queue: crate::direct::short(name)?,
@@ -336,7 +341,10 @@ impl Broker {
     ) -> Result<(), AmqpError> {
         use amqp_codec::Method as M;
         self.enter(Entry::Other);
-        let (src, dst) = (crate::direct::short(&b.source)?, crate::direct::short(&b.destination)?);
+        let (src, dst) = (
+            crate::direct::short(&b.source)?,
+            crate::direct::short(&b.destination)?,
+        );
         let rk = crate::direct::short(&b.routing_key)?;
         let args = b.arguments;
         let m = match (b.to_queue, bind) {
@@ -387,7 +395,14 @@ impl Broker {
         crate::direct::short(exchange)?;
         crate::direct::short(routing_key)?;
         let frame_max = self.config.frame_size_max_bytes;
-        let p = crate::ops::publish::PublishRef::new(exchange, routing_key, true, false, properties, body);
+        let p = crate::ops::publish::PublishRef::new(
+            exchange,
+            routing_key,
+            true,
+            false,
+            properties,
+            body,
+        );
         let ((), mut out) = self.direct(vhost, user, |b, conn| {
             b.publish(conn, crate::direct::DIRECT_CHANNEL, &p)
         })?;

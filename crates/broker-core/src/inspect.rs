@@ -197,8 +197,10 @@ pub struct Snapshot {
 impl Broker {
     /// Copies the state the management API shows (see the module doc).
     pub(crate) fn build_snapshot(&self) -> Snapshot {
+        // Queues keep monotonic times; the API shows wall-clock ones.
+        let (wall, mono) = (crate::delayed::wall_ms(), crate::message::now_ms());
         let mut s = Snapshot {
-            taken_at_ms: crate::message::now_ms(),
+            taken_at_ms: wall,
             alarm: self.sessions.alarm.clone(),
             ..Default::default()
         };
@@ -297,7 +299,7 @@ impl Broker {
                     unacked: unacked.get(&(&*vkey.0, &q.name)).copied().unwrap_or(0),
                     ready_bytes: q.ready_bytes,
                     consumers: q.consumer_count(),
-                    last_used_ms: q.last_used_ms,
+                    last_used_ms: wall.saturating_sub(mono.saturating_sub(q.last_used_ms)),
                     stats: q.stats,
                 });
                 for (i, k) in q.consumers.iter().enumerate() {

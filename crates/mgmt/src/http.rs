@@ -21,6 +21,8 @@ pub(crate) struct Req {
     pub method: Method,
     /// Path segments after `/api`, each percent-decoded after splitting.
     pub seg: Vec<String>,
+    /// The path as sent (for relative `Location` headers).
+    pub raw_path: String,
     /// Query parameters (decoded; `+` is a space there).
     pub query: HashMap<String, String>,
     /// Request headers.
@@ -39,7 +41,10 @@ impl Req {
 
     /// The body as JSON (empty = `{}`); 400 on malformed JSON.
     pub fn json(&self) -> Result<Value, Response> {
-        let body = self.body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.body);
+        let body = self
+            .body
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&self.body);
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
@@ -94,14 +99,19 @@ pub(crate) fn method_not_allowed(allow: &str) -> Response {
 }
 
 /// An AMQP error from a management call, as RabbitMQ maps it
-/// (`rabbit_mgmt_util:direct_request`): 404 for not_found, 401 for
-/// access_refused, 400 with the AMQP text otherwise.
+/// (`rabbit_mgmt_util:direct_request`): 404 for not_found, 401 "Access
+/// refused." for access_refused, 400 with the AMQP text (without its
+/// `CODE_NAME - ` prefix) otherwise.
 pub(crate) fn amqp_error(e: &broker_core::AmqpError) -> Response {
     use amqp_codec::reply;
     match e.code {
         reply::NOT_FOUND => not_found(),
-        reply::ACCESS_REFUSED => error(StatusCode::UNAUTHORIZED, "not_authorised", &e.text),
-        _ => bad_request(&e.text),
+        reply::ACCESS_REFUSED => error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Access refused.",
+        ),
+        _ => bad_request(e.text.split_once(" - ").map_or(e.text.as_str(), |(_, r)| r)),
     }
 }
 
@@ -137,7 +147,10 @@ fn query(q: Option<&str>) -> HashMap<String, String> {
 /// Paths answered without credentials (RabbitMQ's probe-style checks).
 fn unauthenticated(seg: &[String]) -> bool {
     matches!(
-        seg.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+        seg.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
         ["auth"]
             | ["health", "checks", "is-in-service"]
             | ["health", "checks", "ready-to-serve-clients"]
@@ -158,13 +171,7 @@ fn authenticate(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<Stri
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
         return Err(challenge());
     };
-    let refused = || {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "not_authorized",
-            "Not_Authorized",
-        )
-    };
+    let refused = || error(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed");
     let Some(b64) = auth.to_str().ok().and_then(|a| a.strip_prefix("Basic ")) else {
         return Err(challenge());
     };
@@ -190,13 +197,11 @@ fn authenticate(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<Stri
     });
     match result {
         Some(Ok(u)) => Ok(u),
-        Some(Err(e)) if e.text.contains("loopback") || e.text.contains("localhost") => Err(
-            error(
-                StatusCode::UNAUTHORIZED,
-                "not_authorized",
-                "User can only log in via localhost",
-            ),
-        ),
+        Some(Err(e)) if e.text.contains("loopback") || e.text.contains("localhost") => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorized",
+            "User can only log in via localhost",
+        )),
         _ => Err(refused()),
     }
 }
@@ -248,16 +253,15 @@ async fn serve_one(app: &App, peer: SocketAddr, request: axum::extract::Request)
     let req = Req {
         method: parts.method,
         seg,
+        raw_path: parts.uri.path().to_string(),
         query: query(parts.uri.query()),
         headers: parts.headers,
         body,
         user,
     };
     let mut r = crate::routes::route(app, &req);
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 

@@ -118,12 +118,17 @@ pub fn to_properties(v: &Value) -> Result<Bytes, String> {
     };
     for (k, v) in obj {
         let text = || -> Result<Option<ShortStr>, String> {
-            let s = v.as_str().ok_or_else(|| format!("property {k} must be a string"))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("property {k} must be a string"))?;
             ShortStr::try_from_str(s)
                 .map(Some)
                 .map_err(|_| format!("property {k} too long"))
         };
-        let int = || v.as_u64().ok_or_else(|| format!("property {k} must be an integer"));
+        let int = || {
+            v.as_u64()
+                .ok_or_else(|| format!("property {k} must be an integer"))
+        };
         match k.as_str() {
             "content_type" => p.content_type = text()?,
             "content_encoding" => p.content_encoding = text()?,

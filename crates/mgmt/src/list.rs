@@ -76,20 +76,26 @@ pub fn respond(req: &Req, mut items: Vec<Value>) -> Response {
     let Some(page) = req.query.get("page") else {
         return ok(Value::Array(trim(items)));
     };
-    let Ok(page) = page.parse::<usize>() else {
-        return bad_request("page must be a positive integer");
+    // RabbitMQ 3.10's error for either parameter out of range.
+    let invalid = |page: &str| {
+        let size = req
+            .query
+            .get("page_size")
+            .map_or("undefined", String::as_str);
+        crate::http::error(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_pagination_parameters",
+            &format!("Invalid pagination parameters: page number {page}, page size {size}"),
+        )
     };
-    if page == 0 {
-        return bad_request("page must be a positive integer");
-    }
+    let page = match page.parse::<usize>() {
+        Ok(n) if n >= 1 => n,
+        _ => return invalid(page),
+    };
     let page_size = match req.query.get("page_size").map(|s| s.parse::<usize>()) {
         None => PAGE_SIZE_DEFAULT,
         Some(Ok(n)) if (1..=PAGE_SIZE_MAX).contains(&n) => n,
-        Some(_) => {
-            return bad_request(&format!(
-                "page_size must be between 1 and {PAGE_SIZE_MAX}"
-            ))
-        }
+        Some(_) => return invalid(&page.to_string()),
     };
     let total = items.len();
     if let Some(name) = req.query.get("name").filter(|n| !n.is_empty()) {
@@ -115,14 +121,8 @@ pub fn respond(req: &Req, mut items: Vec<Value>) -> Response {
         }
     }
     let filtered = items.len();
+    // A page past the end is an empty page (RabbitMQ 3.10).
     let page_count = filtered.div_ceil(page_size);
-    if page > page_count.max(1) {
-        return crate::http::error(
-            axum::http::StatusCode::BAD_REQUEST,
-            "bad_request",
-            "page_out_of_range",
-        );
-    }
     let items: Vec<Value> = items
         .into_iter()
         .skip((page - 1) * page_size)

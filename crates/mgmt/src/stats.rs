@@ -41,10 +41,8 @@ impl Totals {
             t.ready += q.ready;
             t.unacked += q.unacked;
             t.publish += q.stats.publish;
-            t.deliver_get += q.stats.deliver
-                + q.stats.deliver_no_ack
-                + q.stats.get
-                + q.stats.get_no_ack;
+            t.deliver_get +=
+                q.stats.deliver + q.stats.deliver_no_ack + q.stats.get + q.stats.get_no_ack;
             t.ack += q.stats.ack;
             t.redeliver += q.stats.redeliver;
         }

@@ -48,7 +48,13 @@ fn fmt_addr(a: std::net::SocketAddr) -> String {
     format!("{}:{}", a.ip(), a.port())
 }
 
-pub fn queue(q: &QueueView, node: &str, stats: bool, r: &Rates, before: Option<&QueueView>) -> Value {
+pub fn queue(
+    q: &QueueView,
+    node: &str,
+    stats: bool,
+    r: &Rates,
+    before: Option<&QueueView>,
+) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(q.name.as_str()));
     m.insert("vhost".into(), json!(&*q.vhost));
@@ -62,13 +68,32 @@ pub fn queue(q: &QueueView, node: &str, stats: bool, r: &Rates, before: Option<&
     if !stats {
         return Value::Object(m);
     }
-    m.insert("consumers".into(), json!(q.consumers.min(u32::from(u16::MAX))));
-    m.insert("consumer_capacity".into(), json!(if q.consumers > 0 { 1.0 } else { 0.0 }));
-    m.insert("consumer_utilisation".into(), json!(if q.consumers > 0 { 1.0 } else { 0.0 }));
+    m.insert(
+        "consumers".into(),
+        json!(q.consumers.min(u32::from(u16::MAX))),
+    );
+    m.insert(
+        "consumer_capacity".into(),
+        json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
+    );
+    m.insert(
+        "consumer_utilisation".into(),
+        json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
+    );
     let b = before;
-    r.put(&mut m, "messages", q.ready + q.unacked, b.map(|b| b.ready + b.unacked));
+    r.put(
+        &mut m,
+        "messages",
+        q.ready + q.unacked,
+        b.map(|b| b.ready + b.unacked),
+    );
     r.put(&mut m, "messages_ready", q.ready, b.map(|b| b.ready));
-    r.put(&mut m, "messages_unacknowledged", q.unacked, b.map(|b| b.unacked));
+    r.put(
+        &mut m,
+        "messages_unacknowledged",
+        q.unacked,
+        b.map(|b| b.unacked),
+    );
     m.insert("message_bytes_ready".into(), json!(q.ready_bytes));
     m.insert("memory".into(), json!(1024 + 8 * (q.ready + q.unacked)));
     m.insert("idle_since".into(), json!(idle(q.last_used_ms)));
@@ -78,7 +103,11 @@ pub fn queue(q: &QueueView, node: &str, stats: bool, r: &Rates, before: Option<&
     let pairs: [(&str, u64, Option<u64>); 9] = [
         ("publish", s.publish, bs.map(|b| b.publish)),
         ("deliver", s.deliver, bs.map(|b| b.deliver)),
-        ("deliver_no_ack", s.deliver_no_ack, bs.map(|b| b.deliver_no_ack)),
+        (
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        ),
         ("get", s.get, bs.map(|b| b.get)),
         ("get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack)),
         ("get_empty", s.get_empty, bs.map(|b| b.get_empty)),
@@ -138,23 +167,44 @@ pub fn exchange(x: &ExchangeView, stats: bool, r: &Rates, before: Option<&Exchan
     if stats && x.stats.publish_in > 0 {
         let mut ms = Map::new();
         let bs = before.map(|b| b.stats);
-        r.put(&mut ms, "publish_in", x.stats.publish_in, bs.map(|b| b.publish_in));
+        r.put(
+            &mut ms,
+            "publish_in",
+            x.stats.publish_in,
+            bs.map(|b| b.publish_in),
+        );
         let out = x.stats.publish_in.saturating_sub(x.stats.unroutable);
-        r.put(&mut ms, "publish_out", out, bs.map(|b| b.publish_in.saturating_sub(b.unroutable)));
+        r.put(
+            &mut ms,
+            "publish_out",
+            out,
+            bs.map(|b| b.publish_in.saturating_sub(b.unroutable)),
+        );
         m.insert("message_stats".into(), Value::Object(ms));
     }
     Value::Object(m)
 }
 
+/// What RabbitMQ's URL quoting leaves as is: alphanumerics and `-._`.
+const QUOTE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+/// RabbitMQ's URL quoting (`~` and `*` are escaped, `-._` kept).
+pub fn quote(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, QUOTE).to_string()
+}
+
 /// RabbitMQ's `properties_key` of a binding.
 pub fn props_key(routing_key: &str, arguments: &amqp_codec::FieldTable) -> String {
-    let quoted: String = percent_encoding::utf8_percent_encode(
-        routing_key,
-        percent_encoding::NON_ALPHANUMERIC,
-    )
-    .to_string();
+    let quoted = quote(routing_key);
     if arguments.0.is_empty() {
-        return if routing_key.is_empty() { "~".into() } else { quoted };
+        return if routing_key.is_empty() {
+            "~".into()
+        } else {
+            quoted
+        };
     }
     // Any stable hash of the arguments (clients only echo the key).
     let mut h: u32 = 0x811c_9dc5;
@@ -207,7 +257,10 @@ pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>
     m.insert("frame_max".into(), json!(c.frame_max));
     m.insert("channel_max".into(), json!(c.channel_max));
     m.insert("timeout".into(), json!(c.heartbeat_s));
-    m.insert("channels".into(), json!(c.channels.min(u32::from(u16::MAX))));
+    m.insert(
+        "channels".into(),
+        json!(c.channels.min(u32::from(u16::MAX))),
+    );
     let state = if c.closing {
         "closing"
     } else if c.blocked {
@@ -233,7 +286,13 @@ pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>
     Value::Object(m)
 }
 
-pub fn channel(ch: &ChannelView, c: &ConnView, node: &str, r: &Rates, before: Option<&ChannelView>) -> Value {
+pub fn channel(
+    ch: &ChannelView,
+    c: &ConnView,
+    node: &str,
+    r: &Rates,
+    before: Option<&ChannelView>,
+) -> Value {
     let cname = conn_name(c);
     let mut m = Map::new();
     m.insert("name".into(), json!(format!("{cname} ({})", ch.number)));
@@ -249,12 +308,18 @@ pub fn channel(ch: &ChannelView, c: &ConnView, node: &str, r: &Rates, before: Op
             "peer_port": c.peer.map(|p| p.port()),
         }),
     );
-    m.insert("state".into(), json!(if ch.closing { "closing" } else { "running" }));
+    m.insert(
+        "state".into(),
+        json!(if ch.closing { "closing" } else { "running" }),
+    );
     m.insert("consumer_count".into(), json!(ch.consumers));
     m.insert("confirm".into(), json!(ch.confirm));
     m.insert("transactional".into(), json!(ch.transactional));
     m.insert("prefetch_count".into(), json!(ch.prefetch_count));
-    m.insert("global_prefetch_count".into(), json!(ch.global_prefetch_count));
+    m.insert(
+        "global_prefetch_count".into(),
+        json!(ch.global_prefetch_count),
+    );
     m.insert("messages_unacknowledged".into(), json!(ch.unacked));
     m.insert("messages_unconfirmed".into(), json!(ch.unconfirmed));
     m.insert("messages_uncommitted".into(), json!(ch.uncommitted));
@@ -265,9 +330,19 @@ pub fn channel(ch: &ChannelView, c: &ConnView, node: &str, r: &Rates, before: Op
         let mut ms = Map::new();
         r.put(&mut ms, "publish", s.publish, bs.map(|b| b.publish));
         r.put(&mut ms, "deliver", s.deliver, bs.map(|b| b.deliver));
-        r.put(&mut ms, "deliver_no_ack", s.deliver_no_ack, bs.map(|b| b.deliver_no_ack));
+        r.put(
+            &mut ms,
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        );
         r.put(&mut ms, "get", s.get, bs.map(|b| b.get));
-        r.put(&mut ms, "get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack));
+        r.put(
+            &mut ms,
+            "get_no_ack",
+            s.get_no_ack,
+            bs.map(|b| b.get_no_ack),
+        );
         r.put(
             &mut ms,
             "deliver_get",

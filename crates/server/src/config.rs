@@ -51,6 +51,18 @@ pub struct ServerConfig {
     /// non-blocking send, instead of waking the writer (see `sink.rs`).
     /// 0 turns this off. Default 4 KiB.
     pub write_through_bytes_max: usize,
+    /// Management HTTP API port (RabbitMQ's 15672); 0 turns it off.
+    pub management_port: u16,
+    /// Address the management API listens on.
+    pub management_bind: IpAddr,
+    /// How often the statistics snapshot the API reads is rebuilt.
+    pub collect_statistics_interval_ms: u64,
+    /// Largest management API request body (RabbitMQ: 20 MB); more → 400.
+    pub http_body_bytes_max: usize,
+    /// Management API requests served at once; more are answered 503.
+    pub http_requests_concurrent_max: usize,
+    /// A management API request taking longer is answered 503.
+    pub http_request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +86,12 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
             write_through_bytes_max: 4096,
+            management_port: 15672,
+            management_bind: IpAddr::from([127, 0, 0, 1]),
+            collect_statistics_interval_ms: 5_000,
+            http_body_bytes_max: 20_000_000,
+            http_requests_concurrent_max: 64,
+            http_request_timeout_ms: 60_000,
         }
     }
 }

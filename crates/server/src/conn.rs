@@ -71,10 +71,13 @@ pub(crate) async fn run(
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
+    let counters = Arc::new(broker_core::stats::IoCounters::default());
     let io = Arc::new(ConnIo::new(
         wr.as_ref().as_raw_fd(),
         shared.config.write_through_bytes_max,
+        counters.clone(),
     ));
+    let local = wr.as_ref().local_addr().ok();
     // Declared after `rd`, so it is dropped (closing the sink) before the
     // read half, whatever ends this task.
     let _close_sink = CloseOnDrop(io.clone());
@@ -86,6 +89,15 @@ pub(crate) async fn run(
         consumer_cancel_notify: neg.consumer_cancel_notify,
         connection_blocked: neg.connection_blocked,
         sink: io.clone(),
+        details: broker_core::ConnDetails {
+            peer: Some(peer),
+            local,
+            client_properties: neg.client_properties.clone(),
+            connected_at_ms: broker_core::delayed::wall_ms(),
+            heartbeat_s: neg.heartbeat_s,
+            auth_mechanism: neg.mechanism.clone(),
+            io: counters.clone(),
+        },
     });
     let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
     let writer = shared
@@ -100,6 +112,7 @@ pub(crate) async fn run(
         neg.frame_max,
         heartbeat,
         &mut stop,
+        &counters,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
@@ -190,6 +203,7 @@ async fn read_loop(
     frame_max: u32,
     heartbeat: Option<Duration>,
     stop: &mut watch::Receiver<bool>,
+    counters: &broker_core::stats::IoCounters,
 ) -> ReadEnd {
     // A peer silent for two heartbeat intervals is dead.
     let silence_max = heartbeat
@@ -231,6 +245,7 @@ async fn read_loop(
                     return ReadEnd::Gone;
                 }
                 Ok(n) => {
+                    counters.received(n);
                     last_read = n;
                     read_since_yield += n;
                 }
@@ -439,6 +454,7 @@ async fn write_loop(
             }
             break;
         }
+        io.counters.sent(total);
         io.written(total);
         io.write_done();
         if before >= write_max / 2 {

@@ -5,7 +5,8 @@
 //! frame_size_max_bytes, channel_max, connections_max,
 //! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
-//! consumer_timeout_ms.
+//! consumer_timeout_ms, management_port, management_bind,
+//! collect_statistics_interval_ms, http_body_bytes_max.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -39,6 +40,15 @@ pub struct ServeArgs {
     /// Close a channel whose delivery stays unacknowledged longer than this, ms; 0 = off [default: 1800000]
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT_MS")]
     consumer_timeout_ms: Option<u64>,
+    /// Management HTTP API port; 0 turns it off [default: 15672]
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    management_port: Option<u16>,
+    /// Address the management API listens on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
+    management_bind: Option<IpAddr>,
+    /// How often the statistics the management API shows are collected, ms [default: 5000]
+    #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL_MS")]
+    collect_statistics_interval_ms: Option<u64>,
 }
 
 pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -68,6 +78,15 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(t) = args.consumer_timeout_ms {
         cfg.core.consumer_timeout_ms = t;
+    }
+    if let Some(p) = args.management_port {
+        cfg.management_port = p;
+    }
+    if let Some(b) = args.management_bind {
+        cfg.management_bind = b;
+    }
+    if let Some(i) = args.collect_statistics_interval_ms {
+        cfg.collect_statistics_interval_ms = i;
     }
     Ok(cfg)
 }
@@ -113,6 +132,12 @@ fn apply_file(cfg: &mut ServerConfig, text: &str) -> anyhow::Result<()> {
             "consumer_timeout_ms" => {
                 cfg.core.consumer_timeout_ms = value.parse().with_context(bad)?
             }
+            "management_port" => cfg.management_port = value.parse().with_context(bad)?,
+            "management_bind" => cfg.management_bind = value.parse().with_context(bad)?,
+            "collect_statistics_interval_ms" => {
+                cfg.collect_statistics_interval_ms = value.parse().with_context(bad)?
+            }
+            "http_body_bytes_max" => cfg.http_body_bytes_max = value.parse().with_context(bad)?,
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }

@@ -362,7 +362,10 @@ impl Broker {
     /// publishes, not per message.
     pub(crate) fn flush_publish_hits(&mut self) {
         let Broker {
-            batch, topology, sessions, ..
+            batch,
+            topology,
+            sessions,
+            ..
         } = self;
         let Some(h) = batch.publish_cache.take_hits() else {
             return;
