@@ -426,7 +426,7 @@ impl Broker {
     /// (`DELETE /api/connections/{name}`); false if there is none.
     pub fn mgmt_close_connection(&mut self, conn: ConnId, reason: &str) -> bool {
         self.enter(Entry::Other);
-        if !self.sessions.conns.get(&conn).is_some_and(|c| !c.internal) {
+        if self.sessions.conns.get(&conn).is_none_or(|c| c.internal) {
             return false;
         }
         self.close_connection(

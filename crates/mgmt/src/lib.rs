@@ -12,9 +12,13 @@
 //! `%2F` in vhost names): the raw path is split on `/` first and each
 //! segment decoded after (`http.rs`).
 
+#![allow(clippy::result_large_err)] // error paths build a Response; none is hot
+
 mod http;
+mod info;
 mod json;
 mod list;
+mod objects;
 mod routes;
 mod stats;
 mod views;

@@ -195,6 +195,7 @@ async fn drain_until_close_ok(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     buf: &mut BytesMut,

@@ -11,6 +11,7 @@ mod edge;
 mod entry_guard;
 mod fast_path;
 mod fast_path_traffic;
+mod mgmt;
 mod priority;
 mod quorum;
 mod routing;
