@@ -14,6 +14,7 @@
 
 #![allow(clippy::result_large_err)] // error paths build a Response; none is hot
 
+mod defs;
 mod http;
 mod info;
 mod json;

@@ -29,23 +29,38 @@ pub(crate) fn exchange_name(s: &str) -> &str {
     }
 }
 
-/// Runs a write on the core and republishes the snapshot.
+/// Runs a write on the core and republishes the snapshot (so a GET right
+/// after a PUT sees the object, as with RabbitMQ).
 pub(crate) fn write<R>(
+    app: &App,
+    f: impl FnOnce(&mut broker_core::Broker) -> Result<R, AmqpError>,
+) -> Result<R, Response> {
+    let r = apply(app, f);
+    refresh(app);
+    r
+}
+
+/// Republishes the snapshot now.
+pub(crate) fn refresh(app: &App) {
+    let mut snap = None;
+    app.core.with_core(&mut |core| snap = Some(core.snapshot()));
+    if let Some(s) = snap {
+        app.stats.publish(s);
+    }
+}
+
+/// Runs a write on the core (one lock acquisition), without refreshing.
+pub(crate) fn apply<R>(
     app: &App,
     f: impl FnOnce(&mut broker_core::Broker) -> Result<R, AmqpError>,
 ) -> Result<R, Response> {
     let mut f = Some(f);
     let mut out = None;
-    let mut snap = None;
     app.core.with_core(&mut |core| {
         if let Some(f) = f.take() {
             out = Some(f(core));
-            snap = Some(core.snapshot());
         }
     });
-    if let Some(s) = snap {
-        app.stats.publish(s);
-    }
     match out {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(amqp_error(&e)),
@@ -243,6 +258,13 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             binding_one(app, req, snap, v, exchange_name(s), *kind == "q", d, props)
         }
         ["definitions"] if get => ok(definitions(snap, None)),
+        ["definitions"] if *m == Method::POST => crate::defs::import(app, req, snap, None),
+        ["definitions", v] if *m == Method::POST => {
+            if !vhost_known(snap, v) {
+                return not_found();
+            }
+            crate::defs::import(app, req, snap, Some(v))
+        }
         ["definitions", v] if get => {
             if vhost_known(snap, v) {
                 ok(definitions(snap, Some(v)))

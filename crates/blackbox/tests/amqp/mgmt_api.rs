@@ -786,3 +786,80 @@ async fn connections_and_stats(t: &Target) {
     assert_eq!(t.delete(&qpath).await, StatusCode::NO_CONTENT);
 }
 both!(connections_and_stats, super::connections_and_stats);
+
+async fn definitions_import(t: &Target) {
+    let (q, x) = (uniq("mgmt-imp-q"), uniq("mgmt-imp-x"));
+    // A RabbitMQ 3.x export (HTTP form: no queue `type`).
+    let file = json!({
+        "rabbit_version": "3.10.0", "rabbitmq_version": "3.10.0",
+        "users": [], "vhosts": [{"name": "/"}], "permissions": [], "topic_permissions": [],
+        "parameters": [], "global_parameters": [], "policies": [],
+        "queues": [{"name": q, "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-max-length": 5}}],
+        "exchanges": [{"name": x, "vhost": "/", "type": "topic", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
+        "bindings": [{"source": x, "vhost": "/", "destination": q, "destination_type": "queue", "routing_key": "k.#", "arguments": {}}],
+    });
+    let (s, v) = t.send(Method::POST, "/definitions", file.clone()).await;
+    assert!(
+        s == StatusCode::NO_CONTENT || s == StatusCode::CREATED || s == StatusCode::OK,
+        "{s} {v}"
+    );
+    let qpath = format!("/queues/%2F/{}", enc(&q));
+    let xpath = format!("/exchanges/%2F/{}", enc(&x));
+    let qv = t.wait_for(&qpath, |_| true).await;
+    assert_eq!(qv["arguments"]["x-max-length"], 5);
+    assert_eq!(t.get(&xpath).await.1["type"], "topic");
+    let bl = t
+        .get(&format!("/bindings/%2F/e/{}/q/{}", enc(&x), enc(&q)))
+        .await
+        .1;
+    assert_eq!(bl[0]["routing_key"], "k.#");
+    // Importing again is a merge: nothing changes, no error.
+    let (s, _) = t.send(Method::POST, "/definitions", file).await;
+    assert!(s.is_success(), "{s}");
+    // A file with one bad object: 400 and nothing of it is stored.
+    let q2 = uniq("mgmt-imp-bad");
+    let bad = json!({"queues": [
+        {"name": q2, "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}},
+        {"name": "x", "vhost": "/", "durable": "yes", "auto_delete": false, "arguments": {}}]});
+    let (s, _) = t.send(Method::POST, "/definitions", bad).await;
+    if t.warren {
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            t.get(&format!("/queues/%2F/{}", enc(&q2))).await.0,
+            StatusCode::NOT_FOUND
+        );
+    } else {
+        assert!(!s.is_success(), "{s}");
+        let _ = t.delete(&format!("/queues/%2F/{}", enc(&q2))).await;
+    }
+    assert_eq!(t.delete(&xpath).await, StatusCode::NO_CONTENT);
+    assert_eq!(t.delete(&qpath).await, StatusCode::NO_CONTENT);
+}
+both!(definitions_import, super::definitions_import);
+
+/// Bodies over `http_body_bytes_max` are refused with 400 and the API goes
+/// on serving (warren only: the limit is set low through the config file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limit() {
+    let dir = std::env::temp_dir().join(uniq("warren-mgmt-conf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("warren.conf");
+    std::fs::write(&conf, "http_body_bytes_max = 1000\n").unwrap();
+    let conf = conf.to_string_lossy().to_string();
+    let t = Target::warren(&["--config", &conf]).await;
+    let q = uniq("mgmt-big");
+    let path = format!("/queues/%2F/{}", enc(&q));
+    let big = json!({"durable": true, "arguments": {"x-pad": "p".repeat(2000)}});
+    let (s, v) = t.send(Method::PUT, &path, big).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
+    assert_eq!(t.get(&path).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.send(Method::PUT, &path, json!({"durable": true})).await.0,
+        StatusCode::CREATED
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
