@@ -422,6 +422,69 @@ impl Broker {
         self.direct_get(vhost, user, queue, count, mode)
     }
 
+    /// Stores a policy; Ok(true) when it is new. The vhost must exist.
+    pub fn mgmt_set_policy(
+        &mut self,
+        kind: crate::params::PolicyKind,
+        vhost: &str,
+        name: &str,
+        policy: crate::params::Policy,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        if !self.vhost_exists(vhost) {
+            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+        }
+        let key = (vhost.to_string(), name.to_string());
+        Ok(self.params.policies_mut(kind).insert(key, policy).is_none())
+    }
+
+    /// Removes a policy; false if there was none.
+    pub fn mgmt_clear_policy(
+        &mut self,
+        kind: crate::params::PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> bool {
+        self.enter(Entry::Other);
+        let key = (vhost.to_string(), name.to_string());
+        self.params.policies_mut(kind).remove(&key).is_some()
+    }
+
+    /// Stores a runtime parameter (`value`: JSON text); Ok(true) when new.
+    pub fn mgmt_set_parameter(
+        &mut self,
+        component: &str,
+        vhost: &str,
+        name: &str,
+        value: String,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        if !self.vhost_exists(vhost) {
+            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+        }
+        let key = (component.to_string(), vhost.to_string(), name.to_string());
+        Ok(self.params.parameters.insert(key, value).is_none())
+    }
+
+    /// Removes a runtime parameter; false if there was none.
+    pub fn mgmt_clear_parameter(&mut self, component: &str, vhost: &str, name: &str) -> bool {
+        self.enter(Entry::Other);
+        let key = (component.to_string(), vhost.to_string(), name.to_string());
+        self.params.parameters.remove(&key).is_some()
+    }
+
+    /// Stores a global parameter (`value`: JSON text); true when new.
+    pub fn mgmt_set_global_parameter(&mut self, name: &str, value: String) -> bool {
+        self.enter(Entry::Other);
+        self.params.global.insert(name.to_string(), value).is_none()
+    }
+
+    /// Removes a global parameter; false if there was none.
+    pub fn mgmt_clear_global_parameter(&mut self, name: &str) -> bool {
+        self.enter(Entry::Other);
+        self.params.global.remove(name).is_some()
+    }
+
     /// Closes a client connection with 320 CONNECTION_FORCED and `reason`
     /// (`DELETE /api/connections/{name}`); false if there is none.
     pub fn mgmt_close_connection(&mut self, conn: ConnId, reason: &str) -> bool {

@@ -192,6 +192,8 @@ pub struct Snapshot {
     pub consumers: Vec<ConsumerView>,
     /// The resource alarm's reason, if raised.
     pub alarm: Option<String>,
+    /// Policies and parameters (`params.rs`).
+    pub params: crate::params::Params,
 }
 
 impl Broker {
@@ -202,6 +204,7 @@ impl Broker {
         let mut s = Snapshot {
             taken_at_ms: wall,
             alarm: self.sessions.alarm.clone(),
+            params: self.params.clone(),
             ..Default::default()
         };
         // Unacked counts per queue, from the channels that hold them.

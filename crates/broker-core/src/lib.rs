@@ -31,6 +31,7 @@ pub mod headers;
 pub mod inspect;
 pub mod message;
 mod ops;
+pub mod params;
 pub mod persist;
 mod publish_cache;
 pub mod queue;

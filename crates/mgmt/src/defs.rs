@@ -4,9 +4,9 @@
 //! nothing is applied unless all of it is valid. Then exchanges, queues
 //! and bindings are declared in that order, as RabbitMQ imports them; an
 //! object that exists with other properties keeps its definition
-//! (RabbitMQ's merge). Users, vhosts, permissions, topic permissions,
-//! policies and parameters are accepted and, until the core has them
-//! (another part of issue 10), not applied: `apply_access` is their hook.
+//! (RabbitMQ's merge). Policies and (global) parameters are stored. Users,
+//! vhosts, permissions and topic permissions are accepted and, until the
+//! core has them (another part of issue 10), not applied (see `plan`).
 
 use axum::response::Response;
 use broker_core::direct::{BindingSpec, ExchangeSpec, QueueSpec};
@@ -24,6 +24,9 @@ pub const IMPORT_OBJECTS_MAX: usize = 100_000;
 /// What one file declares, checked.
 #[derive(Default)]
 struct Plan {
+    policies: Vec<(String, String, broker_core::params::Policy)>,
+    parameters: Vec<(String, String, String, String)>,
+    globals: Vec<(String, String)>,
     exchanges: Vec<(String, ExchangeSpec)>,
     queues: Vec<(String, QueueSpec)>,
     bindings: Vec<(String, BindingSpec)>,
@@ -123,18 +126,47 @@ fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, St
         };
         p.bindings.push((v, spec));
     }
-    for section in [
-        "users",
-        "vhosts",
-        "permissions",
-        "topic_permissions",
-        "policies",
-        "parameters",
-        "global_parameters",
-    ] {
+    for pol in items(d, "policies")? {
+        let what = "policy";
+        let v = vhost_of(pol, path_vhost, what)?;
+        let name = text(pol, "name", what)?.to_string();
+        let policy = crate::params_api::parse_policy(pol).map_err(|_| {
+            format!("policy '{name}': invalid pattern, definition, priority or apply-to")
+        })?;
+        p.policies.push((v, name, policy));
+    }
+    for par in items(d, "parameters")? {
+        let what = "parameter";
+        let v = vhost_of(par, path_vhost, what)?;
+        let component = text(par, "component", what)?.to_string();
+        let name = text(par, "name", what)?.to_string();
+        let value = par
+            .get("value")
+            .filter(|v| !v.is_null())
+            .ok_or("parameter: value is required")?;
+        p.parameters.push((component, v, name, value.to_string()));
+    }
+    for g in items(d, "global_parameters")? {
+        let what = "global parameter";
+        let name = text(g, "name", what)?.to_string();
+        let value = g
+            .get("value")
+            .filter(|v| !v.is_null())
+            .ok_or("global parameter: value is required")?;
+        // RabbitMQ's internal ones are never imported.
+        if !name.starts_with("internal") {
+            p.globals.push((name, value.to_string()));
+        }
+    }
+    // Hooks: applied once the core has users, vhosts and permissions.
+    for section in ["users", "vhosts", "permissions", "topic_permissions"] {
         items(d, section)?;
     }
-    let total = p.exchanges.len() + p.queues.len() + p.bindings.len();
+    let total = p.exchanges.len()
+        + p.queues.len()
+        + p.bindings.len()
+        + p.policies.len()
+        + p.parameters.len();
     if total > IMPORT_OBJECTS_MAX {
         return Err(format!("more than {IMPORT_OBJECTS_MAX} objects"));
     }
@@ -143,7 +175,9 @@ fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, St
         .iter()
         .map(|(v, _)| v)
         .chain(p.queues.iter().map(|(v, _)| v))
-        .chain(p.bindings.iter().map(|(v, _)| v));
+        .chain(p.bindings.iter().map(|(v, _)| v))
+        .chain(p.policies.iter().map(|(v, _, _)| v))
+        .chain(p.parameters.iter().map(|(_, v, _, _)| v));
     for v in vhosts {
         if !vhost_known(snap, v) {
             return Err(format!("vhost '{v}' does not exist"));
@@ -173,6 +207,29 @@ pub(crate) fn import(app: &App, req: &Req, snap: &Snapshot, path_vhost: Option<&
         Err(e) if !keep_going(&e) => Err(amqp_error(&e)),
         _ => Ok(()),
     };
+    // Stored (not yet applied to queues): these cannot fail once checked.
+    for (name, value) in p.globals {
+        let _ = apply(app, |c| Ok(c.mgmt_set_global_parameter(&name, value)));
+    }
+    for (v, name, policy) in p.policies {
+        let kind = broker_core::params::PolicyKind::User;
+        let r = apply(app, |c| {
+            Ok(c.mgmt_set_policy(kind, &v, &name, policy).map(drop))
+        });
+        if let Err(e) = r.and_then(step) {
+            refresh(app);
+            return e;
+        }
+    }
+    for (c, v, name, value) in p.parameters {
+        let r = apply(app, |core| {
+            Ok(core.mgmt_set_parameter(&c, &v, &name, value).map(drop))
+        });
+        if let Err(e) = r.and_then(step) {
+            refresh(app);
+            return e;
+        }
+    }
     for (v, x) in p.exchanges {
         let r = apply(app, |c| Ok(c.mgmt_declare_exchange(&v, &user, x).map(drop)));
         if let Err(e) = r.and_then(step) {

@@ -176,8 +176,8 @@ pub(crate) fn consumers(app: &App, s: &Snapshot, vhost: Option<&str>) -> Vec<Val
     }).collect()
 }
 
-/// RabbitMQ's definitions export (exchanges/queues/bindings; users,
-/// vhosts and permissions join when the core has them).
+/// RabbitMQ's definitions export (exchanges, queues, bindings, policies,
+/// parameters; users, vhosts and permissions join when the core has them).
 pub(crate) fn definitions(s: &Snapshot, vhost: Option<&str>) -> Value {
     let keep = |v: &str| vhost.is_none_or(|x| x == v);
     let with_vhost = vhost.is_none();
@@ -193,15 +193,36 @@ pub(crate) fn definitions(s: &Snapshot, vhost: Option<&str>) -> Value {
         .map(|x| tag(json!({ "name": x.name.as_str(), "type": x.kind, "durable": x.durable, "auto_delete": x.auto_delete, "internal": x.internal, "arguments": crate::json::table(&x.arguments) }), &x.vhost)).collect();
     let bindings: Vec<Value> = s.bindings.iter().filter(|b| keep(&b.vhost))
         .map(|b| tag(json!({ "source": b.source.as_str(), "destination": b.destination.as_str(), "destination_type": if b.to_queue { "queue" } else { "exchange" }, "routing_key": b.routing_key.as_str(), "arguments": crate::json::table(&b.arguments) }), &b.vhost)).collect();
+    let definition = |t: &str| serde_json::from_str::<Value>(t).unwrap_or(json!({}));
+    let policies: Vec<Value> = s.params.policies.iter().filter(|((v, _), _)| keep(v))
+        .map(|((v, n), p)| tag(json!({ "name": n, "pattern": p.pattern, "apply-to": p.apply_to, "definition": definition(&p.definition), "priority": p.priority }), v)).collect();
+    let parameters: Vec<Value> = s
+        .params
+        .parameters
+        .iter()
+        .filter(|((_, v, _), _)| keep(v))
+        .map(|((c, v, n), val)| {
+            tag(
+                json!({ "component": c, "name": n, "value": definition(val) }),
+                v,
+            )
+        })
+        .collect();
     let mut d = json!({ "rabbit_version": "3.10.0", "rabbitmq_version": "3.10.0", "product_name": "RabbitMQ", "product_version": "3.10.0",
-        "parameters": [], "policies": [], "queues": queues, "exchanges": exchanges, "bindings": bindings });
+        "parameters": parameters, "policies": policies, "queues": queues, "exchanges": exchanges, "bindings": bindings });
     if with_vhost {
         // Hooks for the users/vhosts/permissions part of issue 10.
         d["users"] = json!([]);
         d["vhosts"] = Value::Array(s.vhosts.iter().map(|v| json!({ "name": &**v })).collect());
         d["permissions"] = json!([]);
         d["topic_permissions"] = json!([]);
-        d["global_parameters"] = json!([]);
+        d["global_parameters"] = Value::Array(
+            s.params
+                .global
+                .iter()
+                .map(|(n, v)| json!({ "name": n, "value": definition(v) }))
+                .collect(),
+        );
     }
     d
 }

@@ -20,6 +20,7 @@ mod info;
 mod json;
 mod list;
 mod objects;
+mod params_api;
 mod routes;
 mod stats;
 mod views;
@@ -90,6 +91,8 @@ pub(crate) struct App {
     pub node: String,
     /// Start time, for the node's uptime.
     pub started: std::time::Instant,
+    /// `rabbitmq-cluster-id-…`, as RabbitMQ's `internal_cluster_id`.
+    pub cluster_id: String,
 }
 
 /// Binds the API's listener (so the caller can log and report its address).
@@ -120,6 +123,7 @@ pub async fn serve(
         listeners,
         node: node_name(),
         started: std::time::Instant::now(),
+        cluster_id: cluster_id(),
     });
     let router = axum::Router::new()
         .fallback(http::handle)
@@ -129,6 +133,21 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// A random `rabbitmq-cluster-id-<22 base64url chars>` (per process: not
+/// durable yet).
+fn cluster_id() -> String {
+    use base64::Engine;
+    use std::hash::{BuildHasher, Hasher};
+    let mut raw = [0u8; 16];
+    for (i, chunk) in raw.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    format!("rabbitmq-cluster-id-{id}")
 }
 
 /// `rabbit@<hostname>`, as RabbitMQ names its node (clients expect the form).

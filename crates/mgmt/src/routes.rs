@@ -273,6 +273,18 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             }
         }
         ["health", "checks", rest @ ..] if get => health(app, snap, rest),
+        ["policies", rest @ ..] => {
+            crate::params_api::policies(app, req, snap, broker_core::params::PolicyKind::User, rest)
+        }
+        ["operator-policies", rest @ ..] => crate::params_api::policies(
+            app,
+            req,
+            snap,
+            broker_core::params::PolicyKind::Operator,
+            rest,
+        ),
+        ["parameters", rest @ ..] => crate::params_api::parameters(app, req, snap, rest),
+        ["global-parameters", rest @ ..] => crate::params_api::globals(app, req, snap, rest),
         ["aliveness-test", v] if get => {
             if vhost_known(snap, v) {
                 ok(json!({"status": "ok"}))

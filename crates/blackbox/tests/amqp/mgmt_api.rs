@@ -863,3 +863,82 @@ async fn body_limit() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn policies_and_parameters(t: &Target) {
+    let name = uniq("mgmt-pol");
+    let path = format!("/policies/%2F/{}", enc(&name));
+    let body = json!({"pattern": "^mgmt-pol-never\\.", "definition": {"max-length": 7}, "priority": 3, "apply-to": "queues"});
+    assert_eq!(
+        t.send(Method::PUT, &path, body.clone()).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        t.send(Method::PUT, &path, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = t.get(&path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            v["vhost"].as_str(),
+            v["name"].as_str(),
+            v["apply-to"].as_str()
+        ),
+        (Some("/"), Some(name.as_str()), Some("queues"))
+    );
+    assert_eq!(
+        (v["priority"].as_i64(), &v["definition"]["max-length"]),
+        (Some(3), &json!(7))
+    );
+    let (s, l) = t.get("/policies/%2F").await;
+    assert!(
+        s == StatusCode::OK
+            && l.as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name.as_str())
+    );
+    let (s, d) = t.get("/definitions").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(d["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == name.as_str() && p["vhost"] == "/"));
+    // No definition, or a pattern that is not a regex: refused.
+    let bad = format!("/policies/%2F/{}", enc(&uniq("mgmt-pol-bad")));
+    assert_eq!(
+        t.send(Method::PUT, &bad, json!({"pattern": ".*"})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(t.get(&bad).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(t.delete(&path).await, StatusCode::NO_CONTENT);
+    assert_eq!(t.get(&path).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(t.delete(&path).await, StatusCode::NOT_FOUND);
+    let (s, g) = t.get("/global-parameters").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        g.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "internal_cluster_id"),
+        "{g}"
+    );
+    let gname = uniq("mgmt-gp");
+    let gpath = format!("/global-parameters/{}", enc(&gname));
+    assert_eq!(
+        t.send(
+            Method::PUT,
+            &gpath,
+            json!({"name": gname, "value": {"a": 1}})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(t.get(&gpath).await.1["value"]["a"], 1);
+    assert_eq!(t.delete(&gpath).await, StatusCode::NO_CONTENT);
+    let (s, p) = t.get("/parameters").await;
+    assert!(s == StatusCode::OK && p.is_array());
+}
+both!(policies_and_parameters, super::policies_and_parameters);
