@@ -129,12 +129,16 @@ async fn start_management(
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
+                // One clock read per collection, to report the lock hold.
+                let started = std::time::Instant::now();
                 let snap = {
                     let mut core = shared.core.lock();
                     let s = core.snapshot();
                     shared.after_batch(&mut core);
                     s
                 };
+                let held_us = started.elapsed().as_micros() as u64;
+                tracing::debug!(held_us, queues = snap.queues.len(), "statistics collected");
                 stats.publish(snap);
             }
         })
