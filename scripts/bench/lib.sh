@@ -34,7 +34,10 @@ start_warren() {
   WARREN_STARTS=$((WARREN_STARTS + 1))
   WARREN_LOG=$RUN_DIR/warren.$WARREN_STARTS.$WARREN_FLAVOR.log
   WARREN_T0=$(date +%s.%N)
-  "${BIN[$WARREN_FLAVOR]}" serve --port "$WARREN_PORT" --data-dir "$data" >"$WARREN_LOG" 2>&1 &
+  # The management API is off for the measured build (the baseline has none).
+  local extra=()
+  [ "$WARREN_FLAVOR" = warren ] && extra=(--management-port 0)
+  "${BIN[$WARREN_FLAVOR]}" serve --port "$WARREN_PORT" "${extra[@]}" --data-dir "$data" >"$WARREN_LOG" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 12000); do
     grep -q "listening on" "$WARREN_LOG" && { PID[$WARREN_FLAVOR]=$WARREN_PID; return 0; }

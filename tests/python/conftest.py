@@ -80,7 +80,10 @@ class _WarrenProcess:
         self._log = open(self.log_path, "w", buffering=1)
         self.proc = subprocess.Popen(
             [binary, "serve", "--bind", "127.0.0.1", "--port", "0",
-             "--data-dir", self.data_dir, *extra_args],
+             "--data-dir", self.data_dir,
+             # 15672 is RabbitMQ's too: tests that want the API pass a port.
+             *([] if "--management-port" in extra_args else ["--management-port", "0"]),
+             *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.PIPE,

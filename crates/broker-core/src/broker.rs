@@ -41,6 +41,8 @@ pub struct Broker {
     pub(crate) arena: Box<dyn crate::arena::Arena>,
     /// State of the generator behind server-named queues and consumer tags.
     pub(crate) rng: u64,
+    /// Policies and parameters stored by the management API (`params.rs`).
+    pub(crate) params: crate::params::Params,
 }
 
 impl Broker {
@@ -64,6 +66,7 @@ impl Broker {
             access: Access::default(),
             arena,
             rng: seed,
+            params: Default::default(),
         }
     }
 

@@ -179,6 +179,8 @@ pub(crate) fn deliver_direct(
         redelivered: false,
     };
     write_content(out, k.channel, method, m, info.frame_max);
+    ch.stats.deliver_no_ack += 1;
+    q.stats.deliver_no_ack += 1;
     if dirty.last() != Some(&k.conn) {
         dirty.push(k.conn);
     }
@@ -286,7 +288,13 @@ impl Broker {
                 } else {
                     write_view_counted(out, k.channel, method, &view, frame_max, count);
                 }
+                if msg.redelivered() {
+                    q.stats.redeliver += 1;
+                    ch.stats.redeliver += 1;
+                }
                 if cons.no_ack {
+                    q.stats.deliver_no_ack += 1;
+                    ch.stats.deliver_no_ack += 1;
                     q.forget_delivery_count(msg);
                     let store_id = view.meta.store_id;
                     if q.durable && store_id != 0 {
@@ -300,6 +308,8 @@ impl Broker {
                     if timeout_on {
                         watch(timeout_watch, &mut ch.timeout_watched, k.conn, k.channel);
                     }
+                    q.stats.deliver += 1;
+                    ch.stats.deliver += 1;
                     cons.unacked += 1;
                     ch.unacked.push_back(Unacked {
                         tag,

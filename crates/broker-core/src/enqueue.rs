@@ -104,6 +104,7 @@ impl Broker {
                     && !stored
                     && deliver_direct(q, conns, dirty, config.write_buffer_bytes_max, m)
                 {
+                    q.stats.publish += 1;
                     out.queued = 1;
                     break;
                 }
@@ -167,6 +168,7 @@ impl Broker {
                                 v.timed_queues.push(t.clone());
                             }
                             out.queued += 1;
+                            q.stats.publish += 1;
                             dispatch_now |= q.is_priority() && !q.consumers.is_empty();
                             while q.is_over_limit() {
                                 match q.pop(arena.as_ref()) {

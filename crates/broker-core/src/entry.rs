@@ -88,6 +88,7 @@ impl Broker {
     /// Ends a run of publishes: delivers what it left pending and forgets
     /// the cached publish. Called by [`Broker::enter`] and by `raise`.
     pub(crate) fn end_run(&mut self) {
+        self.flush_publish_hits();
         self.batch.publish_cache.clear();
         self.run_pending_dispatch();
     }
@@ -331,6 +332,293 @@ impl Broker {
     ) -> Result<Seq, AdminError> {
         self.enter(Entry::Other);
         self.admin_clear_topic_permissions(user, vhost, exchange)
+    }
+
+    // ----- management (the HTTP API; see `direct.rs`, `inspect.rs`) -----
+
+    /// Copies what the management API shows. The server calls it every
+    /// `collect_statistics_interval_ms` and publishes the result.
+    pub fn snapshot(&mut self) -> crate::inspect::Snapshot {
+        self.enter(Entry::Other);
+        self.build_snapshot()
+    }
+
+    /// queue.declare from the API; Ok(true) when the queue was created.
+    pub fn mgmt_declare_queue(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        q: crate::direct::QueueSpec,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        let name = crate::direct::short(&q.name)?;
+        let existed = self.topology.queue(vhost, &q.name).is_ok();
+        let m = amqp_codec::QueueDeclare {
+            queue: name,
+            durable: q.durable,
+            auto_delete: q.auto_delete,
+            arguments: q.arguments,
+            ..Default::default()
+        };
+        self.direct_method(vhost, user, amqp_codec::Method::QueueDeclare(m))?;
+        Ok(!existed)
+    }
+
+    /// queue.delete from the API.
+    pub fn mgmt_delete_queue(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<(), AmqpError> {
+        self.enter(Entry::Other);
+        self.topology.queue(vhost, name)?;
+        let m = amqp_codec::QueueDelete {
+            queue: crate::direct::short(name)?,
+            if_unused,
+            if_empty,
+            ..Default::default()
+        };
+        self.direct_method(vhost, user, amqp_codec::Method::QueueDelete(m))
+            .map(drop)
+    }
+
+    /// queue.purge from the API.
+    pub fn mgmt_purge_queue(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        name: &str,
+    ) -> Result<(), AmqpError> {
+        self.enter(Entry::Other);
+        let m = amqp_codec::QueuePurge {
+            queue: crate::direct::short(name)?,
+            ..Default::default()
+        };
+        self.direct_method(vhost, user, amqp_codec::Method::QueuePurge(m))
+            .map(drop)
+    }
+
+    /// exchange.declare from the API; Ok(true) when it was created.
+    pub fn mgmt_declare_exchange(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        x: crate::direct::ExchangeSpec,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        let existed = self
+            .topology
+            .vhosts
+            .get(vhost)
+            .is_some_and(|v| v.exchanges.contains_key(x.name.as_str()));
+        let m = amqp_codec::ExchangeDeclare {
+            exchange: crate::direct::short(&x.name)?,
+            kind: crate::direct::short(&x.kind)?,
+            durable: x.durable,
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments,
+            ..Default::default()
+        };
+        self.direct_method(vhost, user, amqp_codec::Method::ExchangeDeclare(m))?;
+        Ok(!existed)
+    }
+
+    /// exchange.delete from the API.
+    pub fn mgmt_delete_exchange(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), AmqpError> {
+        self.enter(Entry::Other);
+        let exists = self
+            .topology
+            .vhosts
+            .get(vhost)
+            .is_some_and(|v| v.exchanges.contains_key(name));
+        if !exists {
+            return Err(crate::error::no_exchange(name, vhost));
+        }
+        let m = amqp_codec::ExchangeDelete {
+            exchange: crate::direct::short(name)?,
+            if_unused,
+            ..Default::default()
+        };
+        self.direct_method(vhost, user, amqp_codec::Method::ExchangeDelete(m))
+            .map(drop)
+    }
+
+    /// queue.bind / exchange.bind (`bind`) or their unbind from the API.
+    pub fn mgmt_binding(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        b: crate::direct::BindingSpec,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        use amqp_codec::Method as M;
+        self.enter(Entry::Other);
+        let (src, dst) = (
+            crate::direct::short(&b.source)?,
+            crate::direct::short(&b.destination)?,
+        );
+        let rk = crate::direct::short(&b.routing_key)?;
+        let args = b.arguments;
+        let m = match (b.to_queue, bind) {
+            (true, true) => M::QueueBind(amqp_codec::QueueBind {
+                queue: dst,
+                exchange: src,
+                routing_key: rk,
+                arguments: args,
+                ..Default::default()
+            }),
+            (true, false) => M::QueueUnbind(amqp_codec::QueueUnbind {
+                queue: dst,
+                exchange: src,
+                routing_key: rk,
+                arguments: args,
+                ..Default::default()
+            }),
+            (false, true) => M::ExchangeBind(amqp_codec::ExchangeBind {
+                destination: dst,
+                source: src,
+                routing_key: rk,
+                arguments: args,
+                ..Default::default()
+            }),
+            (false, false) => M::ExchangeUnbind(amqp_codec::ExchangeUnbind {
+                destination: dst,
+                source: src,
+                routing_key: rk,
+                arguments: args,
+                ..Default::default()
+            }),
+        };
+        self.direct_method(vhost, user, m).map(drop)
+    }
+
+    /// basic.publish (mandatory) from the API; Ok(true) if it was routed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mgmt_publish(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        exchange: &str,
+        routing_key: &str,
+        properties: &[u8],
+        body: &[u8],
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        crate::direct::short(exchange)?;
+        crate::direct::short(routing_key)?;
+        let frame_max = self.config.frame_size_max_bytes;
+        let p = crate::ops::publish::PublishRef::new(
+            exchange,
+            routing_key,
+            true,
+            false,
+            properties,
+            body,
+        );
+        let ((), mut out) = self.direct(vhost, user, |b, conn| {
+            b.publish(conn, crate::direct::DIRECT_CHANNEL, &p)
+        })?;
+        Ok(!crate::direct::returned(&mut out, frame_max))
+    }
+
+    /// basic.get from the API (`POST /api/queues/{vhost}/{name}/get`).
+    pub fn mgmt_get(
+        &mut self,
+        vhost: &str,
+        user: &str,
+        queue: &str,
+        count: u32,
+        mode: crate::direct::GetAckMode,
+    ) -> Result<Vec<crate::direct::GotMessage>, AmqpError> {
+        self.enter(Entry::Other);
+        self.direct_get(vhost, user, queue, count, mode)
+    }
+
+    /// Stores a policy; Ok(true) when it is new. The vhost must exist.
+    pub fn mgmt_set_policy(
+        &mut self,
+        kind: crate::params::PolicyKind,
+        vhost: &str,
+        name: &str,
+        policy: crate::params::Policy,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        if !self.vhost_exists(vhost) {
+            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+        }
+        let key = (vhost.to_string(), name.to_string());
+        Ok(self.params.policies_mut(kind).insert(key, policy).is_none())
+    }
+
+    /// Removes a policy; false if there was none.
+    pub fn mgmt_clear_policy(
+        &mut self,
+        kind: crate::params::PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> bool {
+        self.enter(Entry::Other);
+        let key = (vhost.to_string(), name.to_string());
+        self.params.policies_mut(kind).remove(&key).is_some()
+    }
+
+    /// Stores a runtime parameter (`value`: JSON text); Ok(true) when new.
+    pub fn mgmt_set_parameter(
+        &mut self,
+        component: &str,
+        vhost: &str,
+        name: &str,
+        value: String,
+    ) -> Result<bool, AmqpError> {
+        self.enter(Entry::Other);
+        if !self.vhost_exists(vhost) {
+            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+        }
+        let key = (component.to_string(), vhost.to_string(), name.to_string());
+        Ok(self.params.parameters.insert(key, value).is_none())
+    }
+
+    /// Removes a runtime parameter; false if there was none.
+    pub fn mgmt_clear_parameter(&mut self, component: &str, vhost: &str, name: &str) -> bool {
+        self.enter(Entry::Other);
+        let key = (component.to_string(), vhost.to_string(), name.to_string());
+        self.params.parameters.remove(&key).is_some()
+    }
+
+    /// Stores a global parameter (`value`: JSON text); true when new.
+    pub fn mgmt_set_global_parameter(&mut self, name: &str, value: String) -> bool {
+        self.enter(Entry::Other);
+        self.params.global.insert(name.to_string(), value).is_none()
+    }
+
+    /// Removes a global parameter; false if there was none.
+    pub fn mgmt_clear_global_parameter(&mut self, name: &str) -> bool {
+        self.enter(Entry::Other);
+        self.params.global.remove(name).is_some()
+    }
+
+    /// Closes a client connection with 320 CONNECTION_FORCED and `reason`
+    /// (`DELETE /api/connections/{name}`); false if there is none.
+    pub fn mgmt_close_connection(&mut self, conn: ConnId, reason: &str) -> bool {
+        self.enter(Entry::Other);
+        if self.sessions.conns.get(&conn).is_none_or(|c| c.internal) {
+            return false;
+        }
+        self.close_connection(
+            conn,
+            AmqpError::new(amqp_codec::reply::CONNECTION_FORCED, reason),
+        );
+        true
     }
 
     // ----- queries -----

@@ -87,6 +87,8 @@ pub struct Exchange {
     pub delayed: bool,
     /// Message deduplication (`x-message-deduplication`), if enabled.
     pub dedup: Option<Box<crate::dedup::Dedup>>,
+    /// Message counts for the management API (`stats.rs`).
+    pub stats: crate::stats::ExchangeStats,
 }
 
 impl Exchange {
@@ -99,6 +101,7 @@ impl Exchange {
         arguments: FieldTable,
     ) -> Exchange {
         Exchange {
+            stats: Default::default(),
             name,
             kind,
             durable,

@@ -34,9 +34,40 @@ pub(crate) struct PublishCache {
     pub confirming: bool,
     /// Where messages with this exchange and routing key go.
     pub targets: Vec<ShortStr>,
+    /// Publishes served from the cache since it was filled, not yet added
+    /// to the exchange's and the channel's counters (`stats.rs`): they are
+    /// added once per run, by `Broker::flush_publish_hits`.
+    pub hits: u64,
+}
+
+/// Cached publishes to add to the counters (see `PublishCache::take_hits`).
+pub(crate) struct PublishHits<'a> {
+    /// The publishing connection and channel.
+    pub conn: ConnId,
+    pub channel: u16,
+    /// The exchange's vhost and name.
+    pub vhost: &'a str,
+    pub exchange: &'a str,
+    /// How many publishes.
+    pub count: u64,
 }
 
 impl PublishCache {
+    /// The uncounted cached publishes, reset to 0 (None when there are none).
+    pub fn take_hits(&mut self) -> Option<PublishHits<'_>> {
+        if !self.valid || self.hits == 0 {
+            return None;
+        }
+        let count = std::mem::take(&mut self.hits);
+        Some(PublishHits {
+            conn: self.conn,
+            channel: self.channel,
+            vhost: &self.vhost,
+            exchange: std::str::from_utf8(&self.exchange).unwrap_or(""),
+            count,
+        })
+    }
+
     pub fn clear(&mut self) {
         if self.valid {
             self.valid = false;
@@ -66,6 +97,7 @@ impl PublishCache {
         targets: &[ShortStr],
     ) {
         self.valid = true;
+        self.hits = 0;
         self.conn = conn;
         self.channel = channel;
         self.exchange.clear();

@@ -73,6 +73,8 @@ pub struct Queue {
     pub returns_ready: usize,
     /// Message deduplication (`x-message-deduplication`), if enabled.
     pub dedup: Option<Box<crate::dedup::Dedup>>,
+    /// Message counts for the management API (`stats.rs`).
+    pub stats: crate::stats::QueueStats,
 }
 
 impl Queue {
@@ -119,6 +121,7 @@ impl Queue {
             next_consumer: 0,
             had_consumer: false,
             dedup,
+            stats: Default::default(),
         }
     }
 

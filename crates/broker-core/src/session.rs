@@ -38,6 +38,28 @@ pub struct ConnInfo {
     pub connection_blocked: bool,
     /// Where this connection's output goes.
     pub sink: Arc<dyn ConnSink>,
+    /// What the management API shows about it (peer, client properties...).
+    pub details: ConnDetails,
+}
+
+/// What the management API shows about a connection beyond what the core
+/// needs; set by the server's handshake, read only by `inspect.rs`.
+#[derive(Debug, Default, Clone)]
+pub struct ConnDetails {
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Our address of the connection.
+    pub local: Option<std::net::SocketAddr>,
+    /// connection.start-ok's client properties.
+    pub client_properties: amqp_codec::FieldTable,
+    /// When the handshake finished, ms since the epoch.
+    pub connected_at_ms: u64,
+    /// Negotiated heartbeat, seconds.
+    pub heartbeat_s: u16,
+    /// SASL mechanism used (PLAIN, AMQPLAIN).
+    pub auth_mechanism: String,
+    /// Socket octets, counted by the server.
+    pub io: Arc<crate::stats::IoCounters>,
 }
 
 /// A connection as the core sees it.
@@ -57,6 +79,8 @@ pub(crate) struct Conn {
     pub throttled: bool,
     /// The connection has published: it is the kind an alarm blocks.
     pub has_published: bool,
+    /// A management API session (`direct.rs`), not a client: not listed.
+    pub internal: bool,
 }
 
 /// A message delivered on a channel and not yet acknowledged.
@@ -134,6 +158,8 @@ pub(crate) struct Channel {
     /// Exchanges this channel may publish to, as last checked (see
     /// `ops/permit.rs::check_publish`).
     pub write_permitted: crate::ops::permit::PublishPermits,
+    /// Message counts for the management API (`stats.rs`).
+    pub stats: crate::stats::ChannelStats,
 }
 
 impl Channel {
@@ -157,6 +183,7 @@ impl Channel {
             reply_consumer: None,
             timeout_watched: false,
             write_permitted: Default::default(),
+            stats: Default::default(),
         }
     }
 }

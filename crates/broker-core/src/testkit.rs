@@ -386,6 +386,7 @@ impl Core {
             consumer_cancel_notify: true,
             connection_blocked: true,
             sink: sink.clone(),
+            details: Default::default(),
         });
         self.broker.flush();
         Client {

@@ -74,6 +74,18 @@ pub struct ServerConfig {
     /// `add_vhost`, `set_permissions`, ...) applied at startup after
     /// recovery (see `bootstrap.rs`).
     pub definitions: Option<PathBuf>,
+    /// Management HTTP API port (RabbitMQ's 15672); 0 turns it off.
+    pub management_port: u16,
+    /// Address the management API listens on.
+    pub management_bind: IpAddr,
+    /// How often the statistics snapshot the API reads is rebuilt.
+    pub collect_statistics_interval_ms: u64,
+    /// Largest management API request body (RabbitMQ: 20 MB); more → 400.
+    pub http_body_bytes_max: usize,
+    /// Management API requests served at once; more are answered 503.
+    pub http_requests_concurrent_max: usize,
+    /// A management API request taking longer is answered 503.
+    pub http_request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +116,12 @@ impl Default for ServerConfig {
             tls: None,
             loopback_users: vec!["guest".to_string()],
             definitions: None,
+            management_port: 15672,
+            management_bind: IpAddr::from([127, 0, 0, 1]),
+            collect_statistics_interval_ms: 5_000,
+            http_body_bytes_max: 20_000_000,
+            http_requests_concurrent_max: 64,
+            http_request_timeout_ms: 60_000,
         }
     }
 }

@@ -41,6 +41,14 @@ enum ReadEnd {
     ClientClosed,
 }
 
+/// The socket's two addresses.
+struct Ends {
+    /// The client's.
+    peer: SocketAddr,
+    /// Ours (the listener's address as the client reached it).
+    local: Option<SocketAddr>,
+}
+
 /// A plain-TCP connection.
 pub(crate) async fn run(
     stream: TcpStream,
@@ -50,9 +58,11 @@ pub(crate) async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+    let local = stream.local_addr().ok();
     let (rd, wr) = stream.into_split();
     let fd = wr.as_ref().as_raw_fd();
-    serve(rd, wr, Some(fd), None, peer, shared, stop, deadline).await;
+    let ends = Ends { peer, local };
+    serve(rd, wr, Some(fd), None, ends, shared, stop, deadline).await;
 }
 
 /// A connection on the TLS listener: the TLS handshake (within the same
@@ -67,6 +77,7 @@ pub(crate) async fn run_tls(
     login_from: cert_login::CertLoginFrom,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     // Boxed: the handshake state is large and short-lived.
@@ -88,7 +99,8 @@ pub(crate) async fn run_tls(
         login: cert.and_then(|c| cert_login::login_name(c, login_from)),
     };
     let (rd, wr) = split_tls(tls);
-    serve(rd, wr, None, Some(tls_peer), peer, shared, stop, deadline).await;
+    let ends = Ends { peer, local };
+    serve(rd, wr, None, Some(tls_peer), ends, shared, stop, deadline).await;
 }
 
 /// Handshake, then the reader (this task) and the writer task until the
@@ -100,11 +112,12 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     mut wr: W,
     write_through: Option<RawFd>,
     tls: Option<TlsPeer>,
-    peer: SocketAddr,
+    ends: Ends,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     deadline: Instant,
 ) {
+    let Ends { peer, local } = ends;
     let mut buf = BytesMut::with_capacity(1024);
     let neg = match tokio::time::timeout_at(
         deadline,
@@ -130,9 +143,10 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
+    let counters = Arc::new(broker_core::stats::IoCounters::default());
     let io = Arc::new(match write_through {
-        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max),
-        None => ConnIo::new(-1, 0),
+        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max, counters.clone()),
+        None => ConnIo::new(-1, 0, counters.clone()),
     });
     // Declared after `rd`, so it is dropped (closing the sink) before the
     // read half, whatever ends this task.
@@ -145,6 +159,15 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         consumer_cancel_notify: neg.consumer_cancel_notify,
         connection_blocked: neg.connection_blocked,
         sink: io.clone(),
+        details: broker_core::ConnDetails {
+            peer: Some(peer),
+            local,
+            client_properties: neg.client_properties.clone(),
+            connected_at_ms: broker_core::delayed::wall_ms(),
+            heartbeat_s: neg.heartbeat_s,
+            auth_mechanism: neg.mechanism.clone(),
+            io: counters.clone(),
+        },
     });
     let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
     let writer = shared
@@ -159,6 +182,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         neg.frame_max,
         heartbeat,
         &mut stop,
+        &counters,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
@@ -241,6 +265,7 @@ async fn drain_until_close_ok<R: AsyncRead + Unpin>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_loop<R: ConnRead>(
     rd: &mut R,
     buf: &mut BytesMut,
@@ -249,6 +274,7 @@ async fn read_loop<R: ConnRead>(
     frame_max: u32,
     heartbeat: Option<Duration>,
     stop: &mut watch::Receiver<bool>,
+    counters: &broker_core::stats::IoCounters,
 ) -> ReadEnd {
     // A peer silent for two heartbeat intervals is dead.
     let silence_max = heartbeat
@@ -286,6 +312,7 @@ async fn read_loop<R: ConnRead>(
                     return ReadEnd::Gone;
                 }
                 Ok(Some(n)) => {
+                    counters.received(n);
                     last_read = n;
                     read_since_yield += n;
                 }
@@ -498,6 +525,7 @@ async fn write_loop<W: ConnWrite>(
             }
             break;
         }
+        io.counters.sent(total);
         io.written(total);
         io.write_done();
         if before >= write_max / 2 {

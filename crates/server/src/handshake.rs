@@ -57,6 +57,10 @@ pub(crate) struct Negotiated {
     pub heartbeat_s: u16,
     pub consumer_cancel_notify: bool,
     pub connection_blocked: bool,
+    /// start-ok's client properties (for the management API).
+    pub client_properties: amqp_codec::FieldTable,
+    /// The SASL mechanism used.
+    pub mechanism: String,
 }
 
 /// Why the handshake ended without a connection.
@@ -354,5 +358,7 @@ pub(crate) async fn run(
         heartbeat_s: tune_ok.heartbeat,
         consumer_cancel_notify,
         connection_blocked,
+        client_properties: start_ok.client_properties.clone(),
+        mechanism: start_ok.mechanism.to_string(),
     })
 }

@@ -111,6 +111,75 @@ async fn accept_tls(
     }
 }
 
+impl mgmt::Core for Shared {
+    fn with_core(&self, f: &mut dyn FnMut(&mut Broker)) {
+        let mut core = self.core.lock();
+        f(&mut core);
+        self.after_batch(&mut core);
+    }
+}
+
+/// Starts the management API (if its port is not 0) and the task that
+/// publishes its statistics snapshot every `collect_statistics_interval_ms`.
+async fn start_management(
+    shared: &Arc<Shared>,
+    amqp: std::net::SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let config = &shared.config;
+    if config.management_port == 0 {
+        return Ok(Vec::new());
+    }
+    let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
+    let listener = mgmt::bind(addr).await?;
+    tracing::info!("warren listening on {} (http)", listener.local_addr()?);
+    let stats = Arc::new(mgmt::Stats::default());
+    let publisher = {
+        let (shared, stats) = (shared.clone(), stats.clone());
+        let period = Duration::from_millis(config.collect_statistics_interval_ms.max(10));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                // One clock read per collection, to report the lock hold.
+                let started = std::time::Instant::now();
+                let snap = {
+                    let mut core = shared.core.lock();
+                    let s = core.snapshot();
+                    shared.after_batch(&mut core);
+                    s
+                };
+                let held_us = started.elapsed().as_micros() as u64;
+                tracing::debug!(held_us, queues = snap.queues.len(), "statistics collected");
+                stats.publish(snap);
+            }
+        })
+    };
+    let mconfig = mgmt::MgmtConfig {
+        addr,
+        http_body_bytes_max: config.http_body_bytes_max,
+        request_timeout_ms: config.http_request_timeout_ms,
+        requests_concurrent_max: config.http_requests_concurrent_max,
+        collect_statistics_interval_ms: config.collect_statistics_interval_ms,
+    };
+    let listeners = vec![mgmt::Listener {
+        protocol: "amqp",
+        addr: amqp,
+    }];
+    let core: Arc<dyn mgmt::Core> = shared.clone();
+    let mut stop = stop;
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(e) = mgmt::serve(listener, mconfig, core, stats, listeners, shutdown).await {
+            tracing::error!("management API stopped: {e}");
+        }
+    });
+    Ok(vec![publisher, server])
+}
+
 /// Runs the broker until `shutdown` resolves, then closes every client with
 /// 320 CONNECTION_FORCED and returns.
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -241,6 +310,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let management = start_management(&shared, local, stop_rx.clone()).await?;
     let ticker = {
         let shared = shared.clone();
         let period = Duration::from_millis(config.tick_interval_ms.max(1));
@@ -352,6 +422,9 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tracing::info!("shutting down: closing {} connections", tasks.len());
     ticker.abort();
+    for t in &management {
+        t.abort();
+    }
     drop(listener);
     if let Some((l, _, watcher)) = tls {
         watcher.abort();

@@ -43,12 +43,19 @@ pub(crate) struct ConnIo {
     /// the client's connection.close handshake, as RabbitMQ does (its
     /// default `{linger, {true, 0}}` listen option).
     pub abort_on_close: AtomicBool,
+    /// Socket octets for the management API (one add per write).
+    pub counters: std::sync::Arc<broker_core::stats::IoCounters>,
 }
 
 impl ConnIo {
     /// `fd` is the connection's socket.
-    pub fn new(fd: RawFd, write_through_bytes_max: usize) -> ConnIo {
+    pub fn new(
+        fd: RawFd,
+        write_through_bytes_max: usize,
+        counters: std::sync::Arc<broker_core::stats::IoCounters>,
+    ) -> ConnIo {
         ConnIo {
+            counters,
             write_through_bytes_max,
             state: Mutex::new(State {
                 chunks: Vec::new(),
@@ -114,6 +121,7 @@ impl ConnSink for ConnIo {
             };
             if n > 0 {
                 let n = n as usize;
+                self.counters.sent(n);
                 if n >= bytes.len() {
                     return;
                 }

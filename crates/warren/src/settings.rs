@@ -11,7 +11,9 @@
 //! tls_ca_file, tls_verify_peer, tls_fail_if_no_peer_cert, tls_versions,
 //! tls_cert_login_from, tls_reload_check_interval_ms,
 //! loopback_users (comma-separated user names, or `none`), definitions (a
-//! bootstrap file, see `server::bootstrap`).
+//! bootstrap file, see `server::bootstrap`),
+//! management_port, management_bind, collect_statistics_interval_ms,
+//! http_body_bytes_max.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -74,6 +76,15 @@ pub struct ServeArgs {
     /// (add_user, add_vhost, set_permissions, ...)
     #[arg(long, env = "WARREN_DEFINITIONS")]
     definitions: Option<PathBuf>,
+    /// Management HTTP API port; 0 turns it off [default: 15672]
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    management_port: Option<u16>,
+    /// Address the management API listens on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
+    management_bind: Option<IpAddr>,
+    /// How often the statistics the management API shows are collected, ms [default: 5000]
+    #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL_MS")]
+    collect_statistics_interval_ms: Option<u64>,
 }
 
 /// TLS settings as read, before they are checked for completeness.
@@ -169,6 +180,15 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(d) = args.definitions {
         cfg.definitions = Some(d);
     }
+    if let Some(p) = args.management_port {
+        cfg.management_port = p;
+    }
+    if let Some(b) = args.management_bind {
+        cfg.management_bind = b;
+    }
+    if let Some(i) = args.collect_statistics_interval_ms {
+        cfg.collect_statistics_interval_ms = i;
+    }
     Ok(cfg)
 }
 
@@ -246,6 +266,12 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
                 }
             }
             "definitions" => cfg.definitions = Some(PathBuf::from(value)),
+            "management_port" => cfg.management_port = value.parse().with_context(bad)?,
+            "management_bind" => cfg.management_bind = value.parse().with_context(bad)?,
+            "collect_statistics_interval_ms" => {
+                cfg.collect_statistics_interval_ms = value.parse().with_context(bad)?
+            }
+            "http_body_bytes_max" => cfg.http_body_bytes_max = value.parse().with_context(bad)?,
             other => bail!("line {}: unknown key {other}", n + 1),
         }
     }

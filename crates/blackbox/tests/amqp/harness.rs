@@ -88,6 +88,13 @@ pub fn spawn_process(
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
+        // The management API's default port (15672) is RabbitMQ's too;
+        // tests that want the API pass their own --management-port.
+        .args(if extra.contains(&"--management-port") {
+            &[][..]
+        } else {
+            &["--management-port", "0"][..]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -20,6 +20,8 @@ mod errors;
 mod exchanges;
 mod kill;
 mod lifecycle;
+mod mgmt;
+mod mgmt_api;
 mod priority;
 mod publish_runs;
 mod queue_features;

@@ -33,6 +33,7 @@ impl Broker {
             id,
             Box::new(Conn {
                 has_published: false,
+                internal: false,
                 info,
                 channels: Default::default(),
                 out,

@@ -187,6 +187,14 @@ impl Broker {
             expired.push(m);
         }
         let popped = q.pop(self.arena.as_ref());
+        match popped {
+            None => q.stats.get_empty += 1,
+            Some(_) if m.no_ack => q.stats.get_no_ack += 1,
+            Some(_) => q.stats.get += 1,
+        }
+        if popped.is_some_and(|msg| msg.redelivered()) {
+            q.stats.redeliver += 1;
+        }
         let remaining = q.message_count();
         // Quorum queues put x-delivery-count on every get-ok, 0 included.
         let count = match popped {
@@ -230,6 +238,14 @@ impl Broker {
             .ok_or_else(|| AmqpError::channel_error("channel gone"))?;
         let tag = chan.next_delivery_tag;
         chan.next_delivery_tag += 1;
+        if m.no_ack {
+            chan.stats.get_no_ack += 1;
+        } else {
+            chan.stats.get += 1;
+        }
+        if msg.redelivered() {
+            chan.stats.redeliver += 1;
+        }
         if let Some(view) = arena.get(msg.loc()) {
             let method = ContentMethod::GetOk {
                 delivery_tag: tag,

@@ -172,8 +172,9 @@ impl Broker {
             p.exchange,
         )
         .map_err(|e| e.during(60, 40))?;
-        let v = vhosts.get(Name::new(&vname)).ok_or_else(vhost_gone)?;
-        match v.exchanges.get(Name::new(p.exchange)) {
+        chan.stats.publish += 1;
+        let v = vhosts.get_mut(Name::new(&vname)).ok_or_else(vhost_gone)?;
+        match v.exchanges.get_mut(Name::new(p.exchange)) {
             None => return Err(no_exchange(p.exchange, &vname).during(60, 40)),
             Some(ex) if ex.internal => {
                 return Err(AmqpError::access_refused(format!(
@@ -182,16 +183,19 @@ impl Broker {
                 ))
                 .during(60, 40))
             }
-            Some(ex) if ex.kind == crate::exchange::ExchangeKind::Topic => check_topic(
-                topic_rule.as_deref(),
-                true,
-                p.routing_key,
-                p.exchange,
-                &vname,
-                &c.info.user,
-            )
-            .map_err(|e| e.during(60, 40))?,
-            Some(_) => {}
+            Some(ex) if ex.kind == crate::exchange::ExchangeKind::Topic => {
+                check_topic(
+                    topic_rule.as_deref(),
+                    true,
+                    p.routing_key,
+                    p.exchange,
+                    &vname,
+                    &c.info.user,
+                )
+                .map_err(|e| e.during(60, 40))?;
+                ex.stats.publish_in += 1;
+            }
+            Some(ex) => ex.stats.publish_in += 1,
         }
         if let Some(uid) = peek_user_id(p.properties) {
             let user = &c.info.user;
@@ -262,6 +266,7 @@ impl Broker {
         p: &PublishRef<'_>,
     ) -> Result<(), AmqpError> {
         let confirm_tag = self.next_confirm_tag(conn, ch, self.batch.publish_cache.confirming)?;
+        self.batch.publish_cache.hits += 1;
         // Taken out for the call and put back: enqueueing never clears
         // the cache (only errors and other frames do, after this returns).
         let targets = std::mem::take(&mut self.batch.publish_cache.targets);
@@ -331,6 +336,7 @@ impl Broker {
             delays.clear();
         }
         if let (Some(confirming), false) = (fill, used_headers) {
+            self.flush_publish_hits();
             let (ex, rk) = (p.exchange, p.routing_key);
             self.batch
                 .publish_cache
@@ -377,6 +383,35 @@ impl Broker {
         d.is_duplicate(headers.as_ref())
     }
 
+    /// Adds the publishes served from the publish cache since it was filled
+    /// to their exchange's and channel's counters: one lookup per run of
+    /// publishes, not per message.
+    pub(crate) fn flush_publish_hits(&mut self) {
+        let Broker {
+            batch,
+            topology,
+            sessions,
+            ..
+        } = self;
+        let Some(h) = batch.publish_cache.take_hits() else {
+            return;
+        };
+        if let Some(ex) = topology
+            .vhosts
+            .get_mut(Name::new(h.vhost))
+            .and_then(|v| v.exchanges.get_mut(Name::new(h.exchange)))
+        {
+            ex.stats.publish_in += h.count;
+        }
+        if let Some(ch) = sessions
+            .conns
+            .get_mut(&h.conn)
+            .and_then(|c| c.channels.get_mut(&h.channel))
+        {
+            ch.stats.publish += h.count;
+        }
+    }
+
     /// Second half of `route_and_enqueue`, once the targets are known.
     fn enqueue_routed(
         &mut self,
@@ -393,6 +428,15 @@ impl Broker {
             body: p.body,
         };
         if targets.is_empty() {
+            // The unroutable path (rare) may afford the lookup.
+            if let Some(ex) = self
+                .topology
+                .vhosts
+                .get_mut(Name::new(vname))
+                .and_then(|v| v.exchanges.get_mut(Name::new(p.exchange)))
+            {
+                ex.stats.unroutable += 1;
+            }
             if p.mandatory {
                 if let Some(c) = self.sessions.conns.get_mut(&conn) {
                     let frame_max = c.info.frame_max;

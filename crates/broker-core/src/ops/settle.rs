@@ -55,6 +55,9 @@ impl Broker {
             };
             c.unacked.remove(i).into_iter().collect()
         };
+        if ack {
+            c.stats.ack += taken.len() as u64;
+        }
         let touched = self.release_quiet(
             conn,
             ch,
@@ -114,6 +117,7 @@ impl Broker {
             } else if requeue {
                 q.requeue(u.msg, self.arena.as_ref());
             } else if drop && !rejected {
+                q.stats.ack += 1;
                 q.forget_delivery_count(u.msg);
                 let durable = q.durable;
                 self.settle_message(vname, &u.queue, durable, u.msg);

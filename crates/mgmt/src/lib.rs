@@ -1,0 +1,159 @@
+//! The management HTTP API: RabbitMQ 3.x's `/api` on port 15672, the only
+//! code in warren that speaks JSON.
+//!
+//! Reads come from the statistics snapshot ([`Stats`]), which the server
+//! publishes every `collect_statistics_interval_ms` (built under the core
+//! lock by `Broker::snapshot`, swapped in with an `ArcSwap`): a request
+//! never holds the core lock to read. Writes go through the core's
+//! `mgmt_*` entry points with the lock held for that one call ([`Core`]).
+//!
+//! Routing is done here rather than by axum's router because RabbitMQ's
+//! clients percent-encode every non-alphanumeric byte of a segment (`/` as
+//! `%2F` in vhost names): the raw path is split on `/` first and each
+//! segment decoded after (`http.rs`).
+
+#![allow(clippy::result_large_err)] // error paths build a Response; none is hot
+
+mod defs;
+mod http;
+mod info;
+mod json;
+mod list;
+mod objects;
+mod params_api;
+mod routes;
+mod stats;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use broker_core::Broker;
+
+pub use stats::Stats;
+
+/// How the API reaches the core: `with_core` runs `f` with the core lock
+/// held and hands out the output it produced (the server's `after_batch`).
+pub trait Core: Send + Sync + 'static {
+    /// Runs `f` on the locked core, then flushes its output.
+    fn with_core(&self, f: &mut dyn FnMut(&mut Broker));
+}
+
+/// A listener the overview and the health checks report.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `amqp`, `http`, ...
+    pub protocol: &'static str,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// The API's settings.
+#[derive(Debug, Clone)]
+pub struct MgmtConfig {
+    /// Address and port (port 0 is chosen by the caller: see the server).
+    pub addr: SocketAddr,
+    /// Largest request body accepted (RabbitMQ: 20,000,000); larger → 400.
+    pub http_body_bytes_max: usize,
+    /// A request taking longer is answered 503.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more are answered 503 at once.
+    pub requests_concurrent_max: usize,
+    /// The statistics period (reported in the overview's sample policy).
+    pub collect_statistics_interval_ms: u64,
+}
+
+impl Default for MgmtConfig {
+    fn default() -> Self {
+        MgmtConfig {
+            addr: SocketAddr::from(([0, 0, 0, 0], 15672)),
+            http_body_bytes_max: 20_000_000,
+            request_timeout_ms: 60_000,
+            requests_concurrent_max: 64,
+            collect_statistics_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub(crate) struct App {
+    /// Settings.
+    pub config: MgmtConfig,
+    /// The core, for writes and authentication.
+    pub core: Arc<dyn Core>,
+    /// The published snapshot.
+    pub stats: Arc<Stats>,
+    /// Listeners to report (AMQP and this one).
+    pub listeners: Vec<Listener>,
+    /// Bounds concurrent requests (`requests_concurrent_max`).
+    pub permits: tokio::sync::Semaphore,
+    /// `rabbit@<hostname>`-style node name.
+    pub node: String,
+    /// Start time, for the node's uptime.
+    pub started: std::time::Instant,
+    /// `rabbitmq-cluster-id-…`, as RabbitMQ's `internal_cluster_id`.
+    pub cluster_id: String,
+}
+
+/// Binds the API's listener (so the caller can log and report its address).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding management listener {addr}: {e}"))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: MgmtConfig,
+    core: Arc<dyn Core>,
+    stats: Arc<Stats>,
+    mut listeners: Vec<Listener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    listeners.push(Listener {
+        protocol: "http",
+        addr: listener.local_addr()?,
+    });
+    let app = Arc::new(App {
+        permits: tokio::sync::Semaphore::new(config.requests_concurrent_max),
+        config,
+        core,
+        stats,
+        listeners,
+        node: node_name(),
+        started: std::time::Instant::now(),
+        cluster_id: cluster_id(),
+    });
+    let router = axum::Router::new()
+        .fallback(http::handle)
+        .with_state(app)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// A random `rabbitmq-cluster-id-<22 base64url chars>` (per process: not
+/// durable yet).
+fn cluster_id() -> String {
+    use base64::Engine;
+    use std::hash::{BuildHasher, Hasher};
+    let mut raw = [0u8; 16];
+    for (i, chunk) in raw.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    format!("rabbitmq-cluster-id-{id}")
+}
+
+/// `rabbit@<hostname>`, as RabbitMQ names its node (clients expect the form).
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("rabbit@{host}")
+}

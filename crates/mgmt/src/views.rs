@@ -1,0 +1,357 @@
+//! Snapshot views as RabbitMQ's JSON objects (the fields clients need).
+
+use broker_core::inspect::{BindingView, ChannelView, ConnView, ExchangeView, QueueView, Snapshot};
+use serde_json::{json, Map, Value};
+
+use crate::json::table;
+
+/// `X_details: {rate}` beside counter `X`, from the previous snapshot.
+pub struct Rates {
+    /// Seconds between the two snapshots (0 = no rates yet).
+    pub dt_s: f64,
+}
+
+impl Rates {
+    pub fn of(now: &Snapshot, before: Option<&Snapshot>) -> Rates {
+        let dt_s = before.map_or(0.0, |b| {
+            now.taken_at_ms.saturating_sub(b.taken_at_ms) as f64 / 1000.0
+        });
+        Rates { dt_s }
+    }
+
+    fn rate(&self, now: u64, before: Option<u64>) -> f64 {
+        match before {
+            Some(b) if self.dt_s > 0.0 => now.saturating_sub(b) as f64 / self.dt_s,
+            _ => 0.0,
+        }
+    }
+
+    /// Adds `key` and `key_details` to `m`.
+    pub fn put(&self, m: &mut Map<String, Value>, key: &str, now: u64, before: Option<u64>) {
+        m.insert(key.into(), json!(now));
+        m.insert(
+            format!("{key}_details"),
+            json!({ "rate": self.rate(now, before) }),
+        );
+    }
+}
+
+/// RabbitMQ's connection name.
+pub fn conn_name(c: &ConnView) -> String {
+    match (c.peer, c.local) {
+        (Some(p), Some(l)) => format!("{} -> {}", fmt_addr(p), fmt_addr(l)),
+        _ => format!("connection {}", c.id),
+    }
+}
+
+fn fmt_addr(a: std::net::SocketAddr) -> String {
+    format!("{}:{}", a.ip(), a.port())
+}
+
+pub fn queue(
+    q: &QueueView,
+    node: &str,
+    stats: bool,
+    r: &Rates,
+    before: Option<&QueueView>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(q.name.as_str()));
+    m.insert("vhost".into(), json!(&*q.vhost));
+    m.insert("durable".into(), json!(q.durable));
+    m.insert("auto_delete".into(), json!(q.auto_delete));
+    m.insert("exclusive".into(), json!(q.exclusive_owner.is_some()));
+    m.insert("arguments".into(), table(&q.arguments));
+    m.insert("type".into(), json!(q.kind));
+    m.insert("node".into(), json!(node));
+    m.insert("state".into(), json!("running"));
+    if !stats {
+        return Value::Object(m);
+    }
+    m.insert(
+        "consumers".into(),
+        json!(q.consumers.min(u32::from(u16::MAX))),
+    );
+    m.insert(
+        "consumer_capacity".into(),
+        json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
+    );
+    m.insert(
+        "consumer_utilisation".into(),
+        json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
+    );
+    let b = before;
+    r.put(
+        &mut m,
+        "messages",
+        q.ready + q.unacked,
+        b.map(|b| b.ready + b.unacked),
+    );
+    r.put(&mut m, "messages_ready", q.ready, b.map(|b| b.ready));
+    r.put(
+        &mut m,
+        "messages_unacknowledged",
+        q.unacked,
+        b.map(|b| b.unacked),
+    );
+    m.insert("message_bytes_ready".into(), json!(q.ready_bytes));
+    m.insert("memory".into(), json!(1024 + 8 * (q.ready + q.unacked)));
+    m.insert("idle_since".into(), json!(idle(q.last_used_ms)));
+    let s = &q.stats;
+    let bs = b.map(|b| b.stats);
+    let mut ms = Map::new();
+    let pairs: [(&str, u64, Option<u64>); 9] = [
+        ("publish", s.publish, bs.map(|b| b.publish)),
+        ("deliver", s.deliver, bs.map(|b| b.deliver)),
+        (
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        ),
+        ("get", s.get, bs.map(|b| b.get)),
+        ("get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack)),
+        ("get_empty", s.get_empty, bs.map(|b| b.get_empty)),
+        (
+            "deliver_get",
+            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
+            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
+        ),
+        ("redeliver", s.redeliver, bs.map(|b| b.redeliver)),
+        ("ack", s.ack, bs.map(|b| b.ack)),
+    ];
+    for (k, now, was) in pairs {
+        r.put(&mut ms, k, now, was);
+    }
+    if *s != Default::default() {
+        m.insert("message_stats".into(), Value::Object(ms));
+    }
+    Value::Object(m)
+}
+
+fn idle(ms: u64) -> String {
+    // RabbitMQ: "2024-01-01T00:00:00.000+00:00"-like; clients treat it as text.
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, mo, d) = civil(days as i64);
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub fn exchange(x: &ExchangeView, stats: bool, r: &Rates, before: Option<&ExchangeView>) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(x.name.as_str()));
+    m.insert("vhost".into(), json!(&*x.vhost));
+    m.insert("type".into(), json!(x.kind));
+    m.insert("durable".into(), json!(x.durable));
+    m.insert("auto_delete".into(), json!(x.auto_delete));
+    m.insert("internal".into(), json!(x.internal));
+    m.insert("arguments".into(), table(&x.arguments));
+    m.insert("user_who_performed_action".into(), json!("rmq-internal"));
+    if stats && x.stats.publish_in > 0 {
+        let mut ms = Map::new();
+        let bs = before.map(|b| b.stats);
+        r.put(
+            &mut ms,
+            "publish_in",
+            x.stats.publish_in,
+            bs.map(|b| b.publish_in),
+        );
+        let out = x.stats.publish_in.saturating_sub(x.stats.unroutable);
+        r.put(
+            &mut ms,
+            "publish_out",
+            out,
+            bs.map(|b| b.publish_in.saturating_sub(b.unroutable)),
+        );
+        m.insert("message_stats".into(), Value::Object(ms));
+    }
+    Value::Object(m)
+}
+
+/// What RabbitMQ's URL quoting leaves as is: alphanumerics and `-._`.
+const QUOTE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+/// RabbitMQ's URL quoting (`~` and `*` are escaped, `-._` kept).
+pub fn quote(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, QUOTE).to_string()
+}
+
+/// RabbitMQ's `properties_key` of a binding.
+pub fn props_key(routing_key: &str, arguments: &amqp_codec::FieldTable) -> String {
+    let quoted = quote(routing_key);
+    if arguments.0.is_empty() {
+        return if routing_key.is_empty() {
+            "~".into()
+        } else {
+            quoted
+        };
+    }
+    // Any stable hash of the arguments (clients only echo the key).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in table(arguments).to_string().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    use base64::Engine;
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes());
+    format!("{quoted}~{hash}")
+}
+
+pub fn binding(b: &BindingView) -> Value {
+    json!({
+        "source": b.source.as_str(),
+        "vhost": &*b.vhost,
+        "destination": b.destination.as_str(),
+        "destination_type": if b.to_queue { "queue" } else { "exchange" },
+        "routing_key": b.routing_key.as_str(),
+        "arguments": table(&b.arguments),
+        "properties_key": props_key(&b.routing_key, &b.arguments),
+    })
+}
+
+/// The implicit binding of the default exchange to a queue.
+pub fn default_binding(q: &QueueView) -> Value {
+    json!({
+        "source": "",
+        "vhost": &*q.vhost,
+        "destination": q.name.as_str(),
+        "destination_type": "queue",
+        "routing_key": q.name.as_str(),
+        "arguments": {},
+        "properties_key": props_key(&q.name, &Default::default()),
+    })
+}
+
+pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(conn_name(c)));
+    m.insert("node".into(), json!(node));
+    m.insert("type".into(), json!("network"));
+    m.insert("protocol".into(), json!("AMQP 0-9-1"));
+    m.insert("user".into(), json!(c.user));
+    m.insert("user_who_performed_action".into(), json!(c.user));
+    m.insert("vhost".into(), json!(&*c.vhost));
+    m.insert("connected_at".into(), json!(c.connected_at_ms));
+    m.insert("client_properties".into(), table(&c.client_properties));
+    m.insert("auth_mechanism".into(), json!(c.auth_mechanism));
+    m.insert("ssl".into(), json!(false));
+    m.insert("frame_max".into(), json!(c.frame_max));
+    m.insert("channel_max".into(), json!(c.channel_max));
+    m.insert("timeout".into(), json!(c.heartbeat_s));
+    m.insert(
+        "channels".into(),
+        json!(c.channels.min(u32::from(u16::MAX))),
+    );
+    let state = if c.closing {
+        "closing"
+    } else if c.blocked {
+        "blocked"
+    } else {
+        "running"
+    };
+    m.insert("state".into(), json!(state));
+    if let Some(p) = c.peer {
+        m.insert("peer_host".into(), json!(p.ip().to_string()));
+        m.insert("peer_port".into(), json!(p.port()));
+    }
+    if let Some(l) = c.local {
+        m.insert("host".into(), json!(l.ip().to_string()));
+        m.insert("port".into(), json!(l.port()));
+    }
+    let b = before.map(|b| b.io);
+    r.put(&mut m, "recv_oct", c.io.0, b.map(|b| b.0));
+    r.put(&mut m, "recv_cnt", c.io.1, b.map(|b| b.1));
+    r.put(&mut m, "send_oct", c.io.2, b.map(|b| b.2));
+    r.put(&mut m, "send_cnt", c.io.3, b.map(|b| b.3));
+    m.insert("send_pend".into(), json!(0));
+    Value::Object(m)
+}
+
+pub fn channel(
+    ch: &ChannelView,
+    c: &ConnView,
+    node: &str,
+    r: &Rates,
+    before: Option<&ChannelView>,
+) -> Value {
+    let cname = conn_name(c);
+    let mut m = Map::new();
+    m.insert("name".into(), json!(format!("{cname} ({})", ch.number)));
+    m.insert("number".into(), json!(ch.number));
+    m.insert("node".into(), json!(node));
+    m.insert("user".into(), json!(c.user));
+    m.insert("vhost".into(), json!(&*c.vhost));
+    m.insert(
+        "connection_details".into(),
+        json!({
+            "name": cname,
+            "peer_host": c.peer.map(|p| p.ip().to_string()),
+            "peer_port": c.peer.map(|p| p.port()),
+        }),
+    );
+    m.insert(
+        "state".into(),
+        json!(if ch.closing { "closing" } else { "running" }),
+    );
+    m.insert("consumer_count".into(), json!(ch.consumers));
+    m.insert("confirm".into(), json!(ch.confirm));
+    m.insert("transactional".into(), json!(ch.transactional));
+    m.insert("prefetch_count".into(), json!(ch.prefetch_count));
+    m.insert(
+        "global_prefetch_count".into(),
+        json!(ch.global_prefetch_count),
+    );
+    m.insert("messages_unacknowledged".into(), json!(ch.unacked));
+    m.insert("messages_unconfirmed".into(), json!(ch.unconfirmed));
+    m.insert("messages_uncommitted".into(), json!(ch.uncommitted));
+    m.insert("acks_uncommitted".into(), json!(0));
+    let s = ch.stats;
+    if s != Default::default() {
+        let bs = before.map(|b| b.stats);
+        let mut ms = Map::new();
+        r.put(&mut ms, "publish", s.publish, bs.map(|b| b.publish));
+        r.put(&mut ms, "deliver", s.deliver, bs.map(|b| b.deliver));
+        r.put(
+            &mut ms,
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        );
+        r.put(&mut ms, "get", s.get, bs.map(|b| b.get));
+        r.put(
+            &mut ms,
+            "get_no_ack",
+            s.get_no_ack,
+            bs.map(|b| b.get_no_ack),
+        );
+        r.put(
+            &mut ms,
+            "deliver_get",
+            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
+            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
+        );
+        r.put(&mut ms, "redeliver", s.redeliver, bs.map(|b| b.redeliver));
+        r.put(&mut ms, "ack", s.ack, bs.map(|b| b.ack));
+        m.insert("message_stats".into(), Value::Object(ms));
+    }
+    Value::Object(m)
+}
