@@ -216,6 +216,7 @@ impl Broker {
                     ..
                 },
             arena,
+            durability: crate::broker::Durability { persist, .. },
             ..
         } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
@@ -226,7 +227,7 @@ impl Broker {
             .ok_or_else(|| AmqpError::channel_error("channel gone"))?;
         let tag = chan.next_delivery_tag;
         chan.next_delivery_tag += 1;
-        if let Some(view) = arena.get(msg.loc()) {
+        if let Some(view) = crate::arena::full_view(arena.as_ref(), persist.as_mut(), msg.loc()) {
             let method = ContentMethod::GetOk {
                 delivery_tag: tag,
                 redelivered: msg.redelivered(),
