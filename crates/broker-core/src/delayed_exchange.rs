@@ -116,11 +116,8 @@ impl Broker {
     }
 
     fn fire_one(&mut self, d: &Due) {
-        let view = crate::arena::full_view(
-            self.arena.as_ref(),
-            self.durability.persist.as_mut(),
-            d.loc,
-        );
+        let view =
+            crate::arena::full_view(self.arena.as_ref(), self.durability.persist.as_mut(), d.loc);
         let Some(view) = view else {
             return;
         };

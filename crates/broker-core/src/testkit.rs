@@ -165,7 +165,10 @@ impl Persistence for RecordingStore {
     }
     fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
         self.log.lock().reads += 1;
-        self.records.get(at.offset as usize)?.as_ref().map(|m| m.as_record())
+        self.records
+            .get(at.offset as usize)?
+            .as_ref()
+            .map(|m| m.as_record())
     }
     fn remove_message(&mut self, _: &str, queue: &str, id: MessageId) -> Result<Seq, PersistError> {
         let mut l = self.log.lock();
