@@ -14,9 +14,10 @@
 //! then exchange, routing key, properties, body. A message whose one copy
 //! is the durable store's segment record (persistent, held only by queues
 //! the store holds it for) gets a *stub* instead: the same header with
-//! `flags` = [`FLAG_IN_STORE`], then the store's `segment u32 | offset u32`,
-//! and no contents (48 bytes); [`full_view`] reads the contents from the
-//! store. See docs/storage.md ("What is written where, once").
+//! `flags` = [`FLAG_IN_STORE`], where `props_len` holds the store's segment
+//! number and `exchange_len` the `priority` property, then the record's
+//! `offset u32` in that segment, and no contents (40 bytes); [`full_view`]
+//! reads the contents from the store. See docs/storage.md ("What is written where, once").
 
 use crate::persist::{Persistence, StoredAt};
 
@@ -31,8 +32,8 @@ pub const RECORD_HEADER_BYTES: usize = 36;
 /// `flags` bit: the record is a stub, the contents are in the store.
 pub const FLAG_IN_STORE: u8 = 1;
 
-/// Bytes of a stub record (header + store location, padded to 8).
-pub const STUB_RECORD_BYTES: usize = 48;
+/// Bytes of a stub record (header + the store offset).
+pub const STUB_RECORD_BYTES: usize = 40;
 
 /// Per-message facts kept with the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,20 +110,20 @@ impl NewMessage<'_> {
         out[0..8].copy_from_slice(&m.published_ms.to_le_bytes());
         out[8..16].copy_from_slice(&m.expiration_ms.to_le_bytes());
         out[16..24].copy_from_slice(&m.store_id.to_le_bytes());
-        out[24..28].copy_from_slice(&(self.properties.len() as u32).to_le_bytes());
         out[28..32].copy_from_slice(&(self.body.len() as u32).to_le_bytes());
-        out[32] = self.exchange.len() as u8;
-        out[33] = self.routing_key.len() as u8;
         out[34] = u8::from(m.persistent);
-        out[35] = 0;
         if let Some(s) = self.stored_at {
+            out[24..28].copy_from_slice(&s.segment.to_le_bytes());
+            out[32] = amqp_codec::peek_priority(self.properties).unwrap_or(0);
+            out[33] = 0;
             out[35] = FLAG_IN_STORE;
-            out[36..40].copy_from_slice(&s.segment.to_le_bytes());
-            out[40..44].copy_from_slice(&s.offset.to_le_bytes());
-            out[44] = amqp_codec::peek_priority(self.properties).unwrap_or(0);
-            out[45..].fill(0);
+            out[36..40].copy_from_slice(&s.offset.to_le_bytes());
             return;
         }
+        out[24..28].copy_from_slice(&(self.properties.len() as u32).to_le_bytes());
+        out[32] = self.exchange.len() as u8;
+        out[33] = self.routing_key.len() as u8;
+        out[35] = 0;
         let mut at = RECORD_HEADER_BYTES;
         for part in [
             self.exchange.as_bytes(),
@@ -153,8 +154,7 @@ pub fn decode_record(buf: &[u8]) -> Option<MessageView<'_>> {
     let (props_len, body_len, ex_len, rk_len) =
         (u32_at(24), u32_at(28), h[32] as usize, h[33] as usize);
     if h[35] & FLAG_IN_STORE != 0 {
-        let loc = buf.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + 9)?;
-        let word = |i: usize| u32::from_le_bytes(loc[i..i + 4].try_into().unwrap_or([0; 4]));
+        let offset = buf.get(RECORD_HEADER_BYTES..STUB_RECORD_BYTES)?;
         return Some(MessageView {
             meta,
             exchange: "",
@@ -163,10 +163,10 @@ pub fn decode_record(buf: &[u8]) -> Option<MessageView<'_>> {
             body: &[],
             body_len,
             stored_at: Some(StoredAt {
-                segment: word(0),
-                offset: word(4),
+                segment: u32_at(24) as u32,
+                offset: u32::from_le_bytes(offset.try_into().unwrap_or([0; 4])),
             }),
-            stub_priority: loc[8],
+            stub_priority: h[32],
         });
     }
     let mut at = RECORD_HEADER_BYTES;
@@ -407,6 +407,40 @@ mod tests {
         let (segs_after, _) = a.usage();
         assert!(segs_after < segs_before);
         assert_eq!(a.get(locs[19]).unwrap().body, &[19u8; 40][..]);
+    }
+
+    #[test]
+    fn stub_keeps_meta_lengths_priority_and_store_place() {
+        let mut a = MemArena::new(1 << 12);
+        let mut props = bytes::BytesMut::new();
+        amqp_codec::BasicProperties {
+            priority: Some(6),
+            ..Default::default()
+        }
+        .encode(&mut props);
+        let at = StoredAt {
+            segment: 0xdead_beef,
+            offset: 0x1234_5678,
+        };
+        let new = NewMessage {
+            properties: &props,
+            stored_at: Some(at),
+            ..msg(&[9; 300])
+        };
+        assert_eq!(new.record_len(), STUB_RECORD_BYTES);
+        let loc = a.append(&new, 1).unwrap();
+        let v = a.get(loc).unwrap();
+        assert_eq!(v.meta, new.meta);
+        assert_eq!(
+            (v.stored_at, v.body_len, v.stub_priority),
+            (Some(at), 300, 6)
+        );
+        assert!(v.body.is_empty() && v.properties.is_empty());
+        assert_eq!(a.usage().1, STUB_RECORD_BYTES as u64);
+        // A full record after it still decodes as one.
+        let full = a.append(&msg(b"abc"), 1).unwrap();
+        assert_eq!(a.get(full).unwrap().stored_at, None);
+        assert_eq!(a.get(full).unwrap().body, b"abc");
     }
 
     #[test]

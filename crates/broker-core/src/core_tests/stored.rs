@@ -1,5 +1,5 @@
 //! A persistent message held only by queues the store holds it for is
-//! kept once, in the store: the arena has a 48-byte stub and deliveries,
+//! kept once, in the store: the arena has a 40-byte stub and deliveries,
 //! gets, dead-lettering and priority requeues read the store's record.
 //! Anything else (transient, or also routed to a non-durable queue) keeps
 //! a full arena copy.
