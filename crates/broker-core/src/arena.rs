@@ -10,8 +10,16 @@
 //!
 //! Record layout inside a segment (little endian, 8-byte aligned):
 //! `published_ms u64 | expiration_ms u64 | store_id u64 | props_len u32 |
-//!  body_len u32 | exchange_len u8 | routing_key_len u8 | persistent u8 | pad u8`
-//! then exchange, routing key, properties, body.
+//!  body_len u32 | exchange_len u8 | routing_key_len u8 | persistent u8 | flags u8`
+//! then exchange, routing key, properties, body. A message whose one copy
+//! is the durable store's segment record (persistent, held only by queues
+//! the store holds it for) gets a *stub* instead: the same header with
+//! `flags` = [`FLAG_IN_STORE`], where `props_len` holds the store's segment
+//! number and `exchange_len` the `priority` property, then the record's
+//! `offset u32` in that segment, and no contents (40 bytes); [`full_view`]
+//! reads the contents from the store. See docs/storage.md ("What is written where, once").
+
+use crate::persist::{Persistence, StoredAt};
 
 /// A record's location: segment number in the high 32 bits, byte offset
 /// (a multiple of 8) in the low 32. Increases with append order, so it also
@@ -20,6 +28,12 @@ pub type Loc = u64;
 
 /// Bytes of the fixed record header.
 pub const RECORD_HEADER_BYTES: usize = 36;
+
+/// `flags` bit: the record is a stub, the contents are in the store.
+pub const FLAG_IN_STORE: u8 = 1;
+
+/// Bytes of a stub record (header + the store offset).
+pub const STUB_RECORD_BYTES: usize = 40;
 
 /// Per-message facts kept with the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,31 +44,58 @@ pub struct RecordMeta {
     pub expiration_ms: u64,
     /// The durable store's id for it; 0 = not stored.
     pub store_id: u64,
+    /// Published with delivery_mode 2.
     pub persistent: bool,
 }
 
-/// A borrowed view of one stored message.
+/// A borrowed view of one stored message. For a stub (`stored_at` is
+/// `Some`) the contents are empty here: [`full_view`] fills them from the
+/// store; the meta and `body_len` are always right.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageView<'a> {
+    /// Per-message facts.
     pub meta: RecordMeta,
+    /// Exchange it was published to.
     pub exchange: &'a str,
+    /// Routing key it was published with.
     pub routing_key: &'a str,
+    /// Content-header property bytes as published.
     pub properties: &'a [u8],
+    /// The body.
     pub body: &'a [u8],
+    /// Length of the body (also for a stub, whose `body` is empty).
+    pub body_len: usize,
+    /// Where the store keeps the contents, for a stub.
+    pub stored_at: Option<StoredAt>,
+    /// A stub's `priority` property (0 when absent), kept so priority
+    /// lanes are placed without reading the store; 0 for a full record
+    /// (read `properties`).
+    pub stub_priority: u8,
 }
 
 /// What is appended.
 #[derive(Debug, Clone, Copy)]
 pub struct NewMessage<'a> {
+    /// Per-message facts.
     pub meta: RecordMeta,
+    /// Exchange it was published to.
     pub exchange: &'a str,
+    /// Routing key it was published with.
     pub routing_key: &'a str,
+    /// Content-header property bytes as published.
     pub properties: &'a [u8],
+    /// The body.
     pub body: &'a [u8],
+    /// `Some` = the store's record is the copy deliveries read: only a
+    /// stub is written (see the module docs).
+    pub stored_at: Option<StoredAt>,
 }
 
 impl NewMessage<'_> {
     pub fn record_len(&self) -> usize {
+        if self.stored_at.is_some() {
+            return STUB_RECORD_BYTES;
+        }
         let raw = RECORD_HEADER_BYTES
             + self.exchange.len()
             + self.routing_key.len()
@@ -69,11 +110,19 @@ impl NewMessage<'_> {
         out[0..8].copy_from_slice(&m.published_ms.to_le_bytes());
         out[8..16].copy_from_slice(&m.expiration_ms.to_le_bytes());
         out[16..24].copy_from_slice(&m.store_id.to_le_bytes());
-        out[24..28].copy_from_slice(&(self.properties.len() as u32).to_le_bytes());
         out[28..32].copy_from_slice(&(self.body.len() as u32).to_le_bytes());
+        out[34] = u8::from(m.persistent);
+        if let Some(s) = self.stored_at {
+            out[24..28].copy_from_slice(&s.segment.to_le_bytes());
+            out[32] = amqp_codec::peek_priority(self.properties).unwrap_or(0);
+            out[33] = 0;
+            out[35] = FLAG_IN_STORE;
+            out[36..40].copy_from_slice(&s.offset.to_le_bytes());
+            return;
+        }
+        out[24..28].copy_from_slice(&(self.properties.len() as u32).to_le_bytes());
         out[32] = self.exchange.len() as u8;
         out[33] = self.routing_key.len() as u8;
-        out[34] = u8::from(m.persistent);
         out[35] = 0;
         let mut at = RECORD_HEADER_BYTES;
         for part in [
@@ -104,6 +153,22 @@ pub fn decode_record(buf: &[u8]) -> Option<MessageView<'_>> {
     };
     let (props_len, body_len, ex_len, rk_len) =
         (u32_at(24), u32_at(28), h[32] as usize, h[33] as usize);
+    if h[35] & FLAG_IN_STORE != 0 {
+        let offset = buf.get(RECORD_HEADER_BYTES..STUB_RECORD_BYTES)?;
+        return Some(MessageView {
+            meta,
+            exchange: "",
+            routing_key: "",
+            properties: &[],
+            body: &[],
+            body_len,
+            stored_at: Some(StoredAt {
+                segment: u32_at(24) as u32,
+                offset: u32::from_le_bytes(offset.try_into().unwrap_or([0; 4])),
+            }),
+            stub_priority: h[32],
+        });
+    }
     let mut at = RECORD_HEADER_BYTES;
     let mut take = |n: usize| {
         let s = buf.get(at..at + n)?;
@@ -120,6 +185,33 @@ pub fn decode_record(buf: &[u8]) -> Option<MessageView<'_>> {
         routing_key,
         properties,
         body,
+        body_len,
+        stored_at: None,
+        stub_priority: 0,
+    })
+}
+
+/// The message at `loc` with its contents: the arena record, or for a stub
+/// the store's record (the one on-disk copy). `None` if either is missing.
+/// The view borrows the store, so copy what is needed before calling it
+/// again.
+pub fn full_view<'a>(
+    arena: &'a dyn Arena,
+    persist: &'a mut dyn Persistence,
+    loc: Loc,
+) -> Option<MessageView<'a>> {
+    let v = arena.get(loc)?;
+    let Some(at) = v.stored_at else {
+        return Some(v);
+    };
+    let r = persist.read_message(at)?;
+    Some(MessageView {
+        exchange: r.exchange,
+        routing_key: r.routing_key,
+        properties: r.properties,
+        body: r.body,
+        body_len: r.body.len(),
+        ..v
     })
 }
 
@@ -288,6 +380,7 @@ mod tests {
             routing_key: "rk",
             properties: b"\x10\x00\x02",
             body,
+            stored_at: None,
         }
     }
 
@@ -314,6 +407,40 @@ mod tests {
         let (segs_after, _) = a.usage();
         assert!(segs_after < segs_before);
         assert_eq!(a.get(locs[19]).unwrap().body, &[19u8; 40][..]);
+    }
+
+    #[test]
+    fn stub_keeps_meta_lengths_priority_and_store_place() {
+        let mut a = MemArena::new(1 << 12);
+        let mut props = bytes::BytesMut::new();
+        amqp_codec::BasicProperties {
+            priority: Some(6),
+            ..Default::default()
+        }
+        .encode(&mut props);
+        let at = StoredAt {
+            segment: 0xdead_beef,
+            offset: 0x1234_5678,
+        };
+        let new = NewMessage {
+            properties: &props,
+            stored_at: Some(at),
+            ..msg(&[9; 300])
+        };
+        assert_eq!(new.record_len(), STUB_RECORD_BYTES);
+        let loc = a.append(&new, 1).unwrap();
+        let v = a.get(loc).unwrap();
+        assert_eq!(v.meta, new.meta);
+        assert_eq!(
+            (v.stored_at, v.body_len, v.stub_priority),
+            (Some(at), 300, 6)
+        );
+        assert!(v.body.is_empty() && v.properties.is_empty());
+        assert_eq!(a.usage().1, STUB_RECORD_BYTES as u64);
+        // A full record after it still decodes as one.
+        let full = a.append(&msg(b"abc"), 1).unwrap();
+        assert_eq!(a.get(full).unwrap().stored_at, None);
+        assert_eq!(a.get(full).unwrap().body, b"abc");
     }
 
     #[test]

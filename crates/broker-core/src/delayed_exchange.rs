@@ -47,7 +47,7 @@ impl Broker {
         };
         let properties = fired_properties(m.properties, delay_ms);
         let due_ms = wall_ms().saturating_add(delay_ms);
-        let (mut store_id, mut seq) = (0, 0);
+        let (mut store_id, mut seq, mut stored_at) = (0, 0, None);
         if persistent && durable {
             let record = MessageRecord {
                 exchange: m.exchange,
@@ -56,8 +56,8 @@ impl Broker {
                 body: m.body,
             };
             let hidden = hidden_queue_name(exchange);
-            match persist.append_timed_message(vname, &record, &[hidden.as_str()], due_ms) {
-                Ok((id, s)) => (store_id, seq) = (id, s),
+            match persist.append(vname, &record, &[hidden.as_str()], Some(due_ms)) {
+                Ok(a) => (store_id, seq, stored_at) = (a.id, a.seq, a.at),
                 Err(e) => {
                     tracing::warn!("store refused a delayed message: {e}");
                     return (0, true);
@@ -75,6 +75,7 @@ impl Broker {
             routing_key: m.routing_key,
             properties: &properties,
             body: m.body,
+            stored_at,
         };
         match arena.append(&new, 1) {
             Ok(loc) => {
@@ -115,7 +116,9 @@ impl Broker {
     }
 
     fn fire_one(&mut self, d: &Due) {
-        let Some(view) = self.arena.get(d.loc) else {
+        let view =
+            crate::arena::full_view(self.arena.as_ref(), self.durability.persist.as_mut(), d.loc);
+        let Some(view) = view else {
             return;
         };
         let (rk, props, body) = (

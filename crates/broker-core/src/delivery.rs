@@ -7,7 +7,7 @@ use amqp_codec::{
 use bytes::{BufMut, BytesMut};
 use rustc_hash::FxHashMap;
 
-use crate::arena::MessageView;
+use crate::arena::{full_view, MessageView};
 use crate::broker::Broker;
 use crate::consumer_timeout::{timeout_for, watch};
 use crate::consumers::{has_credit, pick_consumer};
@@ -268,7 +268,7 @@ impl Broker {
             while let Some(msg) = q.pop(arena.as_ref()) {
                 let tag = ch.next_delivery_tag;
                 ch.next_delivery_tag += 1;
-                let Some(view) = arena.get(msg.loc()) else {
+                let Some(view) = full_view(arena.as_ref(), persist.as_mut(), msg.loc()) else {
                     tracing::error!(queue = %qname, "queued message missing from the arena; dropped");
                     continue;
                 };
@@ -283,6 +283,7 @@ impl Broker {
                 } else {
                     0
                 };
+                let store_id = view.meta.store_id;
                 if count == 0 {
                     write_view(out, k.channel, method, &view, frame_max);
                 } else {
@@ -296,7 +297,6 @@ impl Broker {
                     q.stats.deliver_no_ack += 1;
                     ch.stats.deliver_no_ack += 1;
                     q.forget_delivery_count(msg);
-                    let store_id = view.meta.store_id;
                     if q.durable && store_id != 0 {
                         let _ = persist.remove_message(vname, qname, store_id);
                     }

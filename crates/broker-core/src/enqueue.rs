@@ -114,6 +114,7 @@ impl Broker {
                 accepted.push(i);
             }
             let mut store_id = 0;
+            let mut stored_at = None;
             if !durable.is_empty() {
                 let record = MessageRecord {
                     exchange: m.exchange,
@@ -121,10 +122,18 @@ impl Broker {
                     properties: m.properties,
                     body: m.body,
                 };
-                match persist.append_message(vname, &record, &durable) {
-                    Ok((id, seq)) => {
-                        store_id = id;
-                        out.seq = seq;
+                match persist.append(vname, &record, &durable, None) {
+                    Ok(a) => {
+                        store_id = a.id;
+                        out.seq = a.seq;
+                        // The store's record is the one copy only when every
+                        // queue taking the message is one the store holds it
+                        // for: a non-durable queue could outlive those holds,
+                        // so a message that also reaches one keeps a full
+                        // arena copy (docs/storage.md).
+                        if durable.len() == accepted.len() {
+                            stored_at = a.at;
+                        }
                     }
                     Err(e) => {
                         // The store refuses writes (I/O error, full disk): refuse
@@ -148,6 +157,7 @@ impl Broker {
                     routing_key: m.routing_key,
                     properties: m.properties,
                     body: m.body,
+                    stored_at,
                 };
                 match arena.append(&new, accepted.len() as u32) {
                     Ok(loc) => {
@@ -225,7 +235,12 @@ impl Broker {
             });
         if has_dlx {
             // Copy out before the arena reference goes.
-            if let Some(v) = self.arena.get(msg.loc()) {
+            let view = crate::arena::full_view(
+                self.arena.as_ref(),
+                self.durability.persist.as_mut(),
+                msg.loc(),
+            );
+            if let Some(v) = view {
                 let (ex, rk, props, body) = (
                     v.exchange.to_string(),
                     v.routing_key.to_string(),

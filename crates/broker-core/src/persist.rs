@@ -74,6 +74,31 @@ pub struct MessageRecord<'a> {
     pub body: &'a [u8],
 }
 
+/// Where the store keeps one message record (the message's one on-disk
+/// copy): segment number and the record's byte offset in that segment.
+/// Given by [`Persistence::append`] and [`RestoreSink::stored_message`],
+/// read back with [`Persistence::read_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredAt {
+    /// The store's segment number.
+    pub segment: u32,
+    /// Byte offset of the record's frame in that segment.
+    pub offset: u32,
+}
+
+/// What [`Persistence::append`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The message's store id (fresh even when nothing was written).
+    pub id: MessageId,
+    /// Durable once a sync returned a value `>=` it.
+    pub seq: Seq,
+    /// Where the record can be read back, when the store wrote one held by
+    /// every queue it was given (so it lives as long as any of them holds
+    /// it) and can serve reads; `None` otherwise.
+    pub at: Option<StoredAt>,
+}
+
 /// Durable definitions found at startup. `queues[i]` is the queue that
 /// [`RestoreSink::message`] names as slot `i`.
 #[derive(Debug, Default, Clone)]
@@ -106,6 +131,25 @@ pub trait RestoreSink {
     ) {
         let _ = due_ms;
         self.message(id, queues, msg);
+    }
+    /// A recovered message with the place of its record in the store, which
+    /// [`Persistence::read_message`] can read while a queue holds it (so
+    /// the sink need not copy its contents). `due_ms` as in
+    /// [`RestoreSink::timed_message`]. Sinks that do not care see it as a
+    /// plain or timed message.
+    fn stored_message(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        msg: &MessageRecord<'_>,
+        at: StoredAt,
+        due_ms: Option<u64>,
+    ) {
+        let _ = at;
+        match due_ms {
+            Some(due) => self.timed_message(id, queues, msg, due),
+            None => self.message(id, queues, msg),
+        }
     }
 }
 
@@ -229,6 +273,31 @@ pub trait Persistence: Send {
     ) -> Result<(MessageId, Seq), PersistError> {
         let _ = due_ms;
         self.append_message(vhost, msg, queues)
+    }
+    /// `append_message` (or `append_timed_message` with a due time), also
+    /// telling where the record can be read back. A store that cannot serve
+    /// reads says `at: None`, and the core keeps its own copy.
+    fn append(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        let (id, seq) = match due_ms {
+            Some(due) => self.append_timed_message(vhost, msg, queues, due)?,
+            None => self.append_message(vhost, msg, queues)?,
+        };
+        Ok(Appended { id, seq, at: None })
+    }
+    /// The record at `at` (given by `append` or recovery), while at least
+    /// one queue holds it. Never blocks on the disk for a write: records
+    /// not yet written come from the store's buffer. Reading a written one
+    /// may page-fault on a cold page of the segment (see ARCHITECTURE.md).
+    /// The view lives until the next call on the store.
+    fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
+        let _ = at;
+        None
     }
     /// The queue no longer holds the message (acked, purged, dropped).
     fn remove_message(

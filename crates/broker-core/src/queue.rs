@@ -185,7 +185,7 @@ impl Queue {
     }
 
     fn body_len(arena: &dyn Arena, m: QueuedMessage) -> u64 {
-        arena.get(m.loc()).map_or(0, |v| v.body.len() as u64)
+        arena.get(m.loc()).map_or(0, |v| v.body_len as u64)
     }
 
     fn counts_bytes(&self) -> bool {
@@ -348,7 +348,12 @@ fn placement_from(properties: &[u8]) -> Placement {
 fn stored_placement(arena: &dyn Arena, m: QueuedMessage) -> Placement {
     arena
         .get(m.loc())
-        .map_or(Placement::default(), |v| placement_from(v.properties))
+        .map_or(Placement::default(), |v| match v.stored_at {
+            Some(_) => Placement {
+                priority: v.stub_priority,
+            },
+            None => placement_from(v.properties),
+        })
 }
 
 #[cfg(test)]
@@ -375,6 +380,7 @@ mod tests {
                         routing_key: "q",
                         properties: b"",
                         body: b.as_bytes(),
+                        stored_at: None,
                     },
                     1,
                 )
@@ -423,6 +429,7 @@ mod tests {
                 routing_key: "q",
                 properties: &props,
                 body: body.as_bytes(),
+                stored_at: None,
             };
             let loc = arena.append(&new, 1).unwrap();
             if restore {

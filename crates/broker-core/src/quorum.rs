@@ -62,7 +62,7 @@ impl Queue {
     fn requeue_returned(&mut self, mut m: QueuedMessage, front: bool, arena: &dyn Arena) {
         m.set_redelivered();
         if self.limits.max_length_bytes.is_some() {
-            self.ready_bytes += arena.get(m.loc()).map_or(0, |v| v.body.len() as u64);
+            self.ready_bytes += arena.get(m.loc()).map_or(0, |v| v.body_len as u64);
         }
         if front {
             let at = self.returns_ready.min(self.ready_len());
@@ -167,6 +167,7 @@ mod tests {
                 routing_key: "q",
                 properties: b"",
                 body: b.as_bytes(),
+                stored_at: None,
             };
             let loc = arena.append(&new, 1).unwrap();
             q.push(QueuedMessage::new(loc), 1, false, b"");
@@ -231,6 +232,9 @@ mod tests {
             routing_key: "q",
             properties: &[0, 0],
             body: b"x",
+            body_len: 1,
+            stored_at: None,
+            stub_priority: 0,
         };
         let method = ContentMethod::GetOk {
             delivery_tag: 1,

@@ -9,7 +9,7 @@ use crate::broker::Broker;
 use crate::delayed::DelayedStore;
 use crate::exchange::{Destination, Exchange};
 use crate::message::{now_ms, QueuedMessage};
-use crate::persist::{MessageId, MessageRecord, RecoveredDefs, RestoreSink};
+use crate::persist::{MessageId, MessageRecord, RecoveredDefs, RestoreSink, StoredAt};
 use crate::queue::Queue;
 use crate::tables::decode_table;
 use crate::vhost::Vhost;
@@ -156,11 +156,45 @@ impl RestoreSink for Restorer<'_> {
     }
 
     fn timed_message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>, due_ms: u64) {
+        self.place_timed(id, queues, m, due_ms, None);
+    }
+
+    fn message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>) {
+        self.place(id, queues, m, None);
+    }
+
+    /// The store's record stays the one copy: the arena gets a stub.
+    fn stored_message(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        m: &MessageRecord<'_>,
+        at: StoredAt,
+        due_ms: Option<u64>,
+    ) {
+        match due_ms {
+            Some(due) => self.place_timed(id, queues, m, due, Some(at)),
+            None => self.place(id, queues, m, Some(at)),
+        }
+    }
+}
+
+impl Restorer<'_> {
+    /// A recovered timed message: into its delayed exchange's pending
+    /// store, or (held by ordinary queues) placed like any message.
+    fn place_timed(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        m: &MessageRecord<'_>,
+        due_ms: u64,
+        stored_at: Option<StoredAt>,
+    ) {
         let Some(Some(slot)) = queues.first().and_then(|q| self.slots.get(*q as usize)) else {
-            return self.message(id, queues, m);
+            return self.place(id, queues, m, stored_at);
         };
         if !slot.delayed {
-            return self.message(id, queues, m);
+            return self.place(id, queues, m, stored_at);
         }
         let (vhost, exchange) = (slot.vhost.clone(), slot.name.clone());
         let new = NewMessage {
@@ -174,6 +208,7 @@ impl RestoreSink for Restorer<'_> {
             routing_key: m.routing_key,
             properties: m.properties,
             body: m.body,
+            stored_at,
         };
         let loc = match self.broker.arena.append(&new, 1) {
             Ok(loc) => loc,
@@ -196,7 +231,16 @@ impl RestoreSink for Restorer<'_> {
         }
     }
 
-    fn message(&mut self, id: MessageId, queues: &[u32], m: &MessageRecord<'_>) {
+    /// A recovered message into the queues holding it: one arena record
+    /// (a stub when the store's record is the copy to read) referred to by
+    /// each of them.
+    fn place(
+        &mut self,
+        id: MessageId,
+        queues: &[u32],
+        m: &MessageRecord<'_>,
+        stored_at: Option<StoredAt>,
+    ) {
         let holders = queues
             .iter()
             .filter(|q| matches!(self.slots.get(**q as usize), Some(Some(s)) if !s.delayed))
@@ -220,6 +264,7 @@ impl RestoreSink for Restorer<'_> {
             routing_key: m.routing_key,
             properties: m.properties,
             body: m.body,
+            stored_at,
         };
         let loc = match self.broker.arena.append(&new, holders) {
             Ok(loc) => loc,
@@ -241,9 +286,7 @@ impl RestoreSink for Restorer<'_> {
             }
         }
     }
-}
 
-impl Restorer<'_> {
     /// Moves the collected messages into their queues.
     pub fn finish(self) -> RestoreStats {
         let mut stats = self.stats;

@@ -18,7 +18,8 @@ use parking_lot::Mutex;
 
 use crate::arena::MemArena;
 use crate::persist::{
-    BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, Persistence, QueueDef, Seq,
+    Appended, BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, Persistence,
+    QueueDef, Seq, StoredAt,
 };
 use crate::{Broker, ConnId, ConnInfo, ConnSink, CoreConfig, WireOutcome};
 
@@ -71,6 +72,8 @@ pub struct StoreLog {
     pub queues: Vec<String>,
     /// Access records (users, vhosts, permissions, limits), in order.
     pub access: Vec<crate::access_state::AccessRecord>,
+    /// Reads of message records (`Persistence::read_message`) served.
+    pub reads: u64,
 }
 
 /// A store that records what it is asked to keep; nothing is durable until
@@ -79,6 +82,10 @@ pub struct StoreLog {
 pub struct RecordingStore {
     /// Shared with the test.
     pub log: Arc<Mutex<StoreLog>>,
+    /// Contents of the messages some queue still holds, by id (`None` once
+    /// released by every queue, so a read after that fails as it would
+    /// on a deleted segment). The `StoredAt` offset is the id.
+    records: Vec<Option<crate::persist::OwnedMessage>>,
 }
 
 impl RecordingStore {
@@ -105,7 +112,17 @@ impl Persistence for RecordingStore {
         Ok(self.bump())
     }
     fn delete_queue(&mut self, _: &str, name: &str) -> Result<Seq, PersistError> {
-        self.log.lock().queues.retain(|q| q != name);
+        {
+            // Like the real store: the delete releases every hold.
+            let mut l = self.log.lock();
+            l.queues.retain(|q| q != name);
+            l.live.retain(|(q, _)| q != name);
+            for (id, r) in self.records.iter_mut().enumerate() {
+                if r.is_some() && !l.live.iter().any(|(_, i)| *i as usize == id) {
+                    *r = None;
+                }
+            }
+        }
         Ok(self.bump())
     }
     fn put_binding(&mut self, _: &BindingDef) -> Result<Seq, PersistError> {
@@ -129,9 +146,44 @@ impl Persistence for RecordingStore {
         l.seq += 1;
         Ok((id, l.seq))
     }
+    fn append(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        _due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        let (id, seq) = self.append_message(vhost, msg, queues)?;
+        let at = u32::try_from(id).ok().map(|offset| {
+            let slot = offset as usize;
+            if self.records.len() <= slot {
+                self.records.resize(slot + 1, None);
+            }
+            self.records[slot] = Some(crate::persist::OwnedMessage {
+                exchange: msg.exchange.to_owned(),
+                routing_key: msg.routing_key.to_owned(),
+                properties: Bytes::copy_from_slice(msg.properties),
+                body: Bytes::copy_from_slice(msg.body),
+            });
+            StoredAt { segment: 0, offset }
+        });
+        Ok(Appended { id, seq, at })
+    }
+    fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
+        self.log.lock().reads += 1;
+        self.records
+            .get(at.offset as usize)?
+            .as_ref()
+            .map(|m| m.as_record())
+    }
     fn remove_message(&mut self, _: &str, queue: &str, id: MessageId) -> Result<Seq, PersistError> {
         let mut l = self.log.lock();
         l.live.retain(|(q, i)| !(q == queue && *i == id));
+        if !l.live.iter().any(|(_, i)| *i == id) {
+            if let Some(r) = self.records.get_mut(id as usize) {
+                *r = None;
+            }
+        }
         l.seq += 1;
         Ok(l.seq)
     }

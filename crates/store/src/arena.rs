@@ -244,6 +244,7 @@ mod tests {
             routing_key: "k",
             properties: b"",
             body,
+            stored_at: None,
         }
     }
 

@@ -67,6 +67,19 @@ pub enum Mapped {
     Owned(Vec<u8>),
 }
 
+impl Mapped {
+    /// Asks the kernel to start reading `from..to` into the page cache
+    /// (`MADV_WILLNEED`, asynchronous): deliveries then copy from memory
+    /// instead of page-faulting on a cold segment under the broker's lock.
+    pub fn will_need(&self, from: usize, to: usize) {
+        if let Mapped::Map(m) = self {
+            if from < to && to <= m.len() {
+                let _ = m.advise_range(memmap2::Advice::WillNeed, from, to - from);
+            }
+        }
+    }
+}
+
 impl std::ops::Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -167,9 +180,12 @@ impl Backend for FsBackend {
         if file.metadata()?.len() == 0 {
             return Ok(Mapped::Owned(Vec::new()));
         }
-        // SAFETY: the folder is ours alone (LOCK), the store never writes a
-        // file it is recovering, and recovery drops the mapping before it
-        // truncates the file, so the mapped bytes never change or vanish.
+        // SAFETY: the folder is ours alone (LOCK). Recovery drops its
+        // mapping before it truncates a file. The store's read mappings
+        // (reads.rs) only touch bytes written for good, which nothing
+        // changes or cuts while the segment lives (a rollback cuts only
+        // what its own batch appended past them), so the bytes read never
+        // change or vanish.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         // Recovery reads each segment front to back, once.
         let _ = map.advise(memmap2::Advice::Sequential);

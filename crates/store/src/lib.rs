@@ -21,6 +21,7 @@ pub mod arena;
 pub mod backend;
 pub mod format;
 mod index;
+mod reads;
 pub mod record;
 mod recovery;
 pub mod sim;
@@ -107,7 +108,7 @@ pub fn open_with_backend_into(
             Err(e) => return Err(io_err(e)),
         },
     };
-    let store = FileStore::new(Arc::clone(&shared), config, recovery);
+    let store = FileStore::new(Arc::clone(&shared), Arc::clone(&backend), config, recovery);
     let syncer = Arc::new(FileSyncer::new(shared, backend, reserve_bytes, reserve));
     Ok((store, syncer, warnings))
 }

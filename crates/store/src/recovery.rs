@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use broker_core::persist::{
     BindingDef, ExchangeDef, MessageId, PersistError, QueueDef, RecoveredDefs, RestoreSink,
+    StoredAt,
 };
 
 use broker_core::access_state::AccessState;
@@ -393,17 +394,26 @@ pub(crate) fn recover(
         }
         // Stream this segment's live messages, then let its mapping go.
         index.for_each_live(n, |id, pos, holders| {
-            let view = offsets
-                .get(pos)
-                .and_then(|off| format::frame_body(&buf, *off))
-                .and_then(record::decode_message);
-            if let Some(v) = view {
-                match v.due_ms {
+            let Some(&off) = offsets.get(pos) else {
+                return;
+            };
+            let Some(v) = format::frame_body(&buf, off).and_then(record::decode_message) else {
+                return;
+            };
+            // The segment record stays the message's one copy (the sink
+            // reads it back through `read_message`), unless its offset
+            // cannot be named.
+            match u32::try_from(off) {
+                Ok(offset) => {
+                    let at = StoredAt { segment: n, offset };
+                    sink.stored_message(id, holders, &v.msg, at, v.due_ms);
+                }
+                Err(_) => match v.due_ms {
                     Some(due) => sink.timed_message(id, holders, &v.msg, due),
                     None => sink.message(id, holders, &v.msg),
-                }
-                messages += 1;
+                },
             }
+            messages += 1;
         });
         index.seal(n);
     }

@@ -6,8 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use broker_core::persist::{
-    BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, Persistence, QueueDef, Seq,
+    Appended, BindingDef, ExchangeDef, MessageId, MessageRecord, PersistError, Persistence,
+    QueueDef, Seq, StoredAt,
 };
+
+use crate::backend::Backend;
+use crate::reads::Reads;
 
 use crate::format::{self, HEADER_SIZE_BYTES};
 use crate::index::{Index, Slot};
@@ -53,10 +57,30 @@ pub struct FileStore {
     to_delete: Vec<(u32, bool)>,
     /// A message was appended since the last `maintain`.
     appended_since_maintain: bool,
+    /// The data folder, for reading message records back.
+    backend: Arc<dyn Backend>,
+    /// Where the last `append_for` wrote its record (`None`: nothing).
+    last_at: Option<StoredAt>,
+    /// Segment mappings and the copy buffer behind `read_message`.
+    reads: Reads,
+}
+
+/// How many distinct names `queues` holds (usually 1 or 2: quadratic is fine).
+fn distinct_count(queues: &[&str]) -> usize {
+    queues
+        .iter()
+        .enumerate()
+        .filter(|(i, q)| !queues[..*i].contains(q))
+        .count()
 }
 
 impl FileStore {
-    pub(crate) fn new(shared: Arc<Shared>, config: StoreConfig, rec: Recovery) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        backend: Arc<dyn Backend>,
+        config: StoreConfig,
+        rec: Recovery,
+    ) -> Self {
         let mut queue_ids: HashMap<String, HashMap<String, QueueId>> = HashMap::new();
         for (id, q) in &rec.defs.queues {
             queue_ids
@@ -80,6 +104,9 @@ impl FileStore {
             current_created: false,
             to_delete: Vec::new(),
             appended_since_maintain: false,
+            backend,
+            last_at: None,
+            reads: Reads::default(),
         }
     }
 
@@ -126,6 +153,8 @@ impl FileStore {
         if let Some(seg) = self.index.segment(num).filter(|s| s.live == 0) {
             self.to_delete.push((num, seg.has_acks));
             self.index.remove_segment(num);
+            // Nothing can read it any more; unmapping lets its space go.
+            self.reads.forget(num);
         }
     }
 
@@ -246,6 +275,29 @@ impl Persistence for FileStore {
         result
     }
 
+    fn append(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        self.last_at = None;
+        let (id, seq) = match due_ms {
+            Some(due) => self.append_timed_message(vhost, msg, queues, due)?,
+            None => self.append_message(vhost, msg, queues)?,
+        };
+        // Readable for as long as it lives only if the store holds it for
+        // every queue named (each distinct name a durable queue it knows).
+        let all_held = self.qids.len() == queues.len() || self.qids.len() == distinct_count(queues);
+        let at = self.last_at.take().filter(|_| all_held);
+        Ok(Appended { id, seq, at })
+    }
+
+    fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
+        self.reads.read(&self.shared, self.backend.as_ref(), at)
+    }
+
     fn remove_message(
         &mut self,
         vhost: &str,
@@ -340,15 +392,26 @@ impl FileStore {
             self.rotate();
         }
         let (segment, create) = (self.current, !self.current_created);
-        let seq = self.push(true, |p, rec| match p.segments.last_mut() {
-            Some(chunk) if chunk.segment == segment && !create => {
-                chunk.bytes.extend_from_slice(rec)
+        let offset = if create {
+            HEADER_SIZE_BYTES as u64
+        } else {
+            self.current_bytes
+        };
+        let seq = self.push(true, |p, rec| {
+            let last = p
+                .segments
+                .last_mut()
+                .filter(|c| c.segment == segment && !create)
+                .and_then(Arc::get_mut);
+            match last {
+                Some(chunk) => chunk.bytes.extend_from_slice(rec),
+                None => p.segments.push(Arc::new(SegmentChunk {
+                    segment,
+                    base_offset: offset,
+                    create_with_base: create.then_some(id),
+                    bytes: rec.to_vec(),
+                })),
             }
-            _ => p.segments.push(SegmentChunk {
-                segment,
-                create_with_base: create.then_some(id),
-                bytes: rec.to_vec(),
-            }),
         })?;
         if create {
             self.current_created = true;
@@ -361,6 +424,9 @@ impl FileStore {
         slots.extend(qids.iter().map(|q| self.index.slot(*q)));
         self.index.push(segment, id, &slots, false);
         self.slots = slots;
+        self.last_at = u32::try_from(offset)
+            .ok()
+            .map(|offset| StoredAt { segment, offset });
         Ok((id, seq))
     }
 }

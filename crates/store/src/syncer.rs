@@ -14,6 +14,9 @@ use crate::{format, lock};
 /// Bytes for one segment file within a batch.
 pub(crate) struct SegmentChunk {
     pub segment: u32,
+    /// File offset of `bytes[0]` (so a record can be read from here until
+    /// it is written: `FileStore::read_message`).
+    pub base_offset: u64,
     /// `Some(first message id)` when the file must be created (with a header
     /// carrying that id) before these bytes are appended.
     pub create_with_base: Option<MessageId>,
@@ -33,8 +36,15 @@ pub(crate) struct AcksChunk {
 pub(crate) struct Pending {
     /// Framed records for `defs.log`.
     pub defs: Vec<u8>,
-    /// Framed message records, in segment order.
-    pub segments: Vec<SegmentChunk>,
+    /// Framed message records, in segment order. Shared only with
+    /// `in_flight` (a chunk here is never in flight, so it can grow).
+    pub segments: Vec<Arc<SegmentChunk>>,
+    /// The chunks of the batch the syncer is writing: records there are
+    /// read from here until the batch is written (or put back). Every
+    /// message record is in `segments`, in `in_flight`, or written to its
+    /// file for good, which is what lets readers skip the lock for bytes
+    /// of a file below any chunk of it.
+    pub in_flight: Vec<Arc<SegmentChunk>>,
     /// Framed release records by segment number.
     pub acks: BTreeMap<u32, AcksChunk>,
     /// Settled segments to delete after this batch is durable, with whether
@@ -53,9 +63,12 @@ pub(crate) struct Pending {
 impl Pending {
     /// Moves the batch out, leaving the failure state behind.
     fn take(&mut self) -> Pending {
+        let segments = mem::take(&mut self.segments);
+        self.in_flight.clone_from(&segments);
         Pending {
             defs: mem::take(&mut self.defs),
-            segments: mem::take(&mut self.segments),
+            segments,
+            in_flight: Vec::new(),
             acks: mem::take(&mut self.acks),
             delete: mem::take(&mut self.delete),
             last_seq: self.last_seq,
@@ -67,6 +80,8 @@ impl Pending {
     /// Puts a batch that could not be written back in front of whatever
     /// was appended since it was taken, so it is retried in order.
     fn put_back(&mut self, mut older: Pending) {
+        // Its chunks are readable from `segments` again (and unshared).
+        self.in_flight.clear();
         older.defs.append(&mut self.defs);
         self.defs = older.defs;
         older.segments.append(&mut self.segments);
@@ -362,6 +377,12 @@ impl FileSyncer {
             .map_err(|e| WriteError::Fatal(e.to_string()))
     }
 
+    /// The batch taken last is in its files for good: its chunks are no
+    /// longer needed for reads.
+    fn written(&self) {
+        lock(&self.shared.pending).in_flight.clear();
+    }
+
     /// Marks the store failed for good.
     fn fail(&self, msg: String) -> PersistError {
         tracing::error!("store failed, refusing further writes: {msg}");
@@ -401,7 +422,10 @@ impl FileSyncer {
             }
         }
         match self.write(&batch) {
-            Ok(()) => st.durable = batch.last_seq,
+            Ok(()) => {
+                self.written();
+                st.durable = batch.last_seq;
+            }
             Err(WriteError::Full(e)) => {
                 self.pause(&e, Some(batch));
                 return Err(PersistError::Io(format!("store paused, disk full: {e}")));
@@ -439,6 +463,7 @@ impl Syncer for FileSyncer {
         }
         match self.write(&batch) {
             Ok(()) => {
+                self.written();
                 st.durable = batch.last_seq;
                 Ok(batch.last_seq)
             }
@@ -459,6 +484,7 @@ impl Syncer for FileSyncer {
                 let batch = lock(&self.shared.pending).take();
                 match self.write(&batch) {
                     Ok(()) => {
+                        self.written();
                         st.durable = batch.last_seq;
                         Ok(batch.last_seq)
                     }

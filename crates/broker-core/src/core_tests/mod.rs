@@ -17,6 +17,7 @@ mod priority;
 mod quorum;
 mod routing;
 mod settle;
+mod stored;
 mod ttl_dlx;
 
 use amqp_codec::{FieldTable, FieldValue, Method, ShortStr};

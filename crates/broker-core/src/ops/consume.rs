@@ -228,6 +228,7 @@ impl Broker {
                     ..
                 },
             arena,
+            durability: crate::broker::Durability { persist, .. },
             ..
         } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
@@ -246,7 +247,7 @@ impl Broker {
         if msg.redelivered() {
             chan.stats.redeliver += 1;
         }
-        if let Some(view) = arena.get(msg.loc()) {
+        if let Some(view) = crate::arena::full_view(arena.as_ref(), persist.as_mut(), msg.loc()) {
             let method = ContentMethod::GetOk {
                 delivery_tag: tag,
                 redelivered: msg.redelivered(),

@@ -14,7 +14,7 @@ use broker_core::access::{
 use broker_core::access_state::{AccessRecord, AccessState};
 use broker_core::persist::{
     BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
-    Recovered, Seq, Syncer,
+    Recovered, Seq, StoredAt, Syncer,
 };
 use bytes::Bytes;
 use store::{open_with_backend, FileStore, FileSyncer, SimBackend, StoreConfig};
@@ -152,6 +152,10 @@ pub struct Harness {
     /// Highest seq a successful sync returned.
     pub synced: Seq,
     next_incarnation: u64,
+    /// Where the store said each message's record can be read back.
+    pub ats: HashMap<MessageId, StoredAt>,
+    /// Records read back and checked by `check_reads`.
+    pub reads_checked: u64,
 }
 
 /// A random change of users, vhosts, permissions or limits, over a few
@@ -235,6 +239,8 @@ impl Harness {
             bodies: HashMap::new(),
             synced: 0,
             next_incarnation: 1,
+            ats: HashMap::new(),
+            reads_checked: 0,
         }
     }
 
@@ -281,12 +287,17 @@ impl Harness {
                 };
                 let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
                 let record = message(&body);
-                let (id, seq) = if timed {
-                    self.store
-                        .append_timed_message(VH, &record.as_record(), &refs, due)?
-                } else {
-                    self.store.append_message(VH, &record.as_record(), &refs)?
-                };
+                let a = self
+                    .store
+                    .append(VH, &record.as_record(), &refs, timed.then_some(due))?;
+                let (id, seq) = (a.id, a.seq);
+                // Readable back exactly when every named queue is one the
+                // store holds it for (not with the transient name).
+                let all_held = !targets.is_empty() && !targets.iter().any(|t| t == "transient");
+                assert_eq!(a.at.is_some(), all_held, "stored_at for {targets:?}");
+                if let Some(at) = a.at {
+                    self.ats.insert(id, at);
+                }
                 self.bodies.insert(id, Bytes::from(body));
                 for t in &targets {
                     if let Some((_, ids)) = self.model.queues.get_mut(t) {
@@ -367,6 +378,29 @@ impl Harness {
             }
         }
         Ok(())
+    }
+
+    /// Every message some queue still holds reads back from the store
+    /// with its body intact (from the pending buffer or its segment file).
+    pub fn check_reads(&mut self) {
+        let live: BTreeSet<MessageId> = self
+            .model
+            .queues
+            .values()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        for id in live {
+            let Some(at) = self.ats.get(&id).copied() else {
+                continue;
+            };
+            let got = self.store.read_message(at).map(|r| r.body.to_vec());
+            assert_eq!(
+                got.as_deref(),
+                self.bodies.get(&id).map(|b| &b[..]),
+                "message {id} at {at:?}"
+            );
+            self.reads_checked += 1;
+        }
     }
 
     pub fn sync(&mut self) -> Result<(), PersistError> {

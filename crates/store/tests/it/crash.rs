@@ -29,6 +29,7 @@ fn power_cut_at_every_point_recovers_the_synced_prefix() {
         let mut rng = Rng(seed);
         for step in 0..STEPS {
             h.step(&mut rng, step).expect("no faults injected");
+            h.check_reads();
             // Torn seed 0 keeps only synced bytes; others keep random unsynced
             // prefixes, which only exist mid-sync, so the result is the same.
             for torn in [0, step + 1] {
@@ -155,7 +156,7 @@ fn io_failure_at_every_operation_of_open_loses_nothing() {
 /// end, once the disk grows), after which recovery is exact.
 #[test]
 fn full_disk_pauses_and_resumes_with_nothing_lost() {
-    let (mut paused_runs, mut resumed_in_place) = (0, 0);
+    let (mut paused_runs, mut resumed_in_place, mut reads) = (0, 0, 0);
     for seed in 0..SEEDS {
         for extra in (0..1200).step_by(97) {
             let mut h = Harness::new();
@@ -175,6 +176,7 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
                         "seed {seed} extra {extra}: an error without a pause"
                     ),
                 }
+                h.check_reads();
                 let paused = h.syncer.paused().is_some();
                 resumed |= was_paused && !paused;
                 was_paused |= paused;
@@ -204,10 +206,12 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
                 sync_ok(&syncer);
             }
             paused_runs += usize::from(was_paused);
+            reads += h.reads_checked;
             resumed_in_place += usize::from(resumed);
         }
     }
     assert!(paused_runs > 20, "only {paused_runs} runs filled the disk");
+    assert!(reads > 10_000, "only {reads} records read back");
     assert!(
         resumed_in_place > 5,
         "only {resumed_in_place} runs resumed by themselves"

@@ -4,3 +4,4 @@ mod basic;
 mod common;
 mod corruption;
 mod crash;
+mod reads;
