@@ -126,8 +126,8 @@ pub(crate) fn start(
 
 /// Why a subscription ended.
 enum End {
-    /// Shutdown asked.
-    Stop,
+    /// Shutdown asked; the channel must stay open until running handlers have settled.
+    Stop(lapin::Channel),
     /// Broker closed or cancelled; the reason label.
     Lost(String),
 }
@@ -146,6 +146,7 @@ async fn run(
     let mut failures: u32 = 0;
     health.set_consumer(&queue, false);
     let far = Duration::from_secs(3600 * 24 * 365);
+    let mut open_channel = None;
     loop {
         let live = tokio::select! {
             l = conn.wait(Instant::now() + far) => match l { Ok(l) => l, Err(_) => break },
@@ -157,7 +158,10 @@ async fn run(
         .await;
         health.set_consumer(&queue, false);
         match end {
-            End::Stop => break,
+            End::Stop(ch) => {
+                open_channel = Some(ch);
+                break;
+            }
             End::Lost(reason) => {
                 if live.conn.status().connected() {
                     ctx.metrics.channel_recovery(&reason);
@@ -183,6 +187,9 @@ async fn run(
     if drained.is_err() {
         let _ = abort_tx.send(true);
         while tasks.join_next().await.is_some() {}
+    }
+    if let Some(ch) = open_channel {
+        let _ = ch.close(200, "drained").await;
     }
     health.set_consumer(&queue, false);
 }
@@ -246,14 +253,14 @@ async fn subscribe(
                     let _ = d.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
                     ctx.metrics.requeued.inc();
                 }
-                return End::Stop;
+                return End::Stop(ch);
             }
         };
         match next {
             Some(Ok(d)) => {
                 let permit = match permits.clone().acquire_owned().await {
                     Ok(p) => p,
-                    Err(_) => return End::Stop,
+                    Err(_) => return End::Stop(ch),
                 };
                 let ctx = ctx.clone();
                 let abort = abort.clone();

@@ -198,6 +198,10 @@ pub fn next_copy(
     };
     let mut m = Message::new(&exchange, &key, d.body.clone());
     m.properties = d.properties.clone().with_headers(headers);
+    if exchange == DELAYED_EXCHANGE {
+        // A delayed exchange routes later: a mandatory publish would always come back 312.
+        m = m.not_mandatory();
+    }
     m
 }
 
