@@ -1,0 +1,219 @@
+//! # service-kit
+//!
+//! What services need around an AMQP 0-9-1 broker (warren or RabbitMQ 3.x), on top of lapin:
+//!
+//! - [`Kit`]: two supervised connections (publish, consume) with jittered exponential reconnect,
+//!   heartbeats, TLS (`amqps://`), the [`Topology`] re-declared on every connect;
+//! - [`Publisher`]: awaitable per-message confirms, a bounded window per pooled channel, mandatory
+//!   returns as errors, persistent + message id by default, backpressure with a deadline, resend of
+//!   unconfirmed publishes after a reconnect (same id);
+//! - [`Kit::consume`]: a worker pool with [`Outcome`]s (ack / retry later / poison / requeue),
+//!   re-subscription after any channel close or cancel (reason logged and counted), graceful drain;
+//! - broker retries ([`RetryPolicy`]): delayed exchange when the broker has it, TTL ladder otherwise;
+//!   then the dead-letter queue with attempt count, first failure time and last error;
+//! - [`Inbox`]: idempotent consumers with an on-disk id log;
+//! - [`RpcClient`] / [`Kit::rpc_server`]: direct reply-to RPC;
+//! - [`TraceContext`]: W3C context in headers; [`Metrics`] (Prometheus); [`Health`];
+//! - [`http`] (feature `axum`): 202 / 503 + `Retry-After` publish-and-return.
+//!
+//! See `examples/` for one runnable program per pattern.
+
+pub mod config;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod health;
+#[cfg(feature = "axum")]
+pub mod http;
+pub mod inbox;
+pub mod message;
+pub mod metrics;
+pub mod publisher;
+pub mod retry;
+pub mod rpc;
+pub mod topology;
+pub mod trace;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, OnceCell};
+
+pub use config::{Backoff, KitConfig};
+pub use connection::Managed;
+pub use consumer::{ConsumerConfig, ConsumerHandle, Outcome};
+pub use error::{KitError, Result};
+pub use health::{Health, HealthReport};
+pub use inbox::{Inbox, InboxConfig};
+pub use message::{Delivery, Message};
+pub use metrics::Metrics;
+pub use publisher::{Publisher, PublisherConfig};
+pub use retry::{RetryMode, RetryPolicy};
+pub use rpc::RpcClient;
+pub use topology::Topology;
+pub use trace::TraceContext;
+
+/// Default RPC timeout per call.
+const RPC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// The kit: connections, metrics and health of one service.
+pub struct Kit {
+    /// Settings.
+    cfg: KitConfig,
+    /// Publishing connection.
+    publish: Managed,
+    /// Consuming connection (the same as `publish` when `shared_connection`).
+    consume: Managed,
+    /// Declarations replayed on every connect.
+    topology: Arc<Mutex<Topology>>,
+    /// Counters.
+    metrics: Arc<Metrics>,
+    /// Health state.
+    health: Health,
+    /// Shutdown signal for the supervisors.
+    shutdown: watch::Sender<bool>,
+    /// The publisher used for retry / DLQ copies and RPC replies.
+    internal_publisher: Publisher,
+    /// Whether the broker has delayed exchanges (probed once).
+    delayed: OnceCell<bool>,
+}
+
+impl Kit {
+    /// Starts the connections (in the background: this does not wait for the broker).
+    pub fn start(cfg: KitConfig, topology: Topology) -> Kit {
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::default();
+        let topology = Arc::new(Mutex::new(topology));
+        let (shutdown, rx) = watch::channel(false);
+        let publish = Managed::start(
+            cfg.clone(),
+            "publish",
+            topology.clone(),
+            metrics.clone(),
+            health.clone(),
+            rx.clone(),
+        );
+        let consume = if cfg.shared_connection {
+            publish.clone()
+        } else {
+            Managed::start(
+                cfg.clone(),
+                "consume",
+                topology.clone(),
+                metrics.clone(),
+                health.clone(),
+                rx,
+            )
+        };
+        let internal_publisher =
+            Publisher::new(publish.clone(), PublisherConfig::default(), metrics.clone());
+        Kit {
+            cfg,
+            publish,
+            consume,
+            topology,
+            metrics,
+            health,
+            shutdown,
+            internal_publisher,
+            delayed: OnceCell::new(),
+        }
+    }
+
+    /// A publisher with its own channel pool.
+    pub fn publisher(&self, cfg: PublisherConfig) -> Publisher {
+        Publisher::new(self.publish.clone(), cfg, self.metrics.clone())
+    }
+
+    /// The publishing connection.
+    pub fn publish_connection(&self) -> &Managed {
+        &self.publish
+    }
+
+    /// The consuming connection.
+    pub fn consume_connection(&self) -> &Managed {
+        &self.consume
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The health state.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The retry transport `mode` resolves to on this broker.
+    pub async fn resolve_retry_mode(&self, mode: RetryMode) -> RetryMode {
+        match mode {
+            RetryMode::Auto => {
+                let has = *self
+                    .delayed
+                    .get_or_init(|| retry::broker_has_delayed_exchange(&self.cfg.url))
+                    .await;
+                if has {
+                    RetryMode::DelayedExchange
+                } else {
+                    RetryMode::TtlLadder
+                }
+            }
+            m => m,
+        }
+    }
+
+    /// Starts a worker pool on `cfg.queue` running `handler` for each delivery.
+    pub async fn consume<F, Fut>(&self, cfg: ConsumerConfig, handler: F) -> ConsumerHandle
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let handler: consumer::Handler = Arc::new(move |d| Box::pin(handler(d)));
+        self.consume_boxed(cfg, handler).await
+    }
+
+    async fn consume_boxed(
+        &self,
+        cfg: ConsumerConfig,
+        handler: consumer::Handler,
+    ) -> ConsumerHandle {
+        let mode = self.resolve_retry_mode(cfg.retry.mode).await;
+        let ctx = consumer::Ctx {
+            cfg,
+            mode,
+            handler,
+            publisher: self.internal_publisher.clone(),
+            metrics: self.metrics.clone(),
+        };
+        consumer::start(
+            ctx,
+            self.consume.clone(),
+            self.topology.clone(),
+            self.health.clone(),
+        )
+    }
+
+    /// An RPC client (on the publishing connection) with a 5 s default timeout.
+    pub fn rpc_client(&self) -> RpcClient {
+        RpcClient::new(self.publish.clone(), RPC_TIMEOUT_DEFAULT)
+    }
+
+    /// An RPC server on `queue`: `f` maps a request to the reply body.
+    pub async fn rpc_server<F, Fut>(&self, cfg: ConsumerConfig, f: F) -> ConsumerHandle
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        let h = rpc::server_handler(self.internal_publisher.clone(), f);
+        self.consume_boxed(cfg, Arc::new(h)).await
+    }
+
+    /// Stops reconnecting and closes the connections (drain consumers first with their handles).
+    pub async fn shutdown(self) {
+        self.health.set_stopping();
+        let _ = self.shutdown.send(true);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
