@@ -694,7 +694,11 @@ async fn connections_and_stats(t: &Target) {
             v.as_array()
                 .unwrap()
                 .iter()
-                .any(|c| c["client_properties"]["connection_name"] == name.as_str())
+                // RabbitMQ adds `state` with the connection's first stats.
+                .any(|c| {
+                    c["client_properties"]["connection_name"] == name.as_str()
+                        && c["state"].is_string()
+                })
         })
         .await;
     let c = conns
