@@ -19,3 +19,6 @@ else
     echo "== python suite against target/debug/warren"
     WARREN_BIN=target/debug/warren .venv/bin/python -m pytest -q tests/python
 fi
+
+echo "== rabbitmqadmin v2 against target/debug/warren"
+WARREN_BIN=target/debug/warren tests/rabbitmqadmin/run.sh

@@ -89,14 +89,14 @@ pub(crate) fn conns(
     app: &App,
     s: &Snapshot,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     vhost: Option<&str>,
 ) -> Vec<Value> {
     s.connections
         .iter()
         .filter(|c| vhost.is_none_or(|v| &*c.vhost == v))
         .map(|c| {
-            let b = before.and_then(|b| b.connections.iter().find(|x| x.id == c.id));
+            let b = before.conn(c.id);
             views::connection(c, &app.node, r, b)
         })
         .collect()
@@ -107,19 +107,14 @@ pub(crate) fn connection_one(
     req: &Req,
     s: &Snapshot,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     name: &str,
 ) -> Response {
     let Some(c) = s.connections.iter().find(|c| views::conn_name(c) == name) else {
         return not_found();
     };
     match req.method {
-        Method::GET | Method::HEAD => ok(views::connection(
-            c,
-            &app.node,
-            r,
-            before.and_then(|b| b.connections.iter().find(|x| x.id == c.id)),
-        )),
+        Method::GET | Method::HEAD => ok(views::connection(c, &app.node, r, before.conn(c.id))),
         Method::DELETE => {
             let reason = req
                 .headers
@@ -142,27 +137,31 @@ pub(crate) fn chans(
     app: &App,
     s: &Snapshot,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     keep: impl Fn(&broker_core::inspect::ChannelView) -> bool,
 ) -> Vec<Value> {
+    let conn = conns_by_id(s);
     s.channels
         .iter()
         .filter(|ch| keep(ch))
         .filter_map(|ch| {
-            let c = s.connections.iter().find(|c| c.id == ch.conn)?;
-            let b = before.and_then(|b| {
-                b.channels
-                    .iter()
-                    .find(|x| x.conn == ch.conn && x.number == ch.number)
-            });
+            let c = *conn.get(&ch.conn)?;
+            let b = before.channel(ch.conn, ch.number);
             Some(views::channel(ch, c, &app.node, r, b))
         })
         .collect()
 }
 
+/// The snapshot's connections by id (lists join channels and consumers to
+/// their connection in O(1) each).
+fn conns_by_id(s: &Snapshot) -> std::collections::HashMap<u64, &broker_core::inspect::ConnView> {
+    s.connections.iter().map(|c| (c.id, c)).collect()
+}
+
 pub(crate) fn consumers(app: &App, s: &Snapshot, vhost: Option<&str>) -> Vec<Value> {
+    let conn = conns_by_id(s);
     s.consumers.iter().filter(|k| vhost.is_none_or(|v| &*k.vhost == v)).map(|k| {
-        let details = s.connections.iter().find(|c| c.id == k.conn).map_or(json!({}), |c| {
+        let details = conn.get(&k.conn).map_or(json!({}), |c| {
             let cname = views::conn_name(c);
             json!({ "number": k.channel, "name": format!("{cname} ({})", k.channel), "connection_name": cname, "node": app.node,
                     "peer_host": c.peer.map(|p| p.ip().to_string()), "peer_port": c.peer.map(|p| p.port()), "user": c.user })

@@ -96,21 +96,27 @@ pub(crate) struct App {
 }
 
 /// Binds the API's listener (so the caller can log and report its address).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding management listener {addr}: {e}"))
+/// A plain (std) listener, so the caller can hand it to the API's own
+/// runtime (`serve` registers it there).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("binding management listener {addr}: {e}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves. Run it on the
+/// API's own runtime: rendering a list of 10,000 queues is milliseconds of
+/// CPU that must not sit on a worker thread of the broker's connections.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     config: MgmtConfig,
     core: Arc<dyn Core>,
     stats: Arc<Stats>,
     mut listeners: Vec<Listener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     listeners.push(Listener {
         protocol: "http",
         addr: listener.local_addr()?,

@@ -17,7 +17,7 @@ pub(crate) fn exchanges(
     s: &Snapshot,
     stats: bool,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     vhost: Option<&str>,
 ) -> Vec<Value> {
     let mut v: Vec<Value> = s
@@ -25,11 +25,7 @@ pub(crate) fn exchanges(
         .iter()
         .filter(|x| vhost.is_none_or(|v| &*x.vhost == v))
         .map(|x| {
-            let b = before.and_then(|b| {
-                b.exchanges
-                    .iter()
-                    .find(|y| y.vhost == x.vhost && y.name == x.name)
-            });
+            let b = before.exchange(x);
             views::exchange(x, stats, r, b)
         })
         .collect();
@@ -46,7 +42,7 @@ pub(crate) fn exchange_one(
     s: &Snapshot,
     stats: bool,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     v: &str,
     x: &str,
 ) -> Response {
@@ -62,11 +58,7 @@ pub(crate) fn exchange_one(
             else {
                 return not_found();
             };
-            let b = before.and_then(|b| {
-                b.exchanges
-                    .iter()
-                    .find(|y| y.vhost == ex.vhost && y.name == ex.name)
-            });
+            let b = before.exchange(ex);
             ok(views::exchange(ex, stats, r, b))
         }
         Method::PUT => {
@@ -161,7 +153,7 @@ pub(crate) fn queues(
     stats: bool,
     req: &Req,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     vhost: Option<&str>,
 ) -> Vec<Value> {
     let totals = req.flag("enable_queue_totals");
@@ -170,11 +162,7 @@ pub(crate) fn queues(
         .iter()
         .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
         .map(|q| {
-            let b = before.and_then(|b| {
-                b.queues
-                    .iter()
-                    .find(|y| y.vhost == q.vhost && y.name == q.name)
-            });
+            let b = before.queue(q);
             let mut j = views::queue(q, &app.node, stats, r, b);
             if !stats && totals {
                 j["messages"] = json!(q.ready + q.unacked);
@@ -197,7 +185,7 @@ pub(crate) fn queue_one(
     s: &Snapshot,
     stats: bool,
     r: &Rates,
-    before: Option<&Snapshot>,
+    before: &crate::stats::Prev,
     v: &str,
     q: &str,
 ) -> Response {
@@ -213,11 +201,7 @@ pub(crate) fn queue_one(
             else {
                 return not_found();
             };
-            let b = before.and_then(|b| {
-                b.queues
-                    .iter()
-                    .find(|y| y.vhost == qv.vhost && y.name == qv.name)
-            });
+            let b = before.queue(qv);
             ok(views::queue(qv, &app.node, stats, r, b))
         }
         Method::PUT => {

@@ -111,8 +111,8 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
     let seg: Vec<&str> = req.seg.iter().map(String::as_str).collect();
     let published = app.stats.load();
     let snap = &*published.now;
-    let before = published.before.as_deref();
-    let r = Rates::of(snap, before);
+    let before = &published.prev;
+    let r = Rates::of(snap, before.snapshot());
     let stats = !req.flag("disable_stats");
     let m = &req.method;
     let get = *m == Method::GET || *m == Method::HEAD;
@@ -164,7 +164,7 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         }
         ["channels"] if get => respond(req, chans(app, snap, &r, before, |_| true)),
         ["vhosts", v, "channels"] if get => {
-            let ids: Vec<u64> = snap
+            let ids: std::collections::HashSet<u64> = snap
                 .connections
                 .iter()
                 .filter(|c| &*c.vhost == *v)

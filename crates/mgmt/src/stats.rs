@@ -1,16 +1,22 @@
 //! The published snapshot and what rates need: the previous snapshot's
 //! counters, and a short history of the overview's totals for `samples`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use amqp_codec::ShortStr;
 use arc_swap::ArcSwap;
-use broker_core::inspect::Snapshot;
+use broker_core::inspect::{ChannelView, ConnView, ExchangeView, QueueView, Snapshot};
+use broker_core::ConnId;
 use std::sync::Mutex;
 
 /// Overview samples kept for `*_details.samples` (at the default 5 s
 /// period: 10 minutes).
 pub const HISTORY_SAMPLES_MAX: usize = 120;
+
+/// Rates are computed over at least this interval (when a snapshot is
+/// taken early, after an API write, the older base is kept).
+pub const RATE_INTERVAL_MS_MIN: u64 = 1_000;
 
 /// Totals of one snapshot, kept in the history.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,8 +62,83 @@ impl Totals {
 pub struct Published {
     /// The newest snapshot.
     pub now: Arc<Snapshot>,
-    /// The one before (rates are differences), if any.
-    pub before: Option<Arc<Snapshot>>,
+    /// The one before (rates are differences), indexed.
+    pub prev: Prev,
+}
+
+/// The previous snapshot with its objects indexed, so a list of n objects
+/// finds each one's previous counters in O(1) (built once per publish,
+/// outside the core lock).
+#[derive(Debug, Default)]
+pub struct Prev {
+    /// The snapshot, if any.
+    pub snap: Option<Arc<Snapshot>>,
+    queue_at: HashMap<(Arc<str>, ShortStr), usize>,
+    exchange_at: HashMap<(Arc<str>, ShortStr), usize>,
+    conn_at: HashMap<ConnId, usize>,
+    channel_at: HashMap<(ConnId, u16), usize>,
+}
+
+impl Prev {
+    fn of(snap: Arc<Snapshot>) -> Prev {
+        let s = &snap;
+        Prev {
+            queue_at: s
+                .queues
+                .iter()
+                .enumerate()
+                .map(|(i, q)| ((q.vhost.clone(), q.name.clone()), i))
+                .collect(),
+            exchange_at: s
+                .exchanges
+                .iter()
+                .enumerate()
+                .map(|(i, x)| ((x.vhost.clone(), x.name.clone()), i))
+                .collect(),
+            conn_at: s
+                .connections
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id, i))
+                .collect(),
+            channel_at: s
+                .channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((c.conn, c.number), i))
+                .collect(),
+            snap: Some(snap),
+        }
+    }
+
+    /// The snapshot, if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snap.as_deref()
+    }
+
+    /// The same queue in the previous snapshot.
+    pub fn queue(&self, q: &QueueView) -> Option<&QueueView> {
+        let i = *self.queue_at.get(&(q.vhost.clone(), q.name.clone()))?;
+        self.snap.as_ref()?.queues.get(i)
+    }
+
+    /// The same exchange in the previous snapshot.
+    pub fn exchange(&self, x: &ExchangeView) -> Option<&ExchangeView> {
+        let i = *self.exchange_at.get(&(x.vhost.clone(), x.name.clone()))?;
+        self.snap.as_ref()?.exchanges.get(i)
+    }
+
+    /// The connection `id` in the previous snapshot.
+    pub fn conn(&self, id: ConnId) -> Option<&ConnView> {
+        let i = *self.conn_at.get(&id)?;
+        self.snap.as_ref()?.connections.get(i)
+    }
+
+    /// The channel in the previous snapshot.
+    pub fn channel(&self, conn: ConnId, number: u16) -> Option<&ChannelView> {
+        let i = *self.channel_at.get(&(conn, number))?;
+        self.snap.as_ref()?.channels.get(i)
+    }
 }
 
 /// What the server publishes and the API reads.
@@ -85,10 +166,19 @@ impl Stats {
     pub fn publish(&self, snap: Snapshot) {
         let totals = Totals::of(&snap);
         let old = self.current.load_full();
-        let before = Some(old.now.clone());
+        // A snapshot taken right after an API write comes soon after the
+        // last one: keep the older base so rates span a useful interval.
+        let base = match old.prev.snap.as_ref() {
+            Some(p)
+                if snap.taken_at_ms.saturating_sub(old.now.taken_at_ms) < RATE_INTERVAL_MS_MIN =>
+            {
+                p.clone()
+            }
+            _ => old.now.clone(),
+        };
         self.current.store(Arc::new(Published {
             now: Arc::new(snap),
-            before,
+            prev: Prev::of(base),
         }));
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.len() == HISTORY_SAMPLES_MAX {

@@ -119,43 +119,53 @@ impl mgmt::Core for Shared {
     }
 }
 
+/// Threads of the management API's own runtime (HTTP, JSON rendering and
+/// the statistics collection run there, never on the connections' workers).
+const MANAGEMENT_THREADS: usize = 1;
+
 /// Starts the management API (if its port is not 0) and the task that
-/// publishes its statistics snapshot every `collect_statistics_interval_ms`.
-async fn start_management(
+/// publishes its statistics snapshot every `collect_statistics_interval_ms`,
+/// on a runtime of their own (returned: dropping it stops them).
+fn start_management(
     shared: &Arc<Shared>,
     amqp: std::net::SocketAddr,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
     let config = &shared.config;
     if config.management_port == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
-    let listener = mgmt::bind(addr).await?;
+    let listener = mgmt::bind(addr)?;
     tracing::info!("warren listening on {} (http)", listener.local_addr()?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(MANAGEMENT_THREADS)
+        .thread_name("warren-mgmt")
+        .enable_all()
+        .build()
+        .context("starting the management runtime")?;
     let stats = Arc::new(mgmt::Stats::default());
-    let publisher = {
+    {
         let (shared, stats) = (shared.clone(), stats.clone());
         let period = Duration::from_millis(config.collect_statistics_interval_ms.max(10));
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                // One clock read per collection, to report the lock hold.
-                let started = std::time::Instant::now();
-                let snap = {
+                let (snap, held_us) = {
                     let mut core = shared.core.lock();
+                    // Two clock reads per collection, to report the hold.
+                    let started = std::time::Instant::now();
                     let s = core.snapshot();
                     shared.after_batch(&mut core);
-                    s
+                    (s, started.elapsed().as_micros() as u64)
                 };
-                let held_us = started.elapsed().as_micros() as u64;
                 tracing::debug!(held_us, queues = snap.queues.len(), "statistics collected");
                 stats.publish(snap);
             }
-        })
-    };
+        });
+    }
     let mconfig = mgmt::MgmtConfig {
         addr,
         http_body_bytes_max: config.http_body_bytes_max,
@@ -169,7 +179,7 @@ async fn start_management(
     }];
     let core: Arc<dyn mgmt::Core> = shared.clone();
     let mut stop = stop;
-    let server = tokio::spawn(async move {
+    rt.spawn(async move {
         let shutdown = async move {
             let _ = stop.changed().await;
         };
@@ -177,7 +187,7 @@ async fn start_management(
             tracing::error!("management API stopped: {e}");
         }
     });
-    Ok(vec![publisher, server])
+    Ok(Some(rt))
 }
 
 /// Runs the broker until `shutdown` resolves, then closes every client with
@@ -310,7 +320,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let management = start_management(&shared, local, stop_rx.clone()).await?;
+    let management = start_management(&shared, local, stop_rx.clone())?;
     let ticker = {
         let shared = shared.clone();
         let period = Duration::from_millis(config.tick_interval_ms.max(1));
@@ -422,8 +432,8 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tracing::info!("shutting down: closing {} connections", tasks.len());
     ticker.abort();
-    for t in &management {
-        t.abort();
+    if let Some(rt) = management {
+        rt.shutdown_background();
     }
     drop(listener);
     if let Some((l, _, watcher)) = tls {
