@@ -291,9 +291,23 @@ fn vhost_one(app: &App, req: &Req, name: &str) -> Response {
                 Ok(r) => r,
                 Err(why) => return bad_request(&why),
             };
-            match write_access(app, |c| c.add_vhost(rec)) {
-                Ok(seq) if existing.is_some() => after(seq, no_content()),
-                Ok(seq) => after(seq, created()),
+            let seq = match write_access(app, |c| c.add_vhost(rec)) {
+                Ok(seq) => seq,
+                Err(e) => return e,
+            };
+            if existing.is_some() {
+                return after(seq, no_content());
+            }
+            // As RabbitMQ's API: the creator gets full permissions there.
+            let all = broker_core::access::PermissionRecord {
+                user: req.user.clone(),
+                vhost: name.to_string(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            };
+            match write_access(app, |c| c.set_permissions(all)) {
+                Ok(seq2) => after(seq.max(seq2), created()),
                 Err(e) => e,
             }
         }

@@ -21,6 +21,7 @@ mod exchanges;
 mod kill;
 mod lifecycle;
 mod mgmt;
+mod mgmt_admin;
 mod mgmt_api;
 mod priority;
 mod publish_runs;
