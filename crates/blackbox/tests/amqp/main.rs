@@ -22,6 +22,7 @@ mod kill;
 mod lifecycle;
 mod mgmt;
 mod mgmt_admin;
+mod mgmt_admin_defs;
 mod mgmt_api;
 mod priority;
 mod publish_runs;
