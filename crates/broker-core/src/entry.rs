@@ -717,6 +717,12 @@ impl Broker {
         self.durability.sync_wanted()
     }
 
+    /// Highest store seq known durable: the management API answers a
+    /// write once the seq it returned is here (read only, no guard).
+    pub fn synced_seq(&self) -> Seq {
+        self.durability.synced_seq
+    }
+
     /// Periodic store housekeeping (`Persistence::maintain`); the server
     /// calls it from its ticker. Touches no broker state, so no guard.
     pub fn maintain_store(&mut self) {

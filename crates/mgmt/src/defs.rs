@@ -5,8 +5,8 @@
 //! and bindings are declared in that order, as RabbitMQ imports them; an
 //! object that exists with other properties keeps its definition
 //! (RabbitMQ's merge). Policies and (global) parameters are stored. Users,
-//! vhosts, permissions and topic permissions are accepted and, until the
-//! core has them (another part of issue 10), not applied (see `plan`).
+//! vhosts, limits, permissions and topic permissions (cluster form only)
+//! are checked and applied first, by `admin_defs.rs`.
 
 use axum::response::Response;
 use broker_core::direct::{BindingSpec, ExchangeSpec, QueueSpec};
@@ -72,7 +72,12 @@ fn vhost_of(o: &Value, path_vhost: Option<&str>, what: &str) -> Result<String, S
     }
 }
 
-fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, String> {
+fn plan(
+    d: &Value,
+    path_vhost: Option<&str>,
+    snap: &Snapshot,
+    new_vhosts: &[&str],
+) -> Result<Plan, String> {
     let mut p = Plan::default();
     for x in items(d, "exchanges")? {
         let what = "exchange";
@@ -139,6 +144,9 @@ fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, St
         let what = "parameter";
         let v = vhost_of(par, path_vhost, what)?;
         let component = text(par, "component", what)?.to_string();
+        if component == crate::admin_defs::VHOST_LIMITS_COMPONENT {
+            continue; // vhost limits: admin_defs.rs
+        }
         let name = text(par, "name", what)?.to_string();
         let value = par
             .get("value")
@@ -158,10 +166,6 @@ fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, St
             p.globals.push((name, value.to_string()));
         }
     }
-    // Hooks: applied once the core has users, vhosts and permissions.
-    for section in ["users", "vhosts", "permissions", "topic_permissions"] {
-        items(d, section)?;
-    }
     let total = p.exchanges.len()
         + p.queues.len()
         + p.bindings.len()
@@ -179,7 +183,7 @@ fn plan(d: &Value, path_vhost: Option<&str>, snap: &Snapshot) -> Result<Plan, St
         .chain(p.policies.iter().map(|(v, _, _)| v))
         .chain(p.parameters.iter().map(|(_, v, _, _)| v));
     for v in vhosts {
-        if !vhost_known(snap, v) {
+        if !vhost_known(snap, v) && !new_vhosts.contains(&v.as_str()) {
             return Err(format!("vhost '{v}' does not exist"));
         }
     }
@@ -198,10 +202,43 @@ pub(crate) fn import(app: &App, req: &Req, snap: &Snapshot, path_vhost: Option<&
         Ok(d) => d,
         Err(e) => return e,
     };
-    let p = match plan(&d, path_vhost, snap) {
+    // The access sections (cluster form): checked with the rest before
+    // anything is applied, applied first.
+    let access = match path_vhost {
+        None => match crate::admin_defs::plan(&d) {
+            Ok(a) => Some(a),
+            Err(e) => return e,
+        },
+        Some(_) => None,
+    };
+    let new_vhosts: Vec<&str> = access
+        .iter()
+        .flat_map(crate::admin_defs::AccessPlan::vhost_names)
+        .collect();
+    let p = match plan(&d, path_vhost, snap, &new_vhosts) {
         Ok(p) => p,
         Err(e) => return bad_request(&e),
     };
+    let seq = match access {
+        None => 0,
+        Some(a) => {
+            if let Err(e) = crate::admin_defs::check_refs(app, &a) {
+                return e;
+            }
+            match crate::admin_defs::apply(app, a) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    refresh(app);
+                    return e;
+                }
+            }
+        }
+    };
+    crate::admin::after(seq, import_objects(app, req, p))
+}
+
+/// Applies the checked objects (after the access sections).
+fn import_objects(app: &App, req: &Req, p: Plan) -> Response {
     let user = req.user.clone();
     let step = |r: Result<(), broker_core::AmqpError>| match r {
         Err(e) if !keep_going(&e) => Err(amqp_error(&e)),

@@ -31,6 +31,11 @@ pub(crate) struct Req {
     pub body: bytes::Bytes,
     /// The authenticated user.
     pub user: String,
+    /// Its tags (empty for the unauthenticated probes).
+    pub tags: Vec<String>,
+    /// The vhosts it may see (None: all, for administrator and
+    /// monitoring), the one visibility rule of `admin::visible`.
+    pub vhosts: Option<Vec<String>>,
 }
 
 impl Req {
@@ -159,7 +164,11 @@ fn unauthenticated(seg: &[String]) -> bool {
 }
 
 /// The Basic-auth user, or the 401 RabbitMQ sends.
-fn authenticate(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<String, Response> {
+fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(String, Vec<String>), Response> {
     let challenge = || {
         let mut r = StatusCode::UNAUTHORIZED.into_response();
         r.headers_mut().insert(
@@ -197,7 +206,7 @@ fn authenticate(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<Stri
         loopback_only = record.is_none() && !loopback && core.login_record(user, true).is_some();
     });
     match record {
-        Some(r) if r.verify(pass) => Ok(user.to_string()),
+        Some(r) if r.verify(pass) => Ok((user.to_string(), r.tags.clone())),
         None if loopback_only => Err(error(
             StatusCode::UNAUTHORIZED,
             "not_authorized",
@@ -236,13 +245,18 @@ async fn serve_one(app: &App, peer: SocketAddr, request: axum::extract::Request)
     let Some(seg) = segments(parts.uri.path()) else {
         return not_found();
     };
-    let user = if unauthenticated(&seg) {
-        String::new()
+    let (user, tags, vhosts) = if unauthenticated(&seg) {
+        (String::new(), Vec::new(), None)
     } else {
-        match authenticate(app, &parts.headers, peer) {
+        let (user, tags) = match authenticate(app, &parts.headers, peer) {
             Ok(u) => u,
             Err(r) => return r,
+        };
+        if let Err(r) = crate::admin::management_user(&tags) {
+            return r;
         }
+        let vhosts = crate::admin::visible(app, &user, &tags);
+        (user, tags, vhosts)
     };
     let limit = app.config.http_body_bytes_max;
     let body = match axum::body::to_bytes(Body::new(body), limit).await {
@@ -259,8 +273,13 @@ async fn serve_one(app: &App, peer: SocketAddr, request: axum::extract::Request)
         headers: parts.headers,
         body,
         user,
+        tags,
+        vhosts,
     };
     let mut r = crate::routes::route(app, &req);
+    if let Some(&crate::admin::Durable(seq)) = r.extensions().get() {
+        crate::admin::wait_durable(app, seq).await;
+    }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r

@@ -11,15 +11,6 @@ use crate::routes::write;
 use crate::views::{self, Rates};
 use crate::App;
 
-pub(crate) fn vhost(v: &str) -> Value {
-    json!({
-        "name": v, "description": if v == "/" { "Default virtual host" } else { "" }, "tags": [],
-        "default_queue_type": "classic",
-        "metadata": { "description": if v == "/" { "Default virtual host" } else { "" }, "tags": [], "default_queue_type": "classic" },
-        "tracing": false, "cluster_state": { "rabbit": "running" },
-    })
-}
-
 pub(crate) fn overview(app: &App, s: &Snapshot, r: &Rates) -> Value {
     let t = crate::stats::Totals::default();
     let hist = app.stats.history();
@@ -210,7 +201,7 @@ pub(crate) fn definitions(s: &Snapshot, vhost: Option<&str>) -> Value {
     let mut d = json!({ "rabbit_version": "3.10.0", "rabbitmq_version": "3.10.0", "product_name": "RabbitMQ", "product_version": "3.10.0",
         "parameters": parameters, "policies": policies, "queues": queues, "exchanges": exchanges, "bindings": bindings });
     if with_vhost {
-        // Hooks for the users/vhosts/permissions part of issue 10.
+        // Users, vhosts, permissions: replaced by `admin_defs::export`.
         d["users"] = json!([]);
         d["vhosts"] = Value::Array(s.vhosts.iter().map(|v| json!({ "name": &**v })).collect());
         d["permissions"] = json!([]);

@@ -14,6 +14,9 @@
 
 #![allow(clippy::result_large_err)] // error paths build a Response; none is hot
 
+mod admin;
+mod admin_defs;
+mod admin_perms;
 mod defs;
 mod http;
 mod info;

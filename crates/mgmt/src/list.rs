@@ -50,7 +50,8 @@ fn sort_key(v: &Value) -> (u8, f64, String) {
 }
 
 /// Sorts, filters, pages and trims `items` as the query asks.
-pub fn respond(req: &Req, mut items: Vec<Value>) -> Response {
+pub fn respond(req: &Req, items: Vec<Value>) -> Response {
+    let mut items = crate::admin::only_visible(req, items);
     if let Some(field) = req.query.get("sort").filter(|s| !s.is_empty()) {
         items.sort_by(|a, b| {
             let (ka, kb) = (

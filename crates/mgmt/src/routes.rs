@@ -116,6 +116,9 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
     let stats = !req.flag("disable_stats");
     let m = &req.method;
     let get = *m == Method::GET || *m == Method::HEAD;
+    if let Some(r) = crate::admin::route(app, req, &seg) {
+        return r;
+    }
     match seg.as_slice() {
         ["overview"] if get => ok(overview(app, snap, &r)),
         ["cluster-name"] if get => ok(json!({ "name": app.node })),
@@ -134,21 +137,9 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
                 not_found()
             }
         }
-        ["whoami"] if get => {
-            ok(json!({ "name": req.user, "tags": ["administrator"], "is_internal_user": true }))
-        }
         ["extensions"] if get => ok(json!([])),
         ["auth"] if get => ok(json!({ "oauth_enabled": false })),
-        ["vhosts"] if get => respond(req, snap.vhosts.iter().map(|v| vhost(v)).collect()),
-        ["vhosts", v] if get => {
-            if vhost_known(snap, v) {
-                ok(vhost(v))
-            } else {
-                not_found()
-            }
-        }
-        // PUT/DELETE vhosts, users, permissions, limits: wired when the
-        // core has users and vhosts (another part of issue 10).
+        // whoami, vhosts, users, permissions, limits: `admin.rs`.
         ["connections"] if get => respond(req, conns(app, snap, &r, before, None)),
         ["vhosts", v, "connections"] if get => respond(req, conns(app, snap, &r, before, Some(v))),
         ["connections", name] => connection_one(app, req, snap, &r, before, name),
@@ -257,7 +248,11 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         ["bindings", v, "e", s, kind @ ("q" | "e"), d, props] => {
             binding_one(app, req, snap, v, exchange_name(s), *kind == "q", d, props)
         }
-        ["definitions"] if get => ok(definitions(snap, None)),
+        ["definitions"] if get => {
+            let mut d = definitions(snap, None);
+            crate::admin_defs::export(app, &mut d);
+            ok(d)
+        }
         ["definitions"] if *m == Method::POST => crate::defs::import(app, req, snap, None),
         ["definitions", v] if *m == Method::POST => {
             if !vhost_known(snap, v) {

@@ -21,6 +21,8 @@ mod exchanges;
 mod kill;
 mod lifecycle;
 mod mgmt;
+mod mgmt_admin;
+mod mgmt_admin_defs;
 mod mgmt_api;
 mod priority;
 mod publish_runs;
