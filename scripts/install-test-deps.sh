@@ -18,3 +18,13 @@ if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import pika, pytest' 2>/de
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
     echo "$want" > "$STAMP"
 fi
+
+# Prometheus (Debian's package) for the metrics scrape test
+# (tests/python/test_prometheus.py). CI runs as root on a fresh Debian.
+if ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null
+    else
+        echo "prometheus not installed (apt-get install prometheus); its test will be skipped" >&2
+    fi
+fi
