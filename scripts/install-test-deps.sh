@@ -23,7 +23,7 @@ fi
 # (tests/python/test_prometheus.py). CI runs as root on a fresh Debian.
 if ! command -v prometheus >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends prometheus >/dev/null
     else
         echo "prometheus not installed (apt-get install prometheus); its test will be skipped" >&2
     fi
