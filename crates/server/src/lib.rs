@@ -127,13 +127,14 @@ async fn start_management(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let config = &shared.config;
-    if config.management_port == 0 {
+    if config.management_port == 0 && config.prometheus_port == 0 {
         return Ok(Vec::new());
     }
-    let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
-    let listener = mgmt::bind(addr).await?;
-    tracing::info!("warren listening on {} (http)", listener.local_addr()?);
     let stats = Arc::new(mgmt::Stats::default());
+    let mut tasks = Vec::new();
+    if config.prometheus_port != 0 {
+        tasks.push(start_prometheus(shared, stats.clone(), stop.clone()).await?);
+    }
     let publisher = {
         let (shared, stats) = (shared.clone(), stats.clone());
         let period = Duration::from_millis(config.collect_statistics_interval_ms.max(10));
@@ -156,6 +157,13 @@ async fn start_management(
             }
         })
     };
+    tasks.push(publisher);
+    if config.management_port == 0 {
+        return Ok(tasks);
+    }
+    let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
+    let listener = mgmt::bind(addr).await?;
+    tracing::info!("warren listening on {} (http)", listener.local_addr()?);
     let mconfig = mgmt::MgmtConfig {
         addr,
         http_body_bytes_max: config.http_body_bytes_max,
@@ -177,7 +185,47 @@ async fn start_management(
             tracing::error!("management API stopped: {e}");
         }
     });
-    Ok(vec![publisher, server])
+    tasks.push(server);
+    Ok(tasks)
+}
+
+/// The memory high watermark: `memory_high_watermark_bytes`, or 40% of RAM.
+fn memory_limit_bytes(config: &ServerConfig) -> u64 {
+    match config.memory_high_watermark_bytes {
+        0 => total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
+        b => b,
+    }
+}
+
+/// Binds and serves the Prometheus metrics (`prometheus_port`), reading the
+/// same published snapshot as the management API.
+async fn start_prometheus(
+    shared: &Arc<Shared>,
+    stats: Arc<mgmt::Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = &shared.config;
+    let addr = std::net::SocketAddr::new(config.prometheus_bind, config.prometheus_port);
+    let listener = mgmt::prometheus::bind(addr).await?;
+    tracing::info!(
+        "warren listening on {} (prometheus)",
+        listener.local_addr()?
+    );
+    let dir = config.data_dir.clone();
+    let probe = mgmt::prometheus::NodeProbe {
+        memory_limit_bytes: memory_limit_bytes(config),
+        disk_free_limit_bytes: shared.disk.limit_bytes(),
+        disk_free: Arc::new(move || dir.as_deref().and_then(|d| store::disk_free_bytes(d).ok())),
+    };
+    let pconfig = mgmt::prometheus::PromConfig { addr, probe };
+    Ok(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(e) = mgmt::prometheus::serve(listener, pconfig, stats, shutdown).await {
+            tracing::error!("prometheus listener stopped: {e}");
+        }
+    }))
 }
 
 /// Runs the broker until `shutdown` resolves, then closes every client with
@@ -317,10 +365,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let memory_limit_bytes = match shared.config.memory_high_watermark_bytes {
-                0 => total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
-                b => b,
-            };
+            let memory_limit_bytes = memory_limit_bytes(&shared.config);
             tracing::info!(memory_limit_bytes, "memory high watermark");
             let disk_every =
                 (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);
