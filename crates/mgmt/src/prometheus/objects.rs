@@ -36,6 +36,9 @@ fn family<T>(
     }
 }
 
+/// How a queue family's value is read.
+type QPick = fn(&QueueView) -> u64;
+
 fn q_labels(q: &QueueView) -> Vec<(&'static str, String)> {
     vec![
         ("vhost", q.vhost.to_string()),
@@ -47,7 +50,7 @@ fn q_labels(q: &QueueView) -> Vec<(&'static str, String)> {
 pub fn queues(t: &mut Text, sel: &Select, s: &Snapshot) {
     let qs: Vec<&QueueView> = s.queues.iter().filter(|q| sel.vhost(&q.vhost)).collect();
     if sel.family("queue_coarse_metrics") {
-        let rows: [(&str, &str, fn(&QueueView) -> u64); 3] = [
+        let rows: [(&str, &str, QPick); 3] = [
             (
                 "queue_messages_ready",
                 "Messages ready to be delivered to consumers",
@@ -91,7 +94,7 @@ pub fn queues(t: &mut Text, sel: &Select, s: &Snapshot) {
         );
     }
     if sel.family("queue_delivery_metrics") {
-        let rows: [(&str, &str, fn(&QueueView) -> u64); 8] = [
+        let rows: [(&str, &str, QPick); 8] = [
             ("queue_get_ack_total", "Total number of messages fetched from a queue with basic.get in manual acknowledgement mode", |q| q.stats.get),
             ("queue_get_total", "Total number of messages fetched from a queue with basic.get in automatic acknowledgement mode", |q| q.stats.get_no_ack),
             ("queue_messages_delivered_ack_total", "Total number of messages delivered from a queue to consumers in manual acknowledgement mode", |q| q.stats.deliver),
