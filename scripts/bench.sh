@@ -260,7 +260,7 @@ recovery_run() {
     # Profile a second restart on the same data (the timed one above ran without perf).
     log "profiling the recovery of $n messages"
     stop_warren KILL
-    perf record -g -o "$RUN_DIR/perf-recovery.data" -- "${BIN[warren]}" serve --port "$WARREN_PORT" --management-port 0 \
+    perf record -g -o "$RUN_DIR/perf-recovery.data" -- "${BIN[warren]}" serve --port "$WARREN_PORT" --management-port 0 --prometheus-port 0 \
       --data-dir "$RUN_DIR/warren-data" >"$RUN_DIR/warren.recovery-profile.log" 2>&1 &
     PERF_REC=$!
     until grep -q "listening on" "$RUN_DIR/warren.recovery-profile.log"; do

@@ -25,3 +25,15 @@ RABBITMQADMIN_VERSION=2.35.0
 if ! "${CARGO_HOME:-$HOME/.cargo}/bin/rabbitmqadmin" --version 2>/dev/null | grep -q "$RABBITMQADMIN_VERSION"; then
     cargo install --locked --quiet rabbitmqadmin --version "$RABBITMQADMIN_VERSION"
 fi
+
+# Prometheus (Debian's package) for the metrics scrape test
+# (tests/python/test_prometheus.py). CI runs as root on a fresh Debian.
+if ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        # A fresh machine has no package lists yet.
+        apt-get -o DPkg::Lock::Timeout=300 update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends prometheus >/dev/null
+    else
+        echo "prometheus not installed (apt-get install prometheus); its test will be skipped" >&2
+    fi
+fi

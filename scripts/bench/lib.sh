@@ -36,7 +36,7 @@ start_warren() {
   WARREN_T0=$(date +%s.%N)
   # The management API is off for the measured build (the baseline has none).
   local extra=()
-  [ "$WARREN_FLAVOR" = warren ] && extra=(--management-port 0)
+  [ "$WARREN_FLAVOR" = warren ] && extra=(--management-port 0 --prometheus-port 0)
   "${BIN[$WARREN_FLAVOR]}" serve --port "$WARREN_PORT" "${extra[@]}" --data-dir "$data" >"$WARREN_LOG" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 12000); do

@@ -83,6 +83,7 @@ class _WarrenProcess:
              "--data-dir", self.data_dir,
              # 15672 is RabbitMQ's too: tests that want the API pass a port.
              *([] if "--management-port" in extra_args else ["--management-port", "0"]),
+             *([] if "--prometheus-port" in extra_args else ["--prometheus-port", "0"]),
              *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,

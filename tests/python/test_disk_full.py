@@ -62,7 +62,8 @@ class Warren(_WarrenProcess):
         self._log = open(self.log_path, "w", buffering=1)
         self.proc = subprocess.Popen(
             [binary(), "serve", "--bind", "127.0.0.1", "--port", "0",
-             "--data-dir", data_dir, "--config", conf, *args],
+             "--data-dir", data_dir, "--config", conf,
+             "--management-port", "0", "--prometheus-port", "0", *args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.PIPE)
         self.port = None
         self._port_found = threading.Event()

@@ -15,7 +15,7 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AMQP=$(free_port); HTTP=$(free_port)
 LOG=$(mktemp)
-"$BIN" serve --in-memory --bind 127.0.0.1 --port "$AMQP" --management-port "$HTTP" \
+"$BIN" serve --in-memory --bind 127.0.0.1 --port "$AMQP" --management-port "$HTTP" --prometheus-port 0 \
     --collect-statistics-interval-ms 100 >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG" "$DEFS"' EXIT

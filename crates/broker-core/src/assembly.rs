@@ -109,6 +109,7 @@ impl Broker {
                     .get_mut(&conn)
                     .ok_or_else(no_connection)?;
                 c.channels.insert(ch_id, Box::new(Channel::new()));
+                self.global.channels_opened += 1;
                 encode_method_frame(
                     &mut c.out,
                     ch_id,

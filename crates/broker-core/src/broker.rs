@@ -43,6 +43,8 @@ pub struct Broker {
     pub(crate) rng: u64,
     /// Policies and parameters stored by the management API (`params.rs`).
     pub(crate) params: crate::params::Params,
+    /// Broker-wide counters that never decrease (`global_stats.rs`).
+    pub(crate) global: crate::global_stats::GlobalStats,
 }
 
 impl Broker {
@@ -67,6 +69,7 @@ impl Broker {
             arena,
             rng: seed,
             params: Default::default(),
+            global: Default::default(),
         }
     }
 

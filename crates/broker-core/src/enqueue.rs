@@ -200,6 +200,9 @@ impl Broker {
             self.dead_letter(vname, &q, old, "maxlen");
         }
         for q in refused_dlx {
+            // reject-publish-dlx: only classic queues (quorum refuses it).
+            self.global
+                .dead_letter(crate::queue_type::QueueType::Classic, "maxlen", true);
             self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
         for &i in accepted.iter() {
@@ -224,15 +227,16 @@ impl Broker {
         msg: QueuedMessage,
         reason: &str,
     ) {
-        let has_dlx = self
+        let (has_dlx, kind) = self
             .topology
             .vhosts
             .get_mut(vname)
             .and_then(|v| v.queues.get_mut(queue))
-            .is_some_and(|q| {
+            .map_or((false, crate::queue_type::QueueType::Classic), |q| {
                 q.forget_delivery_count(msg);
-                q.limits.dead_letter_exchange.is_some()
+                (q.limits.dead_letter_exchange.is_some(), q.kind)
             });
+        self.global.dead_letter(kind, reason, has_dlx);
         if has_dlx {
             // Copy out before the arena reference goes.
             let view = crate::arena::full_view(

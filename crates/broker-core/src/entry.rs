@@ -98,6 +98,7 @@ impl Broker {
     /// Registers a connection that finished its handshake.
     pub fn open_connection(&mut self, info: ConnInfo) -> ConnId {
         self.enter(Entry::Other);
+        self.global.connections_opened += 1;
         self.register_connection(info)
     }
 

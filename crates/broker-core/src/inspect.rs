@@ -194,6 +194,8 @@ pub struct Snapshot {
     pub alarm: Option<String>,
     /// Policies and parameters (`params.rs`).
     pub params: crate::params::Params,
+    /// Broker-wide counters that never decrease (`global_stats.rs`).
+    pub global: crate::global_stats::GlobalStats,
 }
 
 impl Broker {
@@ -205,6 +207,7 @@ impl Broker {
             taken_at_ms: wall,
             alarm: self.sessions.alarm.clone(),
             params: self.params.clone(),
+            global: self.global,
             ..Default::default()
         };
         // Unacked counts per queue, from the channels that hold them.

@@ -28,6 +28,7 @@ mod enqueue;
 mod entry;
 pub mod error;
 pub mod exchange;
+pub mod global_stats;
 pub mod headers;
 pub mod inspect;
 pub mod message;

@@ -24,6 +24,7 @@ mod json;
 mod list;
 mod objects;
 mod params_api;
+pub mod prometheus;
 mod routes;
 mod stats;
 mod views;
@@ -144,9 +145,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// A random `rabbitmq-cluster-id-<22 base64url chars>` (per process: not
-/// durable yet).
-fn cluster_id() -> String {
+/// A random `rabbitmq-cluster-id-<22 base64url chars>`, one per process
+/// (shared by `/api` and the metrics; not durable yet).
+pub(crate) fn cluster_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(new_cluster_id).clone()
+}
+
+fn new_cluster_id() -> String {
     use base64::Engine;
     use std::hash::{BuildHasher, Hasher};
     let mut raw = [0u8; 16];
@@ -160,7 +166,7 @@ fn cluster_id() -> String {
 }
 
 /// `rabbit@<hostname>`, as RabbitMQ names its node (clients expect the form).
-fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());

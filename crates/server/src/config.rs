@@ -78,6 +78,10 @@ pub struct ServerConfig {
     pub management_port: u16,
     /// Address the management API listens on.
     pub management_bind: IpAddr,
+    /// Prometheus metrics port (rabbitmq_prometheus's 15692); 0 turns it off.
+    pub prometheus_port: u16,
+    /// Address the Prometheus metrics listen on.
+    pub prometheus_bind: IpAddr,
     /// How often the statistics snapshot the API reads is rebuilt.
     pub collect_statistics_interval_ms: u64,
     /// Largest management API request body (RabbitMQ: 20 MB); more → 400.
@@ -118,6 +122,8 @@ impl Default for ServerConfig {
             definitions: None,
             management_port: 15672,
             management_bind: IpAddr::from([127, 0, 0, 1]),
+            prometheus_port: 15692,
+            prometheus_bind: IpAddr::from([127, 0, 0, 1]),
             collect_statistics_interval_ms: 5_000,
             http_body_bytes_max: 20_000_000,
             http_requests_concurrent_max: 64,

@@ -85,6 +85,11 @@ impl DiskWatch {
         since.saturating_mul(2) >= self.margin_bytes.load(Ordering::Relaxed)
     }
 
+    /// The free-space limit, bytes.
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
     /// Reads the free space: the disk alarm's reason, if below the limit.
     pub fn check(&self) -> Option<String> {
         let dir = self.dir.as_deref()?;

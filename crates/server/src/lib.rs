@@ -123,21 +123,39 @@ impl mgmt::Core for Shared {
 /// the statistics collection run there, never on the connections' workers).
 const MANAGEMENT_THREADS: usize = 1;
 
-/// Starts the management API (if its port is not 0) and the task that
-/// publishes its statistics snapshot every `collect_statistics_interval_ms`,
-/// on a runtime of their own (returned: dropping it stops them).
+/// Starts the management API and the Prometheus listener (each if its port
+/// is not 0) and the task that publishes their statistics snapshot every
+/// `collect_statistics_interval_ms`, on a runtime of their own (returned:
+/// dropping it stops them).
 fn start_management(
     shared: &Arc<Shared>,
     amqp: std::net::SocketAddr,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
     let config = &shared.config;
-    if config.management_port == 0 {
+    if config.management_port == 0 && config.prometheus_port == 0 {
         return Ok(None);
     }
-    let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
-    let listener = mgmt::bind(addr)?;
-    tracing::info!("warren listening on {} (http)", listener.local_addr()?);
+    // Bound here, so a port in use fails the start.
+    let api = if config.management_port != 0 {
+        let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
+        let listener = mgmt::bind(addr)?;
+        tracing::info!("warren listening on {} (http)", listener.local_addr()?);
+        Some((addr, listener))
+    } else {
+        None
+    };
+    let metrics = if config.prometheus_port != 0 {
+        let addr = std::net::SocketAddr::new(config.prometheus_bind, config.prometheus_port);
+        let listener = mgmt::prometheus::bind(addr)?;
+        tracing::info!(
+            "warren listening on {} (prometheus)",
+            listener.local_addr()?
+        );
+        Some((addr, listener))
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(MANAGEMENT_THREADS)
         .thread_name("warren-mgmt")
@@ -166,28 +184,58 @@ fn start_management(
             }
         });
     }
-    let mconfig = mgmt::MgmtConfig {
-        addr,
-        http_body_bytes_max: config.http_body_bytes_max,
-        request_timeout_ms: config.http_request_timeout_ms,
-        requests_concurrent_max: config.http_requests_concurrent_max,
-        collect_statistics_interval_ms: config.collect_statistics_interval_ms,
-    };
-    let listeners = vec![mgmt::Listener {
-        protocol: "amqp",
-        addr: amqp,
-    }];
-    let core: Arc<dyn mgmt::Core> = shared.clone();
-    let mut stop = stop;
-    rt.spawn(async move {
-        let shutdown = async move {
-            let _ = stop.changed().await;
+    if let Some((addr, listener)) = metrics {
+        let dir = config.data_dir.clone();
+        let probe = mgmt::prometheus::NodeProbe {
+            memory_limit_bytes: memory_limit_bytes(config),
+            disk_free_limit_bytes: shared.disk.limit_bytes(),
+            disk_free: Arc::new(move || {
+                dir.as_deref().and_then(|d| store::disk_free_bytes(d).ok())
+            }),
         };
-        if let Err(e) = mgmt::serve(listener, mconfig, core, stats, listeners, shutdown).await {
-            tracing::error!("management API stopped: {e}");
-        }
-    });
+        let pconfig = mgmt::prometheus::PromConfig { addr, probe };
+        let (stats, mut stop) = (stats.clone(), stop.clone());
+        rt.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = mgmt::prometheus::serve(listener, pconfig, stats, shutdown).await {
+                tracing::error!("prometheus listener stopped: {e}");
+            }
+        });
+    }
+    if let Some((addr, listener)) = api {
+        let mconfig = mgmt::MgmtConfig {
+            addr,
+            http_body_bytes_max: config.http_body_bytes_max,
+            request_timeout_ms: config.http_request_timeout_ms,
+            requests_concurrent_max: config.http_requests_concurrent_max,
+            collect_statistics_interval_ms: config.collect_statistics_interval_ms,
+        };
+        let listeners = vec![mgmt::Listener {
+            protocol: "amqp",
+            addr: amqp,
+        }];
+        let core: Arc<dyn mgmt::Core> = shared.clone();
+        let mut stop = stop;
+        rt.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = mgmt::serve(listener, mconfig, core, stats, listeners, shutdown).await {
+                tracing::error!("management API stopped: {e}");
+            }
+        });
+    }
     Ok(Some(rt))
+}
+
+/// The memory high watermark: `memory_high_watermark_bytes`, or 40% of RAM.
+fn memory_limit_bytes(config: &ServerConfig) -> u64 {
+    match config.memory_high_watermark_bytes {
+        0 => total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
+        b => b,
+    }
 }
 
 /// Runs the broker until `shutdown` resolves, then closes every client with
@@ -327,10 +375,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let memory_limit_bytes = match shared.config.memory_high_watermark_bytes {
-                0 => total_memory_bytes().map_or(u64::MAX, |t| t / 10 * 4),
-                b => b,
-            };
+            let memory_limit_bytes = memory_limit_bytes(&shared.config);
             tracing::info!(memory_limit_bytes, "memory high watermark");
             let disk_every =
                 (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);

@@ -12,7 +12,8 @@
 //! tls_cert_login_from, tls_reload_check_interval_ms,
 //! loopback_users (comma-separated user names, or `none`), definitions (a
 //! bootstrap file, see `server::bootstrap`),
-//! management_port, management_bind, collect_statistics_interval_ms,
+//! management_port, management_bind, prometheus_port, prometheus_bind,
+//! collect_statistics_interval_ms,
 //! http_body_bytes_max.
 
 use std::net::IpAddr;
@@ -82,6 +83,12 @@ pub struct ServeArgs {
     /// Address the management API listens on [default: 127.0.0.1]
     #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
     management_bind: Option<IpAddr>,
+    /// Prometheus metrics port (as rabbitmq_prometheus); 0 turns it off [default: 15692]
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
+    prometheus_port: Option<u16>,
+    /// Address the Prometheus metrics listen on [default: 127.0.0.1]
+    #[arg(long, env = "WARREN_PROMETHEUS_BIND")]
+    prometheus_bind: Option<IpAddr>,
     /// How often the statistics the management API shows are collected, ms [default: 5000]
     #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL_MS")]
     collect_statistics_interval_ms: Option<u64>,
@@ -186,6 +193,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(b) = args.management_bind {
         cfg.management_bind = b;
     }
+    if let Some(p) = args.prometheus_port {
+        cfg.prometheus_port = p;
+    }
+    if let Some(b) = args.prometheus_bind {
+        cfg.prometheus_bind = b;
+    }
     if let Some(i) = args.collect_statistics_interval_ms {
         cfg.collect_statistics_interval_ms = i;
     }
@@ -268,6 +281,8 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             "definitions" => cfg.definitions = Some(PathBuf::from(value)),
             "management_port" => cfg.management_port = value.parse().with_context(bad)?,
             "management_bind" => cfg.management_bind = value.parse().with_context(bad)?,
+            "prometheus_port" => cfg.prometheus_port = value.parse().with_context(bad)?,
+            "prometheus_bind" => cfg.prometheus_bind = value.parse().with_context(bad)?,
             "collect_statistics_interval_ms" => {
                 cfg.collect_statistics_interval_ms = value.parse().with_context(bad)?
             }

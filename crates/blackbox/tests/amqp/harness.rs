@@ -95,6 +95,12 @@ pub fn spawn_process(
         } else {
             &["--management-port", "0"][..]
         })
+        // Likewise the metrics port (15692, rabbitmq_prometheus's).
+        .args(if extra.contains(&"--prometheus-port") {
+            &[][..]
+        } else {
+            &["--prometheus-port", "0"][..]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

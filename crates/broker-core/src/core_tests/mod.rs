@@ -12,6 +12,7 @@ mod edge;
 mod entry_guard;
 mod fast_path;
 mod fast_path_traffic;
+mod global;
 mod mgmt;
 mod priority;
 mod quorum;

@@ -131,6 +131,7 @@ impl Broker {
         let Some(ch) = c.channels.get_mut(&ch_id) else {
             return;
         };
+        self.global.retire_channel(&mut ch.stats);
         ch.assembly = Assembly::Idle;
         ch.tx = None;
         ch.confirm_pending.clear();

@@ -52,6 +52,7 @@ impl Broker {
                 let mut last_ack = None;
                 for (tag, ack) in ch.confirm_ready.drain(..) {
                     if ack {
+                        self.global.confirmed += 1;
                         last_ack = Some(tag);
                         continue;
                     }

@@ -253,6 +253,7 @@ impl Broker {
         }
         let c = self.sessions.channel_mut(conn, ch)?;
         c.publish_seq += 1;
+        self.global.received_confirm += 1;
         Ok(Some(c.publish_seq))
     }
 
@@ -427,7 +428,13 @@ impl Broker {
             properties: p.properties,
             body: p.body,
         };
+        self.global.observe_size(p.body.len());
         if targets.is_empty() {
+            if p.mandatory {
+                self.global.unroutable_returned += 1;
+            } else {
+                self.global.unroutable_dropped += 1;
+            }
             // The unroutable path (rare) may afford the lookup.
             if let Some(ex) = self
                 .topology
@@ -449,6 +456,7 @@ impl Broker {
             }
             return Ok((0, false));
         }
+        self.global.routed += 1;
         let persistent = p.delivery_mode == Some(2);
         let expiration = match p.expiration {
             None => None,

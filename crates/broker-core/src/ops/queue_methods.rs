@@ -159,6 +159,7 @@ impl Broker {
             let durable = m.durable;
             let name = name.detached();
             let args = detached_table(&m.arguments);
+            self.global.queues_created += 1;
             v.insert_queue(Queue::new(
                 name.clone(),
                 durable,
@@ -188,6 +189,7 @@ impl Broker {
         if let Ok(c) = self.sessions.channel_mut(conn, ch) {
             c.last_queue = Some(name.clone());
         }
+        self.global.queues_declared += 1;
         if !m.no_wait {
             self.sessions.send(
                 conn,
@@ -278,6 +280,7 @@ impl Broker {
         let Some(q) = v.queues.remove(name) else {
             return;
         };
+        self.global.retire_queue(q.kind, &q.stats);
         let sources = v.unbind_destination(&Destination::Queue(name.clone()));
         if q.timed {
             // O(timed queues); keeps the tick's list free of stale names.

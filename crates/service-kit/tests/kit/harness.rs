@@ -92,6 +92,9 @@ impl Broker {
         );
         let mut child = Command::new(&bin)
             .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            // The HTTP listeners' default ports (15672, 15692) are RabbitMQ's
+            // and would be fought over by parallel tests: off.
+            .args(["--management-port", "0", "--prometheus-port", "0"])
             .arg("--data-dir")
             .arg(self.data_dir.as_ref().unwrap())
             .args(&self.extra)
