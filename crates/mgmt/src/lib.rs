@@ -14,6 +14,8 @@
 
 #![allow(clippy::result_large_err)] // error paths build a Response; none is hot
 
+mod api_doc;
+mod console;
 mod defs;
 mod http;
 mod info;
@@ -22,6 +24,7 @@ mod list;
 mod objects;
 mod params_api;
 mod routes;
+mod samples;
 mod stats;
 mod views;
 

@@ -1,0 +1,96 @@
+//! `*_details.samples` of the overview (RabbitMQ's `lengths_age` /
+//! `msg_rates_age` and their `_incr`, in seconds): the statistics history
+//! (`Stats::history`, one entry per published snapshot, at most
+//! `HISTORY_SAMPLES_MAX`) within the age asked, newest first, each
+//! `{sample, timestamp}` with `timestamp` in ms, plus `avg` and
+//! `avg_rate` over the window. The console draws its charts from these.
+
+use serde_json::{json, Value};
+
+use crate::http::Req;
+use crate::stats::Totals;
+
+/// Longest window accepted, seconds (RabbitMQ's longest retention: a day).
+const AGE_SECONDS_MAX: u64 = 86_400;
+
+/// The `{age}` window of `key` (`lengths_age`), if asked.
+fn window(req: &Req, key: &str) -> Option<(u64, u64)> {
+    let age: u64 = req.query.get(key)?.parse().ok()?;
+    let incr_key = key.replace("_age", "_incr");
+    let incr: u64 = req
+        .query
+        .get(&incr_key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some((age.min(AGE_SECONDS_MAX), incr))
+}
+
+/// The samples of one series: entries within `age_s` of the newest, at
+/// least `incr_s` apart (oldest kept first), newest first.
+fn series(hist: &[Totals], (age_s, incr_s): (u64, u64), f: fn(&Totals) -> u64) -> Value {
+    let newest = hist.last().map_or(0, |t| t.at_ms);
+    let from = newest.saturating_sub(age_s * 1000);
+    let mut picked: Vec<&Totals> = Vec::new();
+    for t in hist.iter().filter(|t| t.at_ms >= from) {
+        if picked
+            .last()
+            .is_none_or(|p| t.at_ms.saturating_sub(p.at_ms) >= incr_s * 1000)
+        {
+            picked.push(t);
+        }
+    }
+    let samples: Vec<Value> = picked
+        .iter()
+        .rev()
+        .map(|t| json!({ "sample": f(t), "timestamp": t.at_ms }))
+        .collect();
+    let n = picked.len().max(1) as f64;
+    let avg = picked.iter().map(|t| f(t) as f64).sum::<f64>() / n;
+    let avg_rate = match (picked.first(), picked.last()) {
+        (Some(a), Some(b)) if b.at_ms > a.at_ms => {
+            (f(b) as f64 - f(a) as f64) / ((b.at_ms - a.at_ms) as f64 / 1000.0)
+        }
+        _ => 0.0,
+    };
+    json!({ "samples": samples, "avg": avg, "avg_rate": avg_rate })
+}
+
+/// Adds the samples asked for to `key_details` objects of `group`.
+fn add_group(
+    v: &mut Value,
+    group: &str,
+    keys: &[(&str, fn(&Totals) -> u64)],
+    hist: &[Totals],
+    w: (u64, u64),
+) {
+    for (key, f) in keys {
+        let Some(Value::Object(d)) = v.pointer_mut(&format!("/{group}/{key}_details")) else {
+            continue;
+        };
+        if let Value::Object(extra) = series(hist, w, *f) {
+            d.extend(extra);
+        }
+    }
+}
+
+/// Adds `samples`, `avg` and `avg_rate` to the overview's queue totals
+/// (`lengths_age`) and message stats (`msg_rates_age`).
+pub(crate) fn overview(v: &mut Value, req: &Req, hist: &[Totals]) {
+    if let Some(w) = window(req, "lengths_age") {
+        let keys: [(&str, fn(&Totals) -> u64); 3] = [
+            ("messages", |t| t.messages),
+            ("messages_ready", |t| t.ready),
+            ("messages_unacknowledged", |t| t.unacked),
+        ];
+        add_group(v, "queue_totals", &keys, hist, w);
+    }
+    if let Some(w) = window(req, "msg_rates_age") {
+        let keys: [(&str, fn(&Totals) -> u64); 4] = [
+            ("publish", |t| t.publish),
+            ("deliver_get", |t| t.deliver_get),
+            ("ack", |t| t.ack),
+            ("redeliver", |t| t.redeliver),
+        ];
+        add_group(v, "message_stats", &keys, hist, w);
+    }
+}
