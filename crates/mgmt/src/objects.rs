@@ -165,16 +165,23 @@ pub(crate) fn queues(
     vhost: Option<&str>,
 ) -> Vec<Value> {
     let totals = req.flag("enable_queue_totals");
+    // One index of the previous snapshot, not a scan per queue (10,000
+    // queues were 50 million comparisons per list request).
+    let before_by_name: std::collections::HashMap<(&str, &str), &broker_core::inspect::QueueView> =
+        before
+            .map(|b| {
+                b.queues
+                    .iter()
+                    .map(|y| ((&*y.vhost, y.name.as_str()), y))
+                    .collect()
+            })
+            .unwrap_or_default();
     let mut v: Vec<Value> = s
         .queues
         .iter()
         .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
         .map(|q| {
-            let b = before.and_then(|b| {
-                b.queues
-                    .iter()
-                    .find(|y| y.vhost == q.vhost && y.name == q.name)
-            });
+            let b = before_by_name.get(&(&*q.vhost, q.name.as_str())).copied();
             let mut j = views::queue(q, &app.node, stats, r, b);
             if !stats && totals {
                 j["messages"] = json!(q.ready + q.unacked);
