@@ -91,7 +91,7 @@ export function publisher(amqpPort, queue, seconds) {
   const py = fs.existsSync(path.join(ROOT, '.venv/bin/python')) ? path.join(ROOT, '.venv/bin/python') : 'python3';
   const code = `
 import pika, time, sys
-c = pika.BlockingConnection(pika.ConnectionParameters('127.0.0.1', ${amqpPort}, credentials=pika.PlainCredentials('guest', 'guest')))
+c = pika.BlockingConnection(pika.ConnectionParameters('127.0.0.1', ${amqpPort}, credentials=pika.PlainCredentials('guest', 'guest'), client_properties={'connection_name': ${JSON.stringify(queue)}}))
 ch = c.channel()
 ch.queue_declare(${JSON.stringify(queue)}, durable=False, auto_delete=True)
 end = time.time() + ${seconds}

@@ -35,6 +35,7 @@ export function chart(title, unit = '') {
     last = series;
     canvas.dataset.last = JSON.stringify(Object.fromEntries(series.map((s) => [s.label, s.points.length ? s.points[s.points.length - 1][1] : null])));
     canvas.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
+    canvas.dataset.newest = String(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[0]))));
     const summary = series.map((s) => `${s.label} ${s.points.length ? fmtv(s.points[s.points.length - 1][1]) : 'no data'}${unit}`).join(', ');
     canvas.setAttribute('aria-label', `${title}: ${summary}`);
     legend.replaceChildren(...series.map((s, i) => h('span', h('i', { style: `background:${s.color || COLORS[i % COLORS.length]}` }),

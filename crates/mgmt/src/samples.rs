@@ -13,6 +13,9 @@ use crate::stats::Totals;
 /// Longest window accepted, seconds (RabbitMQ's longest retention: a day).
 const AGE_SECONDS_MAX: u64 = 86_400;
 
+/// A series: its key in the JSON and how to read it from the history.
+type Key = (&'static str, fn(&Totals) -> u64);
+
 /// The `{age}` window of `key` (`lengths_age`), if asked.
 fn window(req: &Req, key: &str) -> Option<(u64, u64)> {
     let age: u64 = req.query.get(key)?.parse().ok()?;
@@ -56,13 +59,7 @@ fn series(hist: &[Totals], (age_s, incr_s): (u64, u64), f: fn(&Totals) -> u64) -
 }
 
 /// Adds the samples asked for to `key_details` objects of `group`.
-fn add_group(
-    v: &mut Value,
-    group: &str,
-    keys: &[(&str, fn(&Totals) -> u64)],
-    hist: &[Totals],
-    w: (u64, u64),
-) {
+fn add_group(v: &mut Value, group: &str, keys: &[Key], hist: &[Totals], w: (u64, u64)) {
     for (key, f) in keys {
         let Some(Value::Object(d)) = v.pointer_mut(&format!("/{group}/{key}_details")) else {
             continue;
@@ -77,7 +74,7 @@ fn add_group(
 /// (`lengths_age`) and message stats (`msg_rates_age`).
 pub(crate) fn overview(v: &mut Value, req: &Req, hist: &[Totals]) {
     if let Some(w) = window(req, "lengths_age") {
-        let keys: [(&str, fn(&Totals) -> u64); 3] = [
+        let keys: [Key; 3] = [
             ("messages", |t| t.messages),
             ("messages_ready", |t| t.ready),
             ("messages_unacknowledged", |t| t.unacked),
@@ -85,12 +82,49 @@ pub(crate) fn overview(v: &mut Value, req: &Req, hist: &[Totals]) {
         add_group(v, "queue_totals", &keys, hist, w);
     }
     if let Some(w) = window(req, "msg_rates_age") {
-        let keys: [(&str, fn(&Totals) -> u64); 4] = [
+        let keys: [Key; 4] = [
             ("publish", |t| t.publish),
             ("deliver_get", |t| t.deliver_get),
             ("ack", |t| t.ack),
             ("redeliver", |t| t.redeliver),
         ];
         add_group(v, "message_stats", &keys, hist, w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, publish: u64) -> Totals {
+        Totals {
+            at_ms: ms,
+            publish,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn samples_keep_the_window_newest_first_spaced_by_incr() {
+        let hist: Vec<Totals> = (0..10).map(|i| at(1_000 + i * 500, i * 10)).collect();
+        // Newest at 5,500 ms: a 3 s window starts at 2,500; 1 s apart.
+        let v = series(&hist, (3, 1), |t| t.publish);
+        let ts: Vec<u64> = v["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["timestamp"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ts, vec![5_500, 4_500, 3_500, 2_500]);
+        assert_eq!(v["samples"][0]["sample"], 90);
+        // 90 - 30 over 3 s.
+        assert_eq!(v["avg_rate"].as_f64().unwrap(), 20.0);
+    }
+
+    #[test]
+    fn empty_history_gives_no_samples() {
+        let v = series(&[], (60, 5), |t| t.publish);
+        assert_eq!(v["samples"], json!([]));
+        assert_eq!(v["avg_rate"], json!(0.0));
     }
 }

@@ -20,7 +20,7 @@ export async function renderConnections(view, ctx) {
     const list = await get(base(ctx, 'connections'));
     box.replaceChildren(table([
       { label: 'Virtual host', get: (c) => c.vhost, key: 'vhost' },
-      { label: 'Name', get: (c) => c.name, key: 'name' },
+      { label: 'Name', get: (c) => [c.name, c.client_properties?.connection_name ? h('div', `(${c.client_properties.connection_name})`) : null], key: 'name' },
       { label: 'User', get: (c) => c.user, key: 'user' },
       { label: 'State', get: (c) => c.state || '' },
       { label: 'TLS', get: (c) => (c.ssl ? 'yes' : 'no') },
