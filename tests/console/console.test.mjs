@@ -85,6 +85,8 @@ test('overview: the message-rates chart moves while a publisher runs', async () 
     return c && (JSON.parse(c.dataset.last || '{}').Total || 0) > 0;
   }, null, { timeout: 20000 });
   await page.waitForFunction((b) => Number(document.querySelector('#chart-rates canvas').dataset.newest) > b, before, { timeout: 10000 });
+  // Enough points for a line (4 series of at least 3 points) before the screenshot.
+  await page.waitForFunction(() => Number(document.querySelector('#chart-rates canvas').dataset.points) >= 12, null, { timeout: 10000 });
   await shot('overview');
   const res = await run;
   assert.equal(res.code, 0, res.out);

@@ -29,19 +29,21 @@ fn window(req: &Req, key: &str) -> Option<(u64, u64)> {
 }
 
 /// The samples of one series: entries within `age_s` of the newest, at
-/// least `incr_s` apart (oldest kept first), newest first.
+/// least `incr_s` apart (counted back from the newest), newest first.
 fn series(hist: &[Totals], (age_s, incr_s): (u64, u64), f: fn(&Totals) -> u64) -> Value {
     let newest = hist.last().map_or(0, |t| t.at_ms);
     let from = newest.saturating_sub(age_s * 1000);
+    // Picked from the newest back, so the newest sample is always there.
     let mut picked: Vec<&Totals> = Vec::new();
-    for t in hist.iter().filter(|t| t.at_ms >= from) {
+    for t in hist.iter().rev().filter(|t| t.at_ms >= from) {
         if picked
             .last()
-            .is_none_or(|p| t.at_ms.saturating_sub(p.at_ms) >= incr_s * 1000)
+            .is_none_or(|p| p.at_ms.saturating_sub(t.at_ms) >= incr_s * 1000)
         {
             picked.push(t);
         }
     }
+    picked.reverse();
     let samples: Vec<Value> = picked
         .iter()
         .rev()
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn samples_keep_the_window_newest_first_spaced_by_incr() {
-        let hist: Vec<Totals> = (0..10).map(|i| at(1_000 + i * 500, i * 10)).collect();
+        let hist: Vec<Totals> = (0..11).map(|i| at(500 + i * 500, i * 10)).collect();
         // Newest at 5,500 ms: a 3 s window starts at 2,500; 1 s apart.
         let v = series(&hist, (3, 1), |t| t.publish);
         let ts: Vec<u64> = v["samples"]
@@ -116,8 +118,8 @@ mod tests {
             .map(|s| s["timestamp"].as_u64().unwrap())
             .collect();
         assert_eq!(ts, vec![5_500, 4_500, 3_500, 2_500]);
-        assert_eq!(v["samples"][0]["sample"], 90);
-        // 90 - 30 over 3 s.
+        assert_eq!(v["samples"][0]["sample"], 100);
+        // 100 - 40 over 3 s.
         assert_eq!(v["avg_rate"].as_f64().unwrap(), 20.0);
     }
 
