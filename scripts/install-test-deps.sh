@@ -37,3 +37,17 @@ if ! command -v prometheus >/dev/null 2>&1; then
         echo "prometheus not installed (apt-get install prometheus); its test will be skipped" >&2
     fi
 fi
+
+# The web console's browser tests: Debian's Chromium and playwright-core
+# (tests/console/package-lock.json).
+if ! [ -x /usr/bin/chromium ]; then
+    apt-get -o DPkg::Lock::Timeout=300 update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends chromium >/dev/null
+fi
+LOCK=tests/console/package-lock.json
+STAMP_JS=tests/console/node_modules/.lock.sha256
+want_js="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+if [ "$want_js" != "$(cat "$STAMP_JS" 2>/dev/null || true)" ]; then
+    (cd tests/console && npm ci --no-audit --no-fund --silent)
+    echo "$want_js" > "$STAMP_JS"
+fi

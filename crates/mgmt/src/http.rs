@@ -216,7 +216,7 @@ fn authenticate(
     }
 }
 
-/// The one axum handler: everything under `/api`.
+/// The one axum handler: `/api`, and the console's files (`console.rs`).
 pub(crate) async fn handle(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -242,6 +242,9 @@ pub(crate) async fn handle(
 
 async fn serve_one(app: &App, peer: SocketAddr, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
+    if let Some(r) = crate::console::serve(&parts.method, parts.uri.path()) {
+        return r;
+    }
     let Some(seg) = segments(parts.uri.path()) else {
         return not_found();
     };

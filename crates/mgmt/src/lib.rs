@@ -17,6 +17,8 @@
 mod admin;
 mod admin_defs;
 mod admin_perms;
+mod api_doc;
+mod console;
 mod defs;
 mod http;
 mod info;
@@ -26,6 +28,7 @@ mod objects;
 mod params_api;
 pub mod prometheus;
 mod routes;
+mod samples;
 mod stats;
 mod views;
 

@@ -120,7 +120,11 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         return r;
     }
     match seg.as_slice() {
-        ["overview"] if get => ok(overview(app, snap, &r)),
+        ["overview"] if get => {
+            let mut v = overview(app, snap, &r);
+            crate::samples::overview(&mut v, req, &app.stats.history());
+            ok(v)
+        }
         ["cluster-name"] if get => ok(json!({ "name": app.node })),
         ["nodes"] if get => ok(json!([node(app, snap)])),
         ["nodes", n] if get => {
