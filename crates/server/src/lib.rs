@@ -308,7 +308,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     // Socket writes on their own thread(s): a reader that wakes its
     // consumers' writers would otherwise run them on its own worker (tokio's
     // LIFO slot is not stolen), keeping the broker on one core.
-    let writer_rt = match config.writer_threads {
+    let writer_rt = BackgroundRuntime(match config.writer_threads {
         0 => None,
         n => Some(
             tokio::runtime::Builder::new_multi_thread()
@@ -318,8 +318,9 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
                 .build()
                 .context("starting the writer runtime")?,
         ),
-    };
+    });
     let writers = writer_rt
+        .0
         .as_ref()
         .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
     let disk_limit_bytes = disk::limit_bytes(
@@ -368,7 +369,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let management = start_management(&shared, local, stop_rx.clone())?;
+    let management = BackgroundRuntime(start_management(&shared, local, stop_rx.clone())?);
     let ticker = {
         let shared = shared.clone();
         let period = Duration::from_millis(config.tick_interval_ms.max(1));
@@ -477,9 +478,7 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tracing::info!("shutting down: closing {} connections", tasks.len());
     ticker.abort();
-    if let Some(rt) = management {
-        rt.shutdown_background();
-    }
+    drop(management);
     drop(listener);
     if let Some((l, _, watcher)) = tls {
         watcher.abort();
@@ -503,8 +502,19 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         shared.sync.stop();
         let _ = t.join();
     }
-    if let Some(rt) = writer_rt {
-        rt.shutdown_background();
-    }
+    drop(writer_rt);
     Ok(())
+}
+
+/// A runtime of our own, shut down without waiting when dropped — also on
+/// an error return from `serve` (a plain drop inside the async `serve` would
+/// panic: "Cannot drop a runtime in a context where blocking is not allowed").
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
