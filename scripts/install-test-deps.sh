@@ -18,3 +18,13 @@ if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import pika, pytest' 2>/de
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
     echo "$want" > "$STAMP"
 fi
+
+# rabbitmqadmin v2 (the Rust one, from crates.io) for tests/python/test_rabbitmqadmin.py:
+# installed into the project-local .tools/ (skipped when that version is there).
+# Set WARREN_SKIP_RABBITMQADMIN=1 to skip it.
+RABBITMQADMIN_VERSION=2.35.0
+if [ "${WARREN_SKIP_RABBITMQADMIN:-0}" != 1 ]; then
+    if ! .tools/bin/rabbitmqadmin --version 2>/dev/null | grep -q "$RABBITMQADMIN_VERSION"; then
+        cargo install --quiet --locked --root .tools --version "$RABBITMQADMIN_VERSION" rabbitmqadmin
+    fi
+fi
