@@ -123,7 +123,7 @@ pub enum CtlCommand {
         #[arg(long)]
         tags: Option<String>,
         /// Default queue type.
-        #[arg(long)]
+        #[arg(long = "default-queue-type")]
         default_queue_type: Option<String>,
     },
     /// Deletes a virtual host and everything in it.
@@ -225,10 +225,10 @@ pub enum CtlCommand {
         /// Queue name.
         queue: String,
         /// Only if it has no consumers.
-        #[arg(short = 'u', long)]
+        #[arg(short = 'u', long = "if-unused")]
         if_unused: bool,
         /// Only if it has no messages.
-        #[arg(short = 'e', long)]
+        #[arg(short = 'e', long = "if-empty")]
         if_empty: bool,
     },
     /// Sets the vhost's limits (`{"max-connections": N, "max-queues": N}`).
