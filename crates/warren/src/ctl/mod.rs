@@ -2,11 +2,12 @@
 //! arguments, banners, tab-separated tables and exit codes, talking to a
 //! running broker (warren or RabbitMQ) over the management HTTP API, so it
 //! works remotely. `http.rs` is the HTTP side, `columns.rs` the info keys
-//! and value formatting, `commands.rs` and `objects.rs` the commands.
+//! and value formatting, `commands.rs`, `objects.rs` and `node.rs` the commands.
 
 mod columns;
 mod commands;
 mod http;
+mod node;
 mod objects;
 
 use clap::{Args, Subcommand};
