@@ -20,10 +20,16 @@ if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import pika, pytest' 2>/de
     echo "$want" > "$STAMP"
 fi
 
-# rabbitmqadmin v2 (crates.io) for tests/rabbitmqadmin/run.sh.
+# rabbitmqadmin v2 (the Rust one, from crates.io) for tests/rabbitmqadmin/run.sh
+# and tests/python/test_rabbitmqadmin.py, installed outside the checkout (kept
+# across clones on one machine) unless that version is there already.
+# WARREN_SKIP_RABBITMQADMIN=1 skips the install and both tests.
 RABBITMQADMIN_VERSION=2.35.0
-if ! "${CARGO_HOME:-$HOME/.cargo}/bin/rabbitmqadmin" --version 2>/dev/null | grep -q "$RABBITMQADMIN_VERSION"; then
-    cargo install --locked --quiet rabbitmqadmin --version "$RABBITMQADMIN_VERSION"
+RABBITMQADMIN_ROOT=${RABBITMQADMIN_ROOT:-$HOME/.cache/warren/tools}
+if [ "${WARREN_SKIP_RABBITMQADMIN:-0}" != 1 ]; then
+    if ! "$RABBITMQADMIN_ROOT/bin/rabbitmqadmin" --version 2>/dev/null | grep -q "$RABBITMQADMIN_VERSION"; then
+        cargo install --quiet --locked --root "$RABBITMQADMIN_ROOT" --version "$RABBITMQADMIN_VERSION" rabbitmqadmin
+    fi
 fi
 
 # Prometheus (Debian's package) for the metrics scrape test

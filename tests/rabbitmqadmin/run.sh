@@ -8,10 +8,12 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 BIN=${WARREN_BIN:-target/debug/warren}
-ADMIN=${RABBITMQADMIN:-rabbitmqadmin}
-if ! command -v "$ADMIN" >/dev/null; then
-    ADMIN="$HOME/.cargo/bin/rabbitmqadmin"
+# scripts/install-test-deps.sh installs it into ~/.cache/warren/tools/ (WARREN_SKIP_RABBITMQADMIN=1 skips both).
+if [ "${WARREN_SKIP_RABBITMQADMIN:-0}" = 1 ]; then
+    echo "rabbitmqadmin: skipped (WARREN_SKIP_RABBITMQADMIN=1)"
+    exit 0
 fi
+ADMIN=${RABBITMQADMIN:-${RABBITMQADMIN_ROOT:-$HOME/.cache/warren/tools}/bin/rabbitmqadmin}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AMQP=$(free_port); HTTP=$(free_port)
 LOG=$(mktemp)

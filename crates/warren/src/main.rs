@@ -1,6 +1,7 @@
 //! The warren binary: parses the command line, environment and config file,
 //! sets up logging, and runs the server until SIGINT/SIGTERM.
 
+mod ctl;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +21,16 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(settings::ServeArgs),
+    /// rabbitmqctl's everyday commands, over the management HTTP API.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Ctl(args) => std::process::exit(ctl::run(args)),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")

@@ -14,6 +14,7 @@ mod basic;
 mod confirms_tx;
 mod connection;
 mod consumers;
+mod ctl;
 mod delayed;
 mod durability;
 mod errors;
