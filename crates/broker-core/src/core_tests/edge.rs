@@ -326,3 +326,25 @@ fn nothing_follows_connection_close_ok() {
         assert!(c.recv().is_empty(), "nothing after close-ok");
     }
 }
+
+#[test]
+fn a_connection_opened_during_an_alarm_is_told_it_is_blocked() {
+    let mut core = Core::default();
+    core.broker.set_alarm(Some("low on disk".into()));
+    core.broker.flush();
+    let mut c = core.connect();
+    let got = c.recv();
+    assert!(
+        matches!(got.as_slice(), [Out::Method(0, Method::ConnectionBlocked(b))] if b.reason.as_str() == "low on disk"),
+        "{got:?}"
+    );
+    core.broker.set_alarm(None);
+    core.broker.flush();
+    assert_eq!(
+        c.recv(),
+        vec![Out::Method(
+            0,
+            Method::ConnectionUnblocked(Default::default())
+        )]
+    );
+}

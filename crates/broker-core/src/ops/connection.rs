@@ -42,6 +42,8 @@ impl Broker {
                 throttled: false,
             }),
         );
+        // A connection.blocked written above must go out with the next flush.
+        self.sessions.mark_dirty(id);
         if let Some(err) = late_refusal {
             self.close_connection(id, err.during(10, 40));
         }
