@@ -12,7 +12,7 @@ pub(crate) fn encoded(t: &FieldTable) -> Vec<u8> {
 
 /// A table in its own allocation (see `ShortStr::detached`): decoded tables
 /// are slices of their frame, which a stored one would pin.
-pub(crate) fn detached_table(t: &FieldTable) -> FieldTable {
+pub fn detached_table(t: &FieldTable) -> FieldTable {
     if t.is_empty() {
         return FieldTable::default();
     }

@@ -358,7 +358,9 @@ pub(crate) async fn run(
         heartbeat_s: tune_ok.heartbeat,
         consumer_cancel_notify,
         connection_blocked,
-        client_properties: start_ok.client_properties.clone(),
+        // Detached: a decoded table slices its frame, and a kept one would
+        // pin the handshake's whole read buffer (memory per connection).
+        client_properties: broker_core::detached_table(&start_ok.client_properties),
         mechanism: start_ok.mechanism.to_string(),
     })
 }
