@@ -29,9 +29,7 @@ pub(crate) fn exchanges(
             views::exchange(x, stats, r, b)
         })
         .collect();
-    v.sort_by(|a, b| {
-        (a["vhost"].as_str(), a["name"].as_str()).cmp(&(b["vhost"].as_str(), b["name"].as_str()))
-    });
+    sort_by_vhost_and_name(&mut v);
     v
 }
 
@@ -172,9 +170,7 @@ pub(crate) fn queues(
             j
         })
         .collect();
-    v.sort_by(|a, b| {
-        (a["vhost"].as_str(), a["name"].as_str()).cmp(&(b["vhost"].as_str(), b["name"].as_str()))
-    });
+    sort_by_vhost_and_name(&mut v);
     v
 }
 
@@ -434,4 +430,11 @@ pub(crate) fn binding_one(
         }
         _ => method_not_allowed("GET, HEAD, DELETE"),
     }
+}
+
+/// RabbitMQ's default list order: by vhost, then name.
+fn sort_by_vhost_and_name(v: &mut [Value]) {
+    v.sort_by(|a, b| {
+        (a["vhost"].as_str(), a["name"].as_str()).cmp(&(b["vhost"].as_str(), b["name"].as_str()))
+    });
 }
