@@ -27,6 +27,9 @@ use rustc_hash::FxHashMap;
 
 /// Ticks between two passes returning resident pages to the kernel.
 const MAINTAIN_EVERY_TICKS: u32 = 10;
+/// Granule of the current segment's pages returned by a maintenance pass:
+/// everything before the last whole one behind the write position.
+const RESIDENT_TAIL_BYTES: usize = 64 * 1024;
 
 /// Freed standard-size segments kept mapped for reuse. Writing into fresh
 /// file pages costs a page fault and block allocation per 4 KiB (the 1 KiB
@@ -209,13 +212,23 @@ impl Arena for FileArena {
             }
         }
         for (seg, s) in self.segments.iter() {
-            if *seg == self.current {
-                continue;
-            }
             // SAFETY: a shared file mapping: MADV_DONTNEED only drops our
             // page-table entries; the data stays in the page cache / file
             // and is faulted back in on the next access.
-            let _ = unsafe { s.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            if *seg != self.current {
+                let _ = unsafe { s.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+                continue;
+            }
+            // The current segment: the whole pages behind the write position
+            // (the page being appended to stays mapped), so a full queue's
+            // resident memory does not depend on where in a segment it ended.
+            let behind = s.len / RESIDENT_TAIL_BYTES * RESIDENT_TAIL_BYTES;
+            if behind > 0 {
+                let _ = unsafe {
+                    s.map
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, behind)
+                };
+            }
         }
     }
 
