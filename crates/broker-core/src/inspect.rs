@@ -98,7 +98,7 @@ pub struct ConnView {
     /// Our address.
     pub local: Option<SocketAddr>,
     /// connection.start-ok's client properties.
-    pub client_properties: FieldTable,
+    pub client_properties: crate::tables::EncodedTable,
     /// Handshake time, ms since the epoch.
     pub connected_at_ms: u64,
     /// Negotiated frame_max.

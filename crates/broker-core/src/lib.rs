@@ -73,4 +73,4 @@ pub type ConnId = u64;
 /// RabbitMQ's refusal of a login (the server refuses EXTERNAL without a
 /// verified certificate with it, before the user store is asked).
 pub use password::login_refused;
-pub use tables::detached_table;
+pub use tables::{detached_table, EncodedTable};

@@ -51,7 +51,7 @@ pub struct ConnDetails {
     /// Our address of the connection.
     pub local: Option<std::net::SocketAddr>,
     /// connection.start-ok's client properties.
-    pub client_properties: amqp_codec::FieldTable,
+    pub client_properties: crate::tables::EncodedTable,
     /// When the handshake finished, ms since the epoch.
     pub connected_at_ms: u64,
     /// Negotiated heartbeat, seconds.

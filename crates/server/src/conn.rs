@@ -143,6 +143,9 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         buf = BytesMut::new();
     }
     tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
+    // Only these outlive the open: the rest moves into the core (memory per
+    // connection: this task's state is kept for the connection's life).
+    let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
     let counters = Arc::new(broker_core::stats::IoCounters::default());
     let io = Arc::new(match write_through {
         Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max, counters.clone()),
@@ -152,7 +155,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     // read half, whatever ends this task.
     let _close_sink = CloseOnDrop(io.clone());
     let id = shared.core.lock().open_connection(ConnInfo {
-        user: neg.user.clone(),
+        user: neg.user,
         vhost: neg.vhost.as_str().into(),
         frame_max: neg.frame_max,
         channel_max: neg.channel_max,
@@ -162,14 +165,14 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         details: broker_core::ConnDetails {
             peer: Some(peer),
             local,
-            client_properties: neg.client_properties.clone(),
+            client_properties: neg.client_properties,
             connected_at_ms: broker_core::delayed::wall_ms(),
             heartbeat_s: neg.heartbeat_s,
-            auth_mechanism: neg.mechanism.clone(),
+            auth_mechanism: neg.mechanism,
             io: counters.clone(),
         },
     });
-    let heartbeat = (neg.heartbeat_s > 0).then(|| Duration::from_secs(u64::from(neg.heartbeat_s)));
+    let heartbeat = (heartbeat_s > 0).then(|| Duration::from_secs(u64::from(heartbeat_s)));
     let writer = shared
         .writers
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
@@ -179,7 +182,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         &mut buf,
         &shared,
         id,
-        neg.frame_max,
+        frame_max,
         heartbeat,
         &mut stop,
         &counters,
@@ -190,7 +193,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         ReadEnd::Closing => {
             let _ = tokio::time::timeout(
                 wait,
-                Box::pin(drain_until_close_ok(&mut rd, &mut buf, neg.frame_max)),
+                Box::pin(drain_until_close_ok(&mut rd, &mut buf, frame_max)),
             )
             .await;
         }

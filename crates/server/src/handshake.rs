@@ -58,7 +58,7 @@ pub(crate) struct Negotiated {
     pub consumer_cancel_notify: bool,
     pub connection_blocked: bool,
     /// start-ok's client properties (for the management API).
-    pub client_properties: amqp_codec::FieldTable,
+    pub client_properties: broker_core::EncodedTable,
     /// The SASL mechanism used.
     pub mechanism: String,
 }
@@ -358,9 +358,9 @@ pub(crate) async fn run(
         heartbeat_s: tune_ok.heartbeat,
         consumer_cancel_notify,
         connection_blocked,
-        // Detached: a decoded table slices its frame, and a kept one would
-        // pin the handshake's whole read buffer (memory per connection).
-        client_properties: broker_core::detached_table(&start_ok.client_properties),
+        // Its own exact-size copy: a decoded table slices its frame, and a
+        // kept one would pin the handshake's whole read buffer.
+        client_properties: broker_core::EncodedTable::new(&start_ok.client_properties),
         mechanism: start_ok.mechanism.to_string(),
     })
 }
