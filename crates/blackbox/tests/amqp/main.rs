@@ -19,6 +19,7 @@ mod delayed;
 mod durability;
 mod errors;
 mod exchanges;
+mod https;
 mod kill;
 mod lifecycle;
 mod mgmt;
