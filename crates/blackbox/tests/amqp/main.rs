@@ -26,6 +26,7 @@ mod mgmt;
 mod mgmt_admin;
 mod mgmt_admin_defs;
 mod mgmt_api;
+mod mgmt_params;
 mod priority;
 mod publish_runs;
 mod queue_features;
