@@ -84,6 +84,9 @@ class _WarrenProcess:
              # 15672 is RabbitMQ's too: tests that want the API pass a port.
              *([] if "--management-port" in extra_args else ["--management-port", "0"]),
              *([] if "--prometheus-port" in extra_args else ["--prometheus-port", "0"]),
+             # Likewise the HTTPS ports (15671, 15691) a TLS certificate opens.
+             *([] if "--management-tls-port" in extra_args else ["--management-tls-port", "0"]),
+             *([] if "--prometheus-tls-port" in extra_args else ["--prometheus-tls-port", "0"]),
              *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,

@@ -1,4 +1,5 @@
-//! Users, vhosts, permissions and limits as durable records, and the one
+//! Users, vhosts, permissions, limits, policies and parameters as durable
+//! records, and the one
 //! fold of those records into a state. The store folds its log with it
 //! (to compact `defs.log`) and the core installs the folded state at
 //! recovery, so what a deletion removes is decided here only.
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::access::{
     PermissionRecord, TopicPermissionRecord, UserLimits, UserRecord, VhostLimits, VhostRecord,
 };
+use crate::params::{ParamRecord, Params};
 
 /// One change to the access state, as the store records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub enum AccessRecord {
     SetVhostLimits(String, VhostLimits),
     /// Sets a user's limits.
     SetUserLimits(String, UserLimits),
+    /// A change of the policies, operator policies or parameters
+    /// (format version 3).
+    Param(ParamRecord),
 }
 
 /// The folded access state.
@@ -54,6 +59,8 @@ pub struct AccessState {
     pub vhost_limits: BTreeMap<String, VhostLimits>,
     /// User limits by user.
     pub user_limits: BTreeMap<String, UserLimits>,
+    /// Policies, operator policies, parameters and global parameters.
+    pub params: Params,
 }
 
 impl AccessState {
@@ -78,6 +85,7 @@ impl AccessState {
                 self.permissions.retain(|(_, v), _| *v != name);
                 self.topic_permissions.retain(|(_, v, _), _| *v != name);
                 self.vhost_limits.remove(&name);
+                self.params.remove_vhost(&name);
             }
             AccessRecord::PutPermission(p) => {
                 self.permissions
@@ -98,6 +106,9 @@ impl AccessState {
             }
             AccessRecord::SetUserLimits(u, l) => {
                 self.user_limits.insert(u, l);
+            }
+            AccessRecord::Param(p) => {
+                self.params.apply(p);
             }
         }
     }
@@ -133,6 +144,7 @@ impl AccessState {
                 .iter()
                 .map(|(u, l)| AccessRecord::SetUserLimits(u.clone(), *l)),
         );
+        out.extend(self.params.records().map(AccessRecord::Param));
         out
     }
 }

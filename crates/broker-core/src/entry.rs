@@ -60,6 +60,7 @@ use crate::broker::Broker;
 use crate::config::CoreConfig;
 use crate::error::AmqpError;
 pub use crate::ops::admin::AdminError;
+use crate::params::ParamRecord;
 use crate::persist::{Persistence, Seq};
 use crate::recover::Restorer;
 use crate::session::ConnInfo;
@@ -545,67 +546,72 @@ impl Broker {
         self.direct_get(vhost, user, queue, count, mode)
     }
 
-    /// Stores a policy; Ok(true) when it is new. The vhost must exist.
+    /// Stores a policy, recorded in the store: (true when it is new, the
+    /// store seq to wait for). The vhost must exist.
     pub fn mgmt_set_policy(
         &mut self,
         kind: crate::params::PolicyKind,
         vhost: &str,
         name: &str,
         policy: crate::params::Policy,
-    ) -> Result<bool, AmqpError> {
+    ) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        if !self.vhost_exists(vhost) {
-            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
-        }
-        let key = (vhost.to_string(), name.to_string());
-        Ok(self.params.policies_mut(kind).insert(key, policy).is_none())
+        let rec = ParamRecord::PutPolicy(kind, vhost.into(), name.into(), policy);
+        self.admin_param(rec)
     }
 
-    /// Removes a policy; false if there was none.
+    /// Removes a policy: (false if there was none, the store seq).
     pub fn mgmt_clear_policy(
         &mut self,
         kind: crate::params::PolicyKind,
         vhost: &str,
         name: &str,
-    ) -> bool {
+    ) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        let key = (vhost.to_string(), name.to_string());
-        self.params.policies_mut(kind).remove(&key).is_some()
+        self.admin_param(ParamRecord::DeletePolicy(kind, vhost.into(), name.into()))
     }
 
-    /// Stores a runtime parameter (`value`: JSON text); Ok(true) when new.
+    /// Stores a runtime parameter (`value`: JSON text): (true when new,
+    /// the store seq). The vhost must exist.
     pub fn mgmt_set_parameter(
         &mut self,
         component: &str,
         vhost: &str,
         name: &str,
         value: String,
-    ) -> Result<bool, AmqpError> {
+    ) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        if !self.vhost_exists(vhost) {
-            return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
-        }
-        let key = (component.to_string(), vhost.to_string(), name.to_string());
-        Ok(self.params.parameters.insert(key, value).is_none())
+        let rec = ParamRecord::PutParameter(component.into(), vhost.into(), name.into(), value);
+        self.admin_param(rec)
     }
 
-    /// Removes a runtime parameter; false if there was none.
-    pub fn mgmt_clear_parameter(&mut self, component: &str, vhost: &str, name: &str) -> bool {
+    /// Removes a runtime parameter: (false if there was none, the store seq).
+    pub fn mgmt_clear_parameter(
+        &mut self,
+        component: &str,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        let key = (component.to_string(), vhost.to_string(), name.to_string());
-        self.params.parameters.remove(&key).is_some()
+        let rec = ParamRecord::DeleteParameter(component.into(), vhost.into(), name.into());
+        self.admin_param(rec)
     }
 
-    /// Stores a global parameter (`value`: JSON text); true when new.
-    pub fn mgmt_set_global_parameter(&mut self, name: &str, value: String) -> bool {
+    /// Stores a global parameter (`value`: JSON text): (true when new, the
+    /// store seq).
+    pub fn mgmt_set_global_parameter(
+        &mut self,
+        name: &str,
+        value: String,
+    ) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        self.params.global.insert(name.to_string(), value).is_none()
+        self.admin_param(ParamRecord::PutGlobal(name.into(), value))
     }
 
-    /// Removes a global parameter; false if there was none.
-    pub fn mgmt_clear_global_parameter(&mut self, name: &str) -> bool {
+    /// Removes a global parameter: (false if there was none, the store seq).
+    pub fn mgmt_clear_global_parameter(&mut self, name: &str) -> Result<(bool, Seq), AdminError> {
         self.enter(Entry::Other);
-        self.params.global.remove(name).is_some()
+        self.admin_param(ParamRecord::DeleteGlobal(name.into()))
     }
 
     /// Closes a client connection with 320 CONNECTION_FORCED and `reason`

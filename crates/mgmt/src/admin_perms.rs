@@ -5,7 +5,6 @@
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use broker_core::access::{PermissionRecord, TopicPermissionRecord, UserLimits, VhostLimits};
-use broker_core::persist::Seq;
 use broker_core::{AdminError, Broker};
 use serde_json::{json, Map, Value};
 
@@ -17,10 +16,10 @@ use crate::list::respond;
 use crate::App;
 
 /// Runs one access write and refreshes the snapshot; the core's error as is.
-pub(crate) fn try_access(
+pub(crate) fn try_access<R>(
     app: &App,
-    f: impl FnOnce(&mut Broker) -> Result<Seq, AdminError>,
-) -> Result<Seq, AdminError> {
+    f: impl FnOnce(&mut Broker) -> Result<R, AdminError>,
+) -> Result<R, AdminError> {
     let mut f = Some(f);
     let mut out = Err(AdminError::Store("core unavailable".into()));
     app.core.with_core(&mut |c: &mut Broker| {

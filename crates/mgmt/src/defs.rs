@@ -11,6 +11,8 @@
 use axum::response::Response;
 use broker_core::direct::{BindingSpec, ExchangeSpec, QueueSpec};
 use broker_core::inspect::Snapshot;
+use broker_core::persist::Seq;
+use broker_core::{AdminError, Broker};
 use serde_json::Value;
 
 use crate::http::{amqp_error, bad_request, no_content, Req};
@@ -237,6 +239,25 @@ pub(crate) fn import(app: &App, req: &Req, snap: &Snapshot, path_vhost: Option<&
     crate::admin::after(seq, import_objects(app, req, p))
 }
 
+/// Runs one durable policy or parameter change (one lock, no snapshot
+/// refresh), raising `seq` to its store seq.
+fn store(
+    app: &App,
+    seq: &mut Seq,
+    f: impl FnOnce(&mut Broker) -> Result<(bool, Seq), AdminError>,
+) -> Result<(), Response> {
+    let mut f = Some(f);
+    let mut out = Err(AdminError::Store("core unavailable".into()));
+    app.core.with_core(&mut |c: &mut Broker| {
+        if let Some(f) = f.take() {
+            out = f(c);
+        }
+    });
+    let (_, s) = out.map_err(crate::admin_perms::answer)?;
+    *seq = (*seq).max(s);
+    Ok(())
+}
+
 /// Applies the checked objects (after the access sections).
 fn import_objects(app: &App, req: &Req, p: Plan) -> Response {
     let user = req.user.clone();
@@ -244,25 +265,26 @@ fn import_objects(app: &App, req: &Req, p: Plan) -> Response {
         Err(e) if !keep_going(&e) => Err(amqp_error(&e)),
         _ => Ok(()),
     };
-    // Stored (not yet applied to queues): these cannot fail once checked.
+    // Stored (not yet applied to queues); durable before the answer.
+    let mut seq = 0;
     for (name, value) in p.globals {
-        let _ = apply(app, |c| Ok(c.mgmt_set_global_parameter(&name, value)));
+        if let Err(e) = store(app, &mut seq, |c| c.mgmt_set_global_parameter(&name, value)) {
+            return e;
+        }
     }
     for (v, name, policy) in p.policies {
         let kind = broker_core::params::PolicyKind::User;
-        let r = apply(app, |c| {
-            Ok(c.mgmt_set_policy(kind, &v, &name, policy).map(drop))
-        });
-        if let Err(e) = r.and_then(step) {
+        if let Err(e) = store(app, &mut seq, |c| {
+            c.mgmt_set_policy(kind, &v, &name, policy)
+        }) {
             refresh(app);
             return e;
         }
     }
     for (c, v, name, value) in p.parameters {
-        let r = apply(app, |core| {
-            Ok(core.mgmt_set_parameter(&c, &v, &name, value).map(drop))
-        });
-        if let Err(e) = r.and_then(step) {
+        if let Err(e) = store(app, &mut seq, |core| {
+            core.mgmt_set_parameter(&c, &v, &name, value)
+        }) {
             refresh(app);
             return e;
         }
@@ -289,5 +311,5 @@ fn import_objects(app: &App, req: &Req, p: Plan) -> Response {
         }
     }
     refresh(app);
-    no_content()
+    crate::admin::after(seq, no_content())
 }

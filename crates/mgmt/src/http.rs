@@ -219,7 +219,7 @@ fn authenticate(
 /// The one axum handler: `/api`, and the console's files (`console.rs`).
 pub(crate) async fn handle(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
     request: axum::extract::Request,
 ) -> Response {
     let Ok(_permit) = app.permits.try_acquire() else {

@@ -41,7 +41,11 @@ pub(crate) fn overview(app: &App, s: &Snapshot, r: &Rates) -> Value {
         prev.map(|p| p.redeliver),
     );
     let listeners: Vec<Value> = app.listeners.iter().map(|l| json!({
-        "node": app.node, "protocol": l.protocol, "ip_address": l.addr.ip().to_string(), "port": l.addr.port(), "socket_opts": {}, "tls": false,
+        "node": app.node, "protocol": l.protocol, "ip_address": l.addr.ip().to_string(), "port": l.addr.port(), "socket_opts": {}, "tls": l.tls(),
+    })).collect();
+    // One context per listener of the API (HTTP and HTTPS), as RabbitMQ.
+    let contexts: Vec<Value> = app.listeners.iter().filter(|l| l.protocol == "http" || l.protocol == "https").map(|l| json!({
+        "node": app.node, "description": "RabbitMQ Management", "path": "/", "port": l.addr.port().to_string(), "protocol": l.protocol,
     })).collect();
     let exchange_types: Vec<Value> = ["direct", "fanout", "topic", "headers"]
         .iter()
@@ -59,7 +63,7 @@ pub(crate) fn overview(app: &App, s: &Snapshot, r: &Rates) -> Value {
         "churn_rates": { "connection_created": 0, "connection_closed": 0, "queue_declared": 0, "queue_created": 0, "queue_deleted": 0, "channel_created": 0, "channel_closed": 0 },
         "object_totals": { "connections": s.connections.len(), "channels": s.channels.len(), "exchanges": s.exchanges.len(), "queues": s.queues.len(), "consumers": s.consumers.len() },
         "statistics_db_event_queue": 0, "node": app.node, "listeners": listeners,
-        "contexts": [{ "node": app.node, "description": "RabbitMQ Management", "path": "/", "port": app.listeners.iter().find(|l| l.protocol == "http").map(|l| l.addr.port().to_string()) }],
+        "contexts": contexts,
         "cluster_tags": {}, "node_tags": {},
     })
 }

@@ -49,10 +49,18 @@ pub trait Core: Send + Sync + 'static {
 /// A listener the overview and the health checks report.
 #[derive(Debug, Clone)]
 pub struct Listener {
-    /// `amqp`, `http`, ...
+    /// RabbitMQ's names: `amqp`, `amqp/ssl`, `http`, `https`,
+    /// `http/prometheus`, `https/prometheus`.
     pub protocol: &'static str,
     /// Where it listens.
     pub addr: SocketAddr,
+}
+
+impl Listener {
+    /// Whether it speaks TLS (by RabbitMQ's protocol names).
+    pub fn tls(&self) -> bool {
+        self.protocol.ends_with("/ssl") || self.protocol.starts_with("https")
+    }
 }
 
 /// The API's settings.
@@ -104,7 +112,7 @@ pub(crate) struct App {
 
 /// Binds the API's listener (so the caller can log and report its address).
 /// A plain (std) listener, so the caller can hand it to the API's own
-/// runtime (`serve` registers it there).
+/// runtime (`Api::serve` registers it there).
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("binding management listener {addr}: {e}"))?;
@@ -112,40 +120,89 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves. Run it on the
-/// API's own runtime: rendering a list of 10,000 queues is milliseconds of
-/// CPU that must not sit on a worker thread of the broker's connections.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    config: MgmtConfig,
-    core: Arc<dyn Core>,
-    stats: Arc<Stats>,
-    mut listeners: Vec<Listener>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    listeners.push(Listener {
-        protocol: "http",
-        addr: listener.local_addr()?,
-    });
-    let app = Arc::new(App {
-        permits: tokio::sync::Semaphore::new(config.requests_concurrent_max),
-        config,
-        core,
-        stats,
-        listeners,
-        node: node_name(),
-        started: std::time::Instant::now(),
-        cluster_id: cluster_id(),
-    });
-    let router = axum::Router::new()
-        .fallback(http::handle)
-        .with_state(app)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+/// What the API and the metrics are served on: a plain
+/// `tokio::net::TcpListener`, or the server's TLS listener (which does
+/// the handshakes; this crate never sees TLS).
+pub use axum::serve::Listener as HttpListener;
+
+/// The peer of a request's connection, whatever listener accepted it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
+
+/// Any listener with socket addresses, so one `Connected` impl gives the
+/// handlers their `Peer` (axum implements it for `TcpListener` only).
+pub(crate) struct Accepting<L>(pub L);
+
+impl<L: HttpListener<Addr = SocketAddr>> HttpListener for Accepting<L> {
+    type Io = L::Io;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl std::future::Future<Output = (L::Io, SocketAddr)> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl<L: HttpListener<Addr = SocketAddr>>
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Accepting<L>>> for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Accepting<L>>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// The management API: one state shared by every listener it is served on
+/// (HTTP and HTTPS: the same limits, users and snapshot).
+#[derive(Clone)]
+pub struct Api {
+    /// The handlers' state.
+    app: Arc<App>,
+}
+
+impl Api {
+    /// The API with its settings; `listeners` are those the overview and
+    /// the health checks report (AMQP and the API's own).
+    pub fn new(
+        config: MgmtConfig,
+        core: Arc<dyn Core>,
+        stats: Arc<Stats>,
+        listeners: Vec<Listener>,
+    ) -> Api {
+        Api {
+            app: Arc::new(App {
+                permits: tokio::sync::Semaphore::new(config.requests_concurrent_max),
+                config,
+                core,
+                stats,
+                listeners,
+                node: node_name(),
+                started: std::time::Instant::now(),
+                cluster_id: cluster_id(),
+            }),
+        }
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves. Run it on the
+    /// API's own runtime: rendering a list of 10,000 queues is milliseconds
+    /// of CPU that must not sit on a worker thread of the broker's
+    /// connections.
+    pub async fn serve<L: HttpListener<Addr = SocketAddr>>(
+        self,
+        listener: L,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(self.app)
+            .into_make_service_with_connect_info::<Peer>();
+        axum::serve(Accepting(listener), router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A random `rabbitmq-cluster-id-<22 base64url chars>`, one per process

@@ -9,10 +9,28 @@ use broker_core::inspect::Snapshot;
 use broker_core::params::{Policy, PolicyKind};
 use serde_json::{json, Value};
 
+use broker_core::persist::Seq;
+use broker_core::{AdminError, Broker};
+
 use crate::http::{bad_request, created, method_not_allowed, no_content, not_found, ok, Req};
 use crate::list::respond;
-use crate::routes::{check_name, write};
+use crate::routes::check_name;
 use crate::App;
+
+/// Runs one durable change and answers once it is on disk: `yes` when it
+/// created (put) or removed (delete) an entry, `no` otherwise.
+fn change(
+    app: &App,
+    f: impl FnOnce(&mut Broker) -> Result<(bool, Seq), AdminError>,
+    yes: fn() -> Response,
+    no: fn() -> Response,
+) -> Response {
+    match crate::admin_perms::try_access(app, f) {
+        Ok((true, seq)) => crate::admin::after(seq, yes()),
+        Ok((false, seq)) => crate::admin::after(seq, no()),
+        Err(e) => crate::admin_perms::answer(e),
+    }
+}
 
 /// `apply-to` values RabbitMQ (and `rabbitmq_http_client`) accept.
 const APPLY_TO: [&str; 6] = [
@@ -119,17 +137,13 @@ pub(crate) fn policies(
                         Ok(p) => p,
                         Err(e) => return e,
                     };
-                    match write(app, |c| c.mgmt_set_policy(kind, v, name, p)) {
-                        Ok(true) => created(),
-                        Ok(false) => no_content(),
-                        Err(e) => e,
-                    }
+                    let put = |c: &mut Broker| c.mgmt_set_policy(kind, v, name, p);
+                    change(app, put, created, no_content)
                 }
-                Method::DELETE => match write(app, |c| Ok(c.mgmt_clear_policy(kind, v, name))) {
-                    Ok(true) => no_content(),
-                    Ok(false) => not_found(),
-                    Err(e) => e,
-                },
+                Method::DELETE => {
+                    let delete = |c: &mut Broker| c.mgmt_clear_policy(kind, v, name);
+                    change(app, delete, no_content, not_found)
+                }
                 _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
             }
         }
@@ -174,17 +188,13 @@ pub(crate) fn parameters(app: &App, req: &Req, s: &Snapshot, rest: &[&str]) -> R
                         return bad_request("value is required");
                     };
                     let value = value.to_string();
-                    match write(app, |core| core.mgmt_set_parameter(c, v, name, value)) {
-                        Ok(true) => created(),
-                        Ok(false) => no_content(),
-                        Err(e) => e,
-                    }
+                    let put = |core: &mut Broker| core.mgmt_set_parameter(c, v, name, value);
+                    change(app, put, created, no_content)
                 }
-                Method::DELETE => match write(app, |core| Ok(core.mgmt_clear_parameter(c, v, name))) {
-                    Ok(true) => no_content(),
-                    Ok(false) => not_found(),
-                    Err(e) => e,
-                },
+                Method::DELETE => {
+                    let delete = |core: &mut Broker| core.mgmt_clear_parameter(c, v, name);
+                    change(app, delete, no_content, not_found)
+                }
                 _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
             }
         }
@@ -225,18 +235,12 @@ pub(crate) fn globals(app: &App, req: &Req, s: &Snapshot, rest: &[&str]) -> Resp
                 return bad_request("value is required");
             };
             let value = value.to_string();
-            match write(app, |c| Ok(c.mgmt_set_global_parameter(name, value))) {
-                Ok(true) => created(),
-                Ok(false) => no_content(),
-                Err(e) => e,
-            }
+            let put = |c: &mut Broker| c.mgmt_set_global_parameter(name, value);
+            change(app, put, created, no_content)
         }
         ([name], &Method::DELETE) => {
-            match write(app, |c| Ok(c.mgmt_clear_global_parameter(name))) {
-                Ok(true) => no_content(),
-                Ok(false) => not_found(),
-                Err(e) => e,
-            }
+            let delete = |c: &mut Broker| c.mgmt_clear_global_parameter(name);
+            change(app, delete, no_content, not_found)
         }
         _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
     }

@@ -64,8 +64,8 @@ pub struct ServerConfig {
     pub write_through_bytes_max: usize,
     /// AMQPS port (RabbitMQ's is 5671); 0 = no TLS listener. Needs `tls`.
     pub tls_port: u16,
-    /// Certificate, key, CA bundle and peer verification of the AMQPS
-    /// listener.
+    /// Certificate, key, CA bundle and peer verification of every TLS
+    /// listener: AMQPS and the management and metrics HTTPS listeners.
     pub tls: Option<TlsSettings>,
     /// Users who may log in only from loopback addresses (RabbitMQ's
     /// `loopback_users`; default `guest`).
@@ -76,12 +76,19 @@ pub struct ServerConfig {
     pub definitions: Option<PathBuf>,
     /// Management HTTP API port (RabbitMQ's 15672); 0 turns it off.
     pub management_port: u16,
-    /// Address the management API listens on.
+    /// Address the management API listens on (HTTP and HTTPS).
     pub management_bind: IpAddr,
+    /// Management HTTPS port (RabbitMQ's `management.ssl.port`, 15671);
+    /// opened when `tls` has a certificate, with the same certificate,
+    /// CA and peer verification as AMQPS. 0 turns it off.
+    pub management_tls_port: u16,
     /// Prometheus metrics port (rabbitmq_prometheus's 15692); 0 turns it off.
     pub prometheus_port: u16,
-    /// Address the Prometheus metrics listen on.
+    /// Address the Prometheus metrics listen on (HTTP and HTTPS).
     pub prometheus_bind: IpAddr,
+    /// Prometheus HTTPS port (`prometheus.ssl.port`, 15691); opened when
+    /// `tls` has a certificate, as `management_tls_port`. 0 turns it off.
+    pub prometheus_tls_port: u16,
     /// How often the statistics snapshot the API reads is rebuilt.
     pub collect_statistics_interval_ms: u64,
     /// Largest management API request body (RabbitMQ: 20 MB); more → 400.
@@ -122,8 +129,10 @@ impl Default for ServerConfig {
             definitions: None,
             management_port: 15672,
             management_bind: IpAddr::from([127, 0, 0, 1]),
+            management_tls_port: 15671,
             prometheus_port: 15692,
             prometheus_bind: IpAddr::from([127, 0, 0, 1]),
+            prometheus_tls_port: 15691,
             collect_statistics_interval_ms: 5_000,
             http_body_bytes_max: 20_000_000,
             http_requests_concurrent_max: 64,

@@ -9,6 +9,7 @@ mod config;
 mod conn;
 mod disk;
 mod handshake;
+mod https;
 mod sink;
 mod stream;
 mod sync;
@@ -89,16 +90,12 @@ impl Shared {
 /// The next connection on the TLS listener (never, without one); None
 /// after an accept error (logged, after a back-off).
 async fn accept_tls(
-    tls: Option<&(
-        TcpListener,
-        Arc<tls::TlsConfigHolder>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    tls: Option<&(TcpListener, Arc<tls::TlsConfigHolder>)>,
 ) -> Option<(
     (tokio::net::TcpStream, std::net::SocketAddr),
     &Arc<tls::TlsConfigHolder>,
 )> {
-    let Some((listener, holder, _)) = tls else {
+    let Some((listener, holder)) = tls else {
         return std::future::pending().await;
     };
     match listener.accept().await {
@@ -123,39 +120,144 @@ impl mgmt::Core for Shared {
 /// the statistics collection run there, never on the connections' workers).
 const MANAGEMENT_THREADS: usize = 1;
 
-/// Starts the management API and the Prometheus listener (each if its port
-/// is not 0) and the task that publishes their statistics snapshot every
-/// `collect_statistics_interval_ms`, on a runtime of their own (returned:
-/// dropping it stops them).
+/// The bound listeners of the API or of the metrics: plain HTTP and HTTPS,
+/// each if its port is not 0 (HTTPS also needs a certificate).
+struct HttpPorts {
+    /// The plain HTTP listener.
+    http: Option<std::net::TcpListener>,
+    /// The HTTPS listener (its handshakes are `https.rs`'s).
+    https: Option<std::net::TcpListener>,
+}
+
+impl HttpPorts {
+    /// Binds `port` and `tls_port` on `bind` (so a port in use fails the
+    /// start), logging each with its RabbitMQ protocol name, and adds them
+    /// to `report`.
+    fn bind(
+        bind: std::net::IpAddr,
+        (port, tls_port): (u16, u16),
+        tls: bool,
+        (http_name, https_name): (&'static str, &'static str),
+        report: &mut Vec<mgmt::Listener>,
+    ) -> anyhow::Result<HttpPorts> {
+        let mut one = |port: u16, protocol: &'static str| -> anyhow::Result<_> {
+            if port == 0 {
+                return Ok(None);
+            }
+            let addr = std::net::SocketAddr::new(bind, port);
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the {protocol} listener {addr}"))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            tracing::info!("warren listening on {addr} ({protocol})");
+            report.push(mgmt::Listener { protocol, addr });
+            Ok(Some(listener))
+        };
+        Ok(HttpPorts {
+            http: one(port, http_name)?,
+            https: if tls {
+                one(tls_port, https_name)?
+            } else {
+                None
+            },
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.http.is_none() && self.https.is_none()
+    }
+}
+
+/// Spawns `serve` on `rt` for each listener of `ports` (the HTTPS one
+/// wrapped in `https::HttpsListener` with `tls`), each stopping when `stop`
+/// changes.
+fn spawn_http<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    ports: HttpPorts,
+    tls: Option<&Arc<tls::TlsConfigHolder>>,
+    handshake_timeout_ms: u64,
+    (label, tls_label): (&'static str, &'static str),
+    stop: &watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(Served, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let shutdown = || {
+        let mut stop = stop.clone();
+        let f: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let _ = stop.changed().await;
+        });
+        f
+    };
+    let _guard = rt.enter();
+    if let Some(l) = ports.http {
+        match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                let run = serve(Served::Plain(l), shutdown());
+                rt.spawn(async move {
+                    if let Err(e) = run.await {
+                        tracing::error!("{label} listener stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::error!("{label} listener: {e}"),
+        }
+    }
+    if let (Some(l), Some(holder)) = (ports.https, tls) {
+        match https::HttpsListener::new(l, holder.clone(), handshake_timeout_ms, tls_label) {
+            Ok(l) => {
+                let run = serve(Served::Tls(l), shutdown());
+                rt.spawn(async move {
+                    if let Err(e) = run.await {
+                        tracing::error!("{tls_label} listener stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::error!("{tls_label} listener: {e}"),
+        }
+    }
+}
+
+/// A listener to serve HTTP on: plain or TLS.
+enum Served {
+    /// Plain TCP.
+    Plain(tokio::net::TcpListener),
+    /// TLS (`https.rs`).
+    Tls(https::HttpsListener),
+}
+
+/// Starts the management API and the Prometheus listener, each on HTTP
+/// and HTTPS (each if its port is not 0; HTTPS with `tls`, the holder
+/// AMQPS uses), and the task that publishes their statistics snapshot
+/// every `collect_statistics_interval_ms`, on a runtime of their own
+/// (returned: dropping it stops them). `report` lists the AMQP listeners.
 fn start_management(
     shared: &Arc<Shared>,
-    amqp: std::net::SocketAddr,
+    mut report: Vec<mgmt::Listener>,
+    tls: Option<&Arc<tls::TlsConfigHolder>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
     let config = &shared.config;
-    if config.management_port == 0 && config.prometheus_port == 0 {
+    let api = HttpPorts::bind(
+        config.management_bind,
+        (config.management_port, config.management_tls_port),
+        tls.is_some(),
+        ("http", "https"),
+        &mut report,
+    )?;
+    let mut metrics_report = Vec::new();
+    let metrics = HttpPorts::bind(
+        config.prometheus_bind,
+        (config.prometheus_port, config.prometheus_tls_port),
+        tls.is_some(),
+        ("http/prometheus", "https/prometheus"),
+        &mut metrics_report,
+    )?;
+    report.extend(metrics_report);
+    if api.is_empty() && metrics.is_empty() {
         return Ok(None);
     }
-    // Bound here, so a port in use fails the start.
-    let api = if config.management_port != 0 {
-        let addr = std::net::SocketAddr::new(config.management_bind, config.management_port);
-        let listener = mgmt::bind(addr)?;
-        tracing::info!("warren listening on {} (http)", listener.local_addr()?);
-        Some((addr, listener))
-    } else {
-        None
-    };
-    let metrics = if config.prometheus_port != 0 {
-        let addr = std::net::SocketAddr::new(config.prometheus_bind, config.prometheus_port);
-        let listener = mgmt::prometheus::bind(addr)?;
-        tracing::info!(
-            "warren listening on {} (prometheus)",
-            listener.local_addr()?
-        );
-        Some((addr, listener))
-    } else {
-        None
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(MANAGEMENT_THREADS)
         .thread_name("warren-mgmt")
@@ -184,7 +286,8 @@ fn start_management(
             }
         });
     }
-    if let Some((addr, listener)) = metrics {
+    let handshake_ms = config.handshake_timeout_ms;
+    if !metrics.is_empty() {
         let dir = config.data_dir.clone();
         let probe = mgmt::prometheus::NodeProbe {
             memory_limit_bytes: memory_limit_bytes(config),
@@ -193,37 +296,48 @@ fn start_management(
                 dir.as_deref().and_then(|d| store::disk_free_bytes(d).ok())
             }),
         };
-        let pconfig = mgmt::prometheus::PromConfig { addr, probe };
-        let (stats, mut stop) = (stats.clone(), stop.clone());
-        rt.spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) = mgmt::prometheus::serve(listener, pconfig, stats, shutdown).await {
-                tracing::error!("prometheus listener stopped: {e}");
-            }
-        });
+        let addr = std::net::SocketAddr::new(config.prometheus_bind, config.prometheus_port);
+        let m = mgmt::prometheus::Metrics::new(
+            mgmt::prometheus::PromConfig { addr, probe },
+            stats.clone(),
+        );
+        let labels = ("prometheus", "https/prometheus");
+        spawn_http(
+            &rt,
+            metrics,
+            tls,
+            handshake_ms,
+            labels,
+            &stop,
+            |l, shutdown| {
+                let m = m.clone();
+                async move {
+                    match l {
+                        Served::Plain(l) => m.serve(l, shutdown).await,
+                        Served::Tls(l) => m.serve(l, shutdown).await,
+                    }
+                }
+            },
+        );
     }
-    if let Some((addr, listener)) = api {
+    if !api.is_empty() {
         let mconfig = mgmt::MgmtConfig {
-            addr,
+            addr: std::net::SocketAddr::new(config.management_bind, config.management_port),
             http_body_bytes_max: config.http_body_bytes_max,
             request_timeout_ms: config.http_request_timeout_ms,
             requests_concurrent_max: config.http_requests_concurrent_max,
             collect_statistics_interval_ms: config.collect_statistics_interval_ms,
         };
-        let listeners = vec![mgmt::Listener {
-            protocol: "amqp",
-            addr: amqp,
-        }];
         let core: Arc<dyn mgmt::Core> = shared.clone();
-        let mut stop = stop;
-        rt.spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) = mgmt::serve(listener, mconfig, core, stats, listeners, shutdown).await {
-                tracing::error!("management API stopped: {e}");
+        let a = mgmt::Api::new(mconfig, core, stats, report);
+        let labels = ("management API", "https");
+        spawn_http(&rt, api, tls, handshake_ms, labels, &stop, |l, shutdown| {
+            let a = a.clone();
+            async move {
+                match l {
+                    Served::Plain(l) => a.serve(l, shutdown).await,
+                    Served::Tls(l) => a.serve(l, shutdown).await,
+                }
             }
         });
     }
@@ -352,24 +466,48 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("warren listening on {local} (amqp)");
-    let tls = match (config.tls_port, &config.tls) {
-        (0, _) => None,
-        (_, None) => anyhow::bail!("tls_port is set but no TLS certificate and key are"),
-        (port, Some(settings)) => {
+    // One holder (and one reload watcher) for every TLS listener: AMQPS
+    // and the management and metrics HTTPS listeners.
+    let https_wanted = config.management_tls_port != 0 || config.prometheus_tls_port != 0;
+    let holder = match (&config.tls, config.tls_port) {
+        (None, 0) => None,
+        (None, _) => anyhow::bail!("tls_port is set but no TLS certificate and key are"),
+        (Some(_), 0) if !https_wanted => None,
+        (Some(settings), _) => {
             let holder = tls::TlsConfigHolder::load(settings.clone())
-                .context("loading the AMQPS certificate")?;
+                .context("loading the TLS certificate")?;
+            let watcher = holder.spawn_watcher("tls");
+            Some((holder, watcher))
+        }
+    };
+    let mut report = vec![mgmt::Listener {
+        protocol: "amqp",
+        addr: local,
+    }];
+    let tls = match (config.tls_port, &holder) {
+        (0, _) | (_, None) => None,
+        (port, Some((holder, _))) => {
             let addr = std::net::SocketAddr::new(config.bind, port);
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            tracing::info!("warren listening on {} (amqps)", l.local_addr()?);
-            let watcher = holder.spawn_watcher("amqps");
-            Some((l, holder, watcher))
+            let addr = l.local_addr()?;
+            tracing::info!("warren listening on {addr} (amqps)");
+            report.push(mgmt::Listener {
+                protocol: "amqp/ssl",
+                addr,
+            });
+            Some((l, holder.clone()))
         }
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let management = BackgroundRuntime(start_management(&shared, local, stop_rx.clone())?);
+    let management = BackgroundRuntime(start_management(
+        &shared,
+        report,
+        holder.as_ref().map(|(h, _)| h),
+        stop_rx.clone(),
+    )?);
     let ticker = {
         let shared = shared.clone();
         let period = Duration::from_millis(config.tick_interval_ms.max(1));
@@ -480,9 +618,9 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> 
     ticker.abort();
     drop(management);
     drop(listener);
-    if let Some((l, _, watcher)) = tls {
+    drop(tls);
+    if let Some((_, watcher)) = holder {
         watcher.abort();
-        drop(l);
     }
     {
         let mut core = shared.core.lock();

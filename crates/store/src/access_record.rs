@@ -1,5 +1,7 @@
-//! Users, vhosts, permissions and limits in `defs.log` (format version 2):
-//! one record type, [`T_ACCESS`], whose first field is the kind of change.
+//! Users, vhosts, permissions and limits in `defs.log` (format version 2),
+//! and policies, operator policies, parameters and global parameters
+//! (kinds 12 to 17, format version 3): one record type, [`T_ACCESS`],
+//! whose first field is the kind of change.
 //! Layout after the type byte: kind u8, then the kind's fields (strings
 //! and byte fields `u32 length + bytes`, lists `u32 count + strings`,
 //! limits i64 little-endian). See `docs/storage.md`.
@@ -9,6 +11,7 @@ use broker_core::access::{
     VhostRecord,
 };
 use broker_core::access_state::AccessRecord;
+use broker_core::params::{ParamRecord, Policy, PolicyKind};
 
 use crate::record::{put_bytes, Reader};
 
@@ -26,6 +29,29 @@ const K_PUT_TOPIC_PERMISSION: u8 = 8;
 const K_DELETE_TOPIC_PERMISSION: u8 = 9;
 const K_VHOST_LIMITS: u8 = 10;
 const K_USER_LIMITS: u8 = 11;
+// Format version 3.
+const K_PUT_POLICY: u8 = 12;
+const K_DELETE_POLICY: u8 = 13;
+const K_PUT_PARAMETER: u8 = 14;
+const K_DELETE_PARAMETER: u8 = 15;
+const K_PUT_GLOBAL: u8 = 16;
+const K_DELETE_GLOBAL: u8 = 17;
+
+/// Policy tables: 0 policies, 1 operator policies.
+fn policy_kind_byte(k: PolicyKind) -> u8 {
+    match k {
+        PolicyKind::User => 0,
+        PolicyKind::Operator => 1,
+    }
+}
+
+fn policy_kind_of(b: u8) -> Option<PolicyKind> {
+    match b {
+        0 => Some(PolicyKind::User),
+        1 => Some(PolicyKind::Operator),
+        _ => None,
+    }
+}
 
 /// Most entries a stored list (tags) may have; a longer count is damage.
 const LIST_ENTRIES_MAX: u32 = 4096;
@@ -123,6 +149,48 @@ pub fn encode_access(out: &mut Vec<u8>, rec: &AccessRecord) {
             put_i64(out, l.max_connections);
             put_i64(out, l.max_channels);
         }
+        AccessRecord::Param(p) => encode_param(out, p),
+    }
+}
+
+fn encode_param(out: &mut Vec<u8>, rec: &ParamRecord) {
+    match rec {
+        ParamRecord::PutPolicy(kind, v, n, p) => {
+            out.push(K_PUT_POLICY);
+            out.push(policy_kind_byte(*kind));
+            for s in [v, n, &p.pattern, &p.apply_to] {
+                put_str(out, s);
+            }
+            put_i64(out, p.priority);
+            put_str(out, &p.definition);
+        }
+        ParamRecord::DeletePolicy(kind, v, n) => {
+            out.push(K_DELETE_POLICY);
+            out.push(policy_kind_byte(*kind));
+            put_str(out, v);
+            put_str(out, n);
+        }
+        ParamRecord::PutParameter(c, v, n, val) => {
+            out.push(K_PUT_PARAMETER);
+            for s in [c, v, n, val] {
+                put_str(out, s);
+            }
+        }
+        ParamRecord::DeleteParameter(c, v, n) => {
+            out.push(K_DELETE_PARAMETER);
+            for s in [c, v, n] {
+                put_str(out, s);
+            }
+        }
+        ParamRecord::PutGlobal(n, val) => {
+            out.push(K_PUT_GLOBAL);
+            put_str(out, n);
+            put_str(out, val);
+        }
+        ParamRecord::DeleteGlobal(n) => {
+            out.push(K_DELETE_GLOBAL);
+            put_str(out, n);
+        }
     }
 }
 
@@ -193,6 +261,35 @@ pub(crate) fn decode_access(r: &mut Reader<'_>) -> Option<AccessRecord> {
                 max_channels: i64_(r)?,
             },
         ),
+        K_PUT_POLICY => {
+            let kind = policy_kind_of(r.u8()?)?;
+            let (vhost, name) = (r.string()?, r.string()?);
+            let policy = Policy {
+                pattern: r.string()?,
+                apply_to: r.string()?,
+                priority: i64_(r)?,
+                definition: r.string()?,
+            };
+            AccessRecord::Param(ParamRecord::PutPolicy(kind, vhost, name, policy))
+        }
+        K_DELETE_POLICY => AccessRecord::Param(ParamRecord::DeletePolicy(
+            policy_kind_of(r.u8()?)?,
+            r.string()?,
+            r.string()?,
+        )),
+        K_PUT_PARAMETER => AccessRecord::Param(ParamRecord::PutParameter(
+            r.string()?,
+            r.string()?,
+            r.string()?,
+            r.string()?,
+        )),
+        K_DELETE_PARAMETER => AccessRecord::Param(ParamRecord::DeleteParameter(
+            r.string()?,
+            r.string()?,
+            r.string()?,
+        )),
+        K_PUT_GLOBAL => AccessRecord::Param(ParamRecord::PutGlobal(r.string()?, r.string()?)),
+        K_DELETE_GLOBAL => AccessRecord::Param(ParamRecord::DeleteGlobal(r.string()?)),
         _ => return None,
     })
 }

@@ -7,7 +7,7 @@
 /// On-disk format version written in every file header. Bump it when any
 /// layout in this module or `record.rs` changes; `open` refuses other versions
 /// rather than guessing.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest format version `open` still reads (see `check_header`).
 pub const FORMAT_VERSION_OLDEST_READ: u32 = 1;
 
@@ -100,8 +100,9 @@ pub fn decode_header(buf: &[u8], magic: [u8; 8]) -> Result<u64, String> {
         return Err("header checksum mismatch".into());
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    // Version 1 files are read as they are: version 2 only added the timed
-    // message record, which a version 1 file never contains.
+    // Older files are read as they are: version 2 only added the timed
+    // message record and the access record, version 3 only the access
+    // record's policy and parameter kinds, which older files never contain.
     if !(FORMAT_VERSION_OLDEST_READ..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
             "format version {version}, expected {FORMAT_VERSION}"

@@ -13,7 +13,8 @@
 //! loopback_users (comma-separated user names, or `none`), definitions (a
 //! bootstrap file, see `server::bootstrap`),
 //! management_port, management_bind, prometheus_port, prometheus_bind,
-//! collect_statistics_interval_ms,
+//! management_tls_port and prometheus_tls_port (HTTPS with the tls_* files,
+//! opened when a certificate is configured), collect_statistics_interval_ms,
 //! http_body_bytes_max.
 
 use std::net::IpAddr;
@@ -83,12 +84,18 @@ pub struct ServeArgs {
     /// Address the management API listens on [default: 127.0.0.1]
     #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
     management_bind: Option<IpAddr>,
+    /// Management HTTPS port, with the tls_* certificate (opened when one is given); 0 turns it off [default: 15671]
+    #[arg(long, env = "WARREN_MANAGEMENT_TLS_PORT")]
+    management_tls_port: Option<u16>,
     /// Prometheus metrics port (as rabbitmq_prometheus); 0 turns it off [default: 15692]
     #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
     prometheus_port: Option<u16>,
     /// Address the Prometheus metrics listen on [default: 127.0.0.1]
     #[arg(long, env = "WARREN_PROMETHEUS_BIND")]
     prometheus_bind: Option<IpAddr>,
+    /// Prometheus HTTPS port, with the tls_* certificate (opened when one is given); 0 turns it off [default: 15691]
+    #[arg(long, env = "WARREN_PROMETHEUS_TLS_PORT")]
+    prometheus_tls_port: Option<u16>,
     /// How often the statistics the management API shows are collected, ms [default: 5000]
     #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL_MS")]
     collect_statistics_interval_ms: Option<u64>,
@@ -193,11 +200,17 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(b) = args.management_bind {
         cfg.management_bind = b;
     }
+    if let Some(p) = args.management_tls_port {
+        cfg.management_tls_port = p;
+    }
     if let Some(p) = args.prometheus_port {
         cfg.prometheus_port = p;
     }
     if let Some(b) = args.prometheus_bind {
         cfg.prometheus_bind = b;
+    }
+    if let Some(p) = args.prometheus_tls_port {
+        cfg.prometheus_tls_port = p;
     }
     if let Some(i) = args.collect_statistics_interval_ms {
         cfg.collect_statistics_interval_ms = i;
@@ -281,8 +294,10 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             "definitions" => cfg.definitions = Some(PathBuf::from(value)),
             "management_port" => cfg.management_port = value.parse().with_context(bad)?,
             "management_bind" => cfg.management_bind = value.parse().with_context(bad)?,
+            "management_tls_port" => cfg.management_tls_port = value.parse().with_context(bad)?,
             "prometheus_port" => cfg.prometheus_port = value.parse().with_context(bad)?,
             "prometheus_bind" => cfg.prometheus_bind = value.parse().with_context(bad)?,
+            "prometheus_tls_port" => cfg.prometheus_tls_port = value.parse().with_context(bad)?,
             "collect_statistics_interval_ms" => {
                 cfg.collect_statistics_interval_ms = value.parse().with_context(bad)?
             }
@@ -323,10 +338,15 @@ mod tests {
             "tls_port = 5671\ntls_cert_file = /c.pem\ntls_key_file = /k.pem\n\
              tls_ca_file = /ca.pem\ntls_verify_peer = true\ntls_fail_if_no_peer_cert = true\n\
              tls_versions = tlsv1.3\ntls_cert_login_from = subject_alternative_name\n\
-             tls_reload_check_interval_ms = 0\n",
+             tls_reload_check_interval_ms = 0\n\
+             management_tls_port = 25671\nprometheus_tls_port = 0\n",
         )
         .unwrap();
         assert_eq!(cfg.tls_port, 5671);
+        assert_eq!(
+            (cfg.management_tls_port, cfg.prometheus_tls_port),
+            (25671, 0)
+        );
         let t = tls.finish(cfg.tls_port).unwrap().unwrap();
         assert_eq!(t.cert_file, PathBuf::from("/c.pem"));
         assert_eq!(t.ca_file, Some(PathBuf::from("/ca.pem")));

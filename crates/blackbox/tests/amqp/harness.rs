@@ -101,6 +101,17 @@ pub fn spawn_process(
         } else {
             &["--prometheus-port", "0"][..]
         })
+        // And the HTTPS ports (15671, 15691), opened with a TLS certificate.
+        .args(if extra.contains(&"--management-tls-port") {
+            &[][..]
+        } else {
+            &["--management-tls-port", "0"][..]
+        })
+        .args(if extra.contains(&"--prometheus-tls-port") {
+            &[][..]
+        } else {
+            &["--prometheus-tls-port", "0"][..]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -180,6 +180,28 @@ impl Target {
             .0
     }
 
+    /// SIGKILLs the spawned warren and starts it again on the same data
+    /// dir and ports; returns once the API answers again.
+    pub async fn kill_and_restart(&mut self) {
+        let node = self._node.as_mut().expect("a spawned warren");
+        node.kill();
+        node.restart().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/overview", self.api))
+                .basic_auth("guest", Some("guest"))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "API did not come back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `path` until `pred` holds (statistics lag by one collection
     /// period: 100 ms for warren here, 5 s for a default RabbitMQ).
     pub async fn wait_for(&self, path: &str, pred: impl Fn(&Value) -> bool) -> Value {

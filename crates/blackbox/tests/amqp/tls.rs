@@ -20,15 +20,15 @@ use tokio::net::TcpStream;
 use crate::harness::{external_broker, spawn_process, uniq, WAIT};
 
 /// A certificate authority that signs test certificates.
-struct Ca {
+pub(crate) struct Ca {
     /// Signs leaves.
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     /// Its certificate, PEM.
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -43,7 +43,7 @@ impl Ca {
     }
 
     /// A leaf certificate named `cn` (and `sans`), expired if asked.
-    fn leaf(&self, cn: &str, sans: &[&str], expired: bool) -> Leaf {
+    pub(crate) fn leaf(&self, cn: &str, sans: &[&str], expired: bool) -> Leaf {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -67,15 +67,15 @@ impl Ca {
 }
 
 /// A certificate and its key.
-struct Leaf {
+pub(crate) struct Leaf {
     /// Certificate, PEM.
-    pem: String,
+    pub(crate) pem: String,
     /// Certificate, DER.
     der: Vec<u8>,
     /// Key, PKCS#8 DER.
     key_der: Vec<u8>,
     /// Key, PEM.
-    key_pem: String,
+    pub(crate) key_pem: String,
 }
 
 impl Leaf {
@@ -96,11 +96,11 @@ impl Leaf {
 }
 
 /// A warren with a TLS listener, its files, and its ports.
-struct TlsNode {
+pub(crate) struct TlsNode {
     /// The warren process.
-    child: std::process::Child,
+    pub(crate) child: std::process::Child,
     /// Its data folder and certificate files.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Plain AMQP port.
     port: u16,
     /// AMQPS port.
@@ -115,19 +115,19 @@ impl Drop for TlsNode {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 /// Writes the server's certificate files into `dir`.
-fn write_server_files(dir: &Path, ca: &Ca, server: &Leaf) {
+pub(crate) fn write_server_files(dir: &Path, ca: &Ca, server: &Leaf) {
     std::fs::write(dir.join("cert.pem"), &server.pem).unwrap();
     std::fs::write(dir.join("key.pem"), &server.key_pem).unwrap();
     std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
 }
 
-async fn start(ca: &Ca, server: &Leaf, extra: &[&str]) -> TlsNode {
+pub(crate) async fn start(ca: &Ca, server: &Leaf, extra: &[&str]) -> TlsNode {
     let dir = std::env::temp_dir().join(uniq("warren-tls"));
     std::fs::create_dir_all(&dir).unwrap();
     write_server_files(&dir, ca, server);
@@ -496,7 +496,7 @@ async fn sighup_reloads_certificate() {
     round_trip(&old, 3).await;
 }
 
-fn sighup(pid: u32) {
+pub(crate) fn sighup(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()

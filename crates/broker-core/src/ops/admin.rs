@@ -1,4 +1,5 @@
-//! Management calls (users, vhosts, permissions, limits) and connection
+//! Management calls (users, vhosts, permissions, limits, policies and
+//! parameters) and connection
 //! admission: they combine the access part with the topology (a vhost's
 //! exchanges and queues), the sessions (its connections, limits) and the
 //! store (every change is recorded). Entry points are in `entry.rs`.
@@ -14,6 +15,7 @@ use crate::access::{
 use crate::access_state::{AccessRecord, AccessState};
 use crate::broker::Broker;
 use crate::error::{vhost_refused, AmqpError};
+use crate::params::ParamRecord;
 use crate::persist::Seq;
 use crate::vhost::Vhost;
 
@@ -74,6 +76,7 @@ impl Broker {
             return;
         }
         self.access.install(st);
+        self.params = st.params.clone();
         // "/" exists on a fresh node only; a stored state names them all.
         self.topology
             .vhosts
@@ -108,6 +111,27 @@ impl Broker {
             ok &= self.durability.persist.put_access(&rec).is_ok();
         }
         self.access.defaults_unsaved = !ok;
+    }
+
+    // ----- policies and parameters -----
+
+    /// Records and applies one change of the policies or parameters:
+    /// (whether it created or removed an entry, its store seq). A put
+    /// needs its vhost; a delete of nothing records nothing (seq 0, which
+    /// is always durable).
+    pub(crate) fn admin_param(&mut self, rec: ParamRecord) -> Result<(bool, Seq), AdminError> {
+        let vhost = match &rec {
+            ParamRecord::PutPolicy(_, v, _, _) | ParamRecord::PutParameter(_, v, _, _) => Some(v),
+            _ => None,
+        };
+        if let Some(v) = vhost.filter(|v| !self.topology.vhosts.contains_key(v.as_str())) {
+            return Err(AdminError::NoVhost(v.clone()));
+        }
+        if !self.params.changes(&rec) {
+            return Ok((false, 0));
+        }
+        let seq = self.record_access(&AccessRecord::Param(rec.clone()))?;
+        Ok((self.params.apply(rec), seq))
     }
 
     // ----- connection admission (connection.open) -----
@@ -276,6 +300,7 @@ impl Broker {
         }
         self.topology.vhosts.remove(name);
         self.access.remove_vhost(name);
+        self.params.remove_vhost(name);
         Ok(seq)
     }
 

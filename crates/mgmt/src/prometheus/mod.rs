@@ -103,31 +103,45 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// Serves the metrics on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    config: PromConfig,
-    stats: Arc<Stats>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let started_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let prom = Arc::new(Prom {
-        probe: config.probe,
-        stats,
-        node: crate::node_name(),
-        cluster_id: crate::cluster_id(),
-        started: std::time::Instant::now(),
-        started_unix_s,
-        permits: tokio::sync::Semaphore::new(SCRAPES_CONCURRENT_MAX),
-    });
-    let router = axum::Router::new().fallback(handle).with_state(prom);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+/// The metrics endpoints: one state shared by every listener they are
+/// served on (HTTP and HTTPS).
+#[derive(Clone)]
+pub struct Metrics {
+    /// The scrapes' state.
+    prom: Arc<Prom>,
+}
+
+impl Metrics {
+    /// The endpoints over the published snapshot.
+    pub fn new(config: PromConfig, stats: Arc<Stats>) -> Metrics {
+        let started_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Metrics {
+            prom: Arc::new(Prom {
+                probe: config.probe,
+                stats,
+                node: crate::node_name(),
+                cluster_id: crate::cluster_id(),
+                started: std::time::Instant::now(),
+                started_unix_s,
+                permits: tokio::sync::Semaphore::new(SCRAPES_CONCURRENT_MAX),
+            }),
+        }
+    }
+
+    /// Serves the metrics on `listener` until `shutdown` resolves.
+    pub async fn serve<L: crate::HttpListener<Addr = SocketAddr>>(
+        self,
+        listener: L,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = axum::Router::new().fallback(handle).with_state(self.prom);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
 }
 
 async fn handle(

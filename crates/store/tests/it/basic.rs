@@ -268,7 +268,61 @@ fn access_records_survive_reopen_and_compaction() {
         assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
         assert_eq!(rec.access, model);
         assert!(!model.users.is_empty() || !model.vhosts.is_empty());
+        let p = &model.params;
+        assert!(
+            !p.policies.is_empty() || !p.operator_policies.is_empty(),
+            "no policy left to check"
+        );
+        assert!(!p.parameters.is_empty() || !p.global.is_empty());
     }
+}
+
+/// A version-2 log (users and vhosts, no policy records) is read by this
+/// version, which then appends policy records to it; both survive.
+#[test]
+fn a_version_2_log_is_read_and_extended() {
+    use broker_core::access_state::AccessRecord;
+    use broker_core::params::{ParamRecord, PolicyKind};
+    let dir = TempDir::new("v2");
+    let (mut s, sy, _) = open(dir.path(), StoreConfig::default()).expect("open");
+    s.put_access(&AccessRecord::Seeded).expect("seeded");
+    let vhost = broker_core::access::VhostRecord {
+        name: "v".into(),
+        ..Default::default()
+    };
+    s.put_access(&AccessRecord::PutVhost(vhost)).expect("vhost");
+    sy.sync().expect("sync");
+    drop((s, sy));
+    let path = dir.path().join("defs.log");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).expect("write");
+    let (mut s, sy, rec) = open(dir.path(), StoreConfig::default()).expect("reopen v2");
+    assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
+    assert!(rec.access.seeded && rec.access.vhosts.contains_key("v"));
+    let put = ParamRecord::PutGlobal("cluster_name".into(), "\"c\"".into());
+    s.put_access(&AccessRecord::Param(put)).expect("global");
+    let policy = broker_core::params::Policy {
+        pattern: ".*".into(),
+        apply_to: "all".into(),
+        priority: 1,
+        definition: "{}".into(),
+    };
+    let put = ParamRecord::PutPolicy(PolicyKind::User, "v".into(), "p".into(), policy);
+    s.put_access(&AccessRecord::Param(put)).expect("policy");
+    sy.sync().expect("sync");
+    drop((s, sy));
+    let (_s, _sy, rec) = open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
+    assert!(rec.access.vhosts.contains_key("v"));
+    assert_eq!(rec.access.params.global["cluster_name"], "\"c\"");
+    assert!(rec
+        .access
+        .params
+        .policies
+        .contains_key(&("v".into(), "p".into())));
 }
 
 /// A version-1 definitions log (the released format) is read, and has no

@@ -12,6 +12,7 @@ use broker_core::access::{
     VhostRecord,
 };
 use broker_core::access_state::{AccessRecord, AccessState};
+use broker_core::params::{ParamRecord, Policy, PolicyKind};
 use broker_core::persist::{
     BindingDef, ExchangeDef, MessageId, OwnedMessage, PersistError, Persistence, QueueDef,
     Recovered, Seq, StoredAt, Syncer,
@@ -158,13 +159,40 @@ pub struct Harness {
     pub reads_checked: u64,
 }
 
-/// A random change of users, vhosts, permissions or limits, over a few
-/// names so puts and deletes meet.
+/// A random change of users, vhosts, permissions, limits, policies or
+/// parameters, over a few names so puts and deletes meet.
 pub fn random_access_record(rng: &mut Rng) -> AccessRecord {
     let user = format!("u{}", rng.below(3));
     let vhost = format!("v{}", rng.below(2));
     let n = rng.below(1000) as i64 - 1;
-    match rng.below(10) {
+    let name = format!("p{}", rng.below(2));
+    let kind = [PolicyKind::User, PolicyKind::Operator][rng.below(2) as usize];
+    match rng.below(16) {
+        10 => AccessRecord::Param(ParamRecord::PutPolicy(
+            kind,
+            vhost,
+            name,
+            Policy {
+                pattern: format!("^q{n}"),
+                apply_to: "queues".into(),
+                priority: n,
+                definition: format!("{{\"max-length\":{n}}}"),
+            },
+        )),
+        11 => AccessRecord::Param(ParamRecord::DeletePolicy(kind, vhost, name)),
+        12 => AccessRecord::Param(ParamRecord::PutParameter(
+            "federation-upstream".into(),
+            vhost,
+            name,
+            format!("{{\"uri\":\"amqp://h{n}\"}}"),
+        )),
+        13 => AccessRecord::Param(ParamRecord::DeleteParameter(
+            "federation-upstream".into(),
+            vhost,
+            name,
+        )),
+        14 => AccessRecord::Param(ParamRecord::PutGlobal(name, format!("\"v{n}\""))),
+        15 => AccessRecord::Param(ParamRecord::DeleteGlobal(name)),
         0 => AccessRecord::PutUser(UserRecord {
             name: user.clone(),
             password_hash: format!("salt{user}{n}").into_bytes(),
