@@ -44,7 +44,10 @@ pub(crate) async fn connect_stream(
     // it (an AF_UNIX address would be an error value, not UB), and lapin
     // makes none that differ between the two (see the module comment).
     let tcp = unsafe { lapin::tcp::TcpStream::from_raw_fd(fd) };
-    Connection::connector(uri, Box::new(move |_| Ok(tcp)), props).await
+    // lapin's signature: its error type is large, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let connect = move |_: &AMQPUri| Ok(tcp);
+    Connection::connector(uri, Box::new(connect), props).await
 }
 
 /// Connects lapin to the embedded broker the URI's host names
