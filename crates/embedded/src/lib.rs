@@ -25,9 +25,12 @@
 //!   in-process connection logs in like a loopback one (`guest` allowed).
 //! - Listeners, only if asked: AMQP over TCP ([`Config::amqp_listener`]),
 //!   the management API and Prometheus ([`Config::management`]).
+//! - [`shovel`]: store and forward — a queue's messages moved to an
+//!   exchange on another broker, confirmed there before acked here.
 
 mod client;
 mod registry;
+pub mod shovel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 
 mod kit;
 mod lapin_inproc;
+mod shovel;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
