@@ -251,7 +251,10 @@ pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>
     m.insert("user_who_performed_action".into(), json!(c.user));
     m.insert("vhost".into(), json!(&*c.vhost));
     m.insert("connected_at".into(), json!(c.connected_at_ms));
-    m.insert("client_properties".into(), table(&c.client_properties.decode()));
+    m.insert(
+        "client_properties".into(),
+        table(&c.client_properties.decode()),
+    );
     m.insert("auth_mechanism".into(), json!(c.auth_mechanism));
     m.insert("ssl".into(), json!(false));
     m.insert("frame_max".into(), json!(c.frame_max));

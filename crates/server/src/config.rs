@@ -12,6 +12,9 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// 0 picks a free port (the log line says which).
     pub port: u16,
+    /// Whether to listen for AMQP on `bind`:`port` at all (the embedded
+    /// broker may serve in-process connections only). Default true.
+    pub amqp_listener: bool,
     /// None keeps everything in memory (no durability).
     pub data_dir: Option<PathBuf>,
     pub core: CoreConfig,
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 5672,
+            amqp_listener: true,
             data_dir: Some(PathBuf::from("data")),
             core: CoreConfig::default(),
             heartbeat_s: 60,

@@ -43,10 +43,23 @@ enum ReadEnd {
 
 /// The socket's two addresses.
 struct Ends {
-    /// The client's.
-    peer: SocketAddr,
+    /// The client's (None: an in-process connection, which counts as
+    /// loopback for `loopback_users`: the client is this process).
+    peer: Option<SocketAddr>,
     /// Ours (the listener's address as the client reached it).
     local: Option<SocketAddr>,
+}
+
+/// A connection's peer in log lines.
+struct PeerName(Option<SocketAddr>);
+
+impl std::fmt::Display for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("in-process"),
+        }
+    }
 }
 
 /// A plain-TCP connection.
@@ -61,7 +74,28 @@ pub(crate) async fn run(
     let local = stream.local_addr().ok();
     let (rd, wr) = stream.into_split();
     let fd = wr.as_ref().as_raw_fd();
-    let ends = Ends { peer, local };
+    let ends = Ends {
+        peer: Some(peer),
+        local,
+    };
+    serve(rd, wr, Some(fd), None, ends, shared, stop, deadline).await;
+}
+
+/// An in-process connection: the broker's end of a Unix socketpair whose
+/// other end the application holds (`Node::connect_in_process`). Served
+/// exactly like plain TCP, write-through included; no addresses.
+pub(crate) async fn run_unix(
+    stream: tokio::net::UnixStream,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+    let (rd, wr) = stream.into_split();
+    let fd = wr.as_ref().as_raw_fd();
+    let ends = Ends {
+        peer: None,
+        local: None,
+    };
     serve(rd, wr, Some(fd), None, ends, shared, stop, deadline).await;
 }
 
@@ -99,7 +133,10 @@ pub(crate) async fn run_tls(
         login: cert.and_then(|c| cert_login::login_name(c, login_from)),
     };
     let (rd, wr) = split_tls(tls);
-    let ends = Ends { peer, local };
+    let ends = Ends {
+        peer: Some(peer),
+        local,
+    };
     serve(rd, wr, None, Some(tls_peer), ends, shared, stop, deadline).await;
 }
 
@@ -118,6 +155,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     deadline: Instant,
 ) {
     let Ends { peer, local } = ends;
+    let from_loopback = peer.is_none_or(|p| p.ip().is_loopback());
     let mut buf = BytesMut::with_capacity(1024);
     let neg = match tokio::time::timeout_at(
         deadline,
@@ -128,7 +166,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
             &mut wr,
             &mut buf,
             &shared,
-            peer.ip().is_loopback(),
+            from_loopback,
             tls.as_ref(),
         )),
     )
@@ -142,7 +180,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         // Idle connections hold no read buffer (memory per connection).
         buf = BytesMut::new();
     }
-    tracing::debug!(%peer, user = %neg.user, vhost = %neg.vhost, "connection open");
+    tracing::debug!(peer = %PeerName(peer), user = %neg.user, vhost = %neg.vhost, "connection open");
     // Only these outlive the open: the rest moves into the core (memory per
     // connection: this task's state is kept for the connection's life).
     let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
@@ -163,7 +201,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         connection_blocked: neg.connection_blocked,
         sink: io.clone(),
         details: broker_core::ConnDetails {
-            peer: Some(peer),
+            peer,
             local,
             client_properties: neg.client_properties,
             connected_at_ms: broker_core::delayed::wall_ms(),
@@ -178,14 +216,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(
-        &mut rd,
-        &mut buf,
-        &shared,
-        id,
-        frame_max,
-        heartbeat,
-        &mut stop,
-        &counters,
+        &mut rd, &mut buf, &shared, id, frame_max, heartbeat, &mut stop, &counters,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
@@ -213,7 +244,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     }
     io.close();
     let _ = writer.await;
-    tracing::debug!(%peer, "connection closed");
+    tracing::debug!(peer = %PeerName(peer), "connection closed");
 }
 
 /// Waits until the resource alarm is cleared; `Err` if the broker stops.

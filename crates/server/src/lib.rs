@@ -10,6 +10,7 @@ mod conn;
 mod disk;
 mod handshake;
 mod https;
+mod node;
 mod sink;
 mod stream;
 mod sync;
@@ -20,13 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker_core::persist::NoPersistence;
 use broker_core::Broker;
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 pub use config::ServerConfig;
+pub use node::{Addrs, InProcess, Node};
 
 /// Resident memory of this process, from /proc/self/statm.
 fn rss_bytes() -> Option<u64> {
@@ -83,27 +83,6 @@ impl Shared {
         core.flush();
         if core.sync_wanted().is_some() {
             self.sync.wake();
-        }
-    }
-}
-
-/// The next connection on the TLS listener (never, without one); None
-/// after an accept error (logged, after a back-off).
-async fn accept_tls(
-    tls: Option<&(TcpListener, Arc<tls::TlsConfigHolder>)>,
-) -> Option<(
-    (tokio::net::TcpStream, std::net::SocketAddr),
-    &Arc<tls::TlsConfigHolder>,
-)> {
-    let Some((listener, holder)) = tls else {
-        return std::future::pending().await;
-    };
-    match listener.accept().await {
-        Ok(a) => Some((a, holder)),
-        Err(e) => {
-            tracing::warn!("accept failed: {e}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
         }
     }
 }
@@ -353,294 +332,11 @@ fn memory_limit_bytes(config: &ServerConfig) -> u64 {
 }
 
 /// Runs the broker until `shutdown` resolves, then closes every client with
-/// 320 CONNECTION_FORCED and returns.
+/// 320 CONNECTION_FORCED and returns (`Node::start`, then `Node::shutdown`).
 pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let mut counters = disk::WriteCounters::default();
-    let arena: Box<dyn broker_core::arena::Arena> = match &config.data_dir {
-        Some(dir) => {
-            let arena = store::FileArena::open(&dir.join("arena"), config.arena_segment_size_bytes)
-                .map_err(|e| anyhow::anyhow!("opening message arena: {e}"))?;
-            counters.arena = Some(arena.reserved_bytes_counter());
-            Box::new(arena)
-        }
-        None => Box::new(broker_core::arena::MemArena::new(
-            config.arena_segment_size_bytes,
-        )),
-    };
-    let mut broker = Broker::new(
-        config.core.clone(),
-        Box::new(NoPersistence::default()),
-        arena,
-    );
-    let mut syncer: Option<Arc<store::FileSyncer>> = None;
-    if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
-        let started = std::time::Instant::now();
-        // The store streams what it recovers straight into the broker.
-        let mut restorer = broker.restorer();
-        let store_config = store::StoreConfig {
-            reserve_bytes: config.store_reserve_bytes,
-            ..store::StoreConfig::default()
-        };
-        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut restorer)
-            .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
-        let stats = restorer.finish();
-        // Recovery grows and drops large vectors: hand the freed heap back
-        // to the OS instead of keeping it as RSS for the broker's life.
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free heap pages; no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        for w in &warnings {
-            tracing::warn!("recovery: {w}");
-        }
-        broker.set_persistence(Box::new(store));
-        counters.store = Some(store_syncer.clone());
-        syncer = Some(store_syncer);
-        tracing::info!(
-            queues = stats.queues,
-            messages = stats.messages,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "recovered durable state"
-        );
-    }
-    broker.set_loopback_users(config.loopback_users.clone());
-    if let Some(path) = &config.definitions {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading definitions {}", path.display()))?;
-        bootstrap::apply(&mut broker, &text)
-            .with_context(|| format!("in definitions {}", path.display()))?;
-    }
-    if let Some(s) = &syncer {
-        // What the bootstrap (or the first start's defaults) recorded is
-        // on disk before the first client connects.
-        broker_core::persist::Syncer::sync(&**s)
-            .map_err(|e| anyhow::anyhow!("syncing the store: {e}"))?;
-    }
-    // Socket writes on their own thread(s): a reader that wakes its
-    // consumers' writers would otherwise run them on its own worker (tokio's
-    // LIFO slot is not stolen), keeping the broker on one core.
-    let writer_rt = BackgroundRuntime(match config.writer_threads {
-        0 => None,
-        n => Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .thread_name("warren-writer")
-                .enable_all()
-                .build()
-                .context("starting the writer runtime")?,
-        ),
-    });
-    let writers = writer_rt
-        .0
-        .as_ref()
-        .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
-    let disk_limit_bytes = disk::limit_bytes(
-        config.disk_free_limit_bytes,
-        config.disk_free_limit_relative,
-        total_memory_bytes(),
-    );
-    tracing::info!(disk_limit_bytes, "free disk limit");
-    let shared = Arc::new(Shared {
-        writers,
-        alarm: watch::channel(false).0,
-        alarms: Mutex::new(disk::Alarms::default()),
-        disk: disk::DiskWatch::new(config.data_dir.clone(), disk_limit_bytes, counters),
-        core: Mutex::new(broker),
-        config: config.clone(),
-        sync: sync::SyncSignal::default(),
-    });
-    let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
-    {
-        // The first reading, before any client connects.
-        let disk = shared.disk.check();
-        let mut core = shared.core.lock();
-        shared.update_alarms(&mut core, |a| a.disk = disk);
-    }
-
-    let addr = std::net::SocketAddr::new(config.bind, config.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!("warren listening on {local} (amqp)");
-    // One holder (and one reload watcher) for every TLS listener: AMQPS
-    // and the management and metrics HTTPS listeners.
-    let https_wanted = config.management_tls_port != 0 || config.prometheus_tls_port != 0;
-    let holder = match (&config.tls, config.tls_port) {
-        (None, 0) => None,
-        (None, _) => anyhow::bail!("tls_port is set but no TLS certificate and key are"),
-        (Some(_), 0) if !https_wanted => None,
-        (Some(settings), _) => {
-            let holder = tls::TlsConfigHolder::load(settings.clone())
-                .context("loading the TLS certificate")?;
-            let watcher = holder.spawn_watcher("tls");
-            Some((holder, watcher))
-        }
-    };
-    let mut report = vec![mgmt::Listener {
-        protocol: "amqp",
-        addr: local,
-    }];
-    let tls = match (config.tls_port, &holder) {
-        (0, _) | (_, None) => None,
-        (port, Some((holder, _))) => {
-            let addr = std::net::SocketAddr::new(config.bind, port);
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            let addr = l.local_addr()?;
-            tracing::info!("warren listening on {addr} (amqps)");
-            report.push(mgmt::Listener {
-                protocol: "amqp/ssl",
-                addr,
-            });
-            Some((l, holder.clone()))
-        }
-    };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let management = BackgroundRuntime(start_management(
-        &shared,
-        report,
-        holder.as_ref().map(|(h, _)| h),
-        stop_rx.clone(),
-    )?);
-    let ticker = {
-        let shared = shared.clone();
-        let period = Duration::from_millis(config.tick_interval_ms.max(1));
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(period);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let memory_limit_bytes = memory_limit_bytes(&shared.config);
-            tracing::info!(memory_limit_bytes, "memory high watermark");
-            let disk_every =
-                (shared.config.disk_check_interval_ms / period.as_millis().max(1) as u64).max(1);
-            let mut n: u64 = 0;
-            loop {
-                // Wake early for a delayed message due before the next tick
-                // (a delay published meanwhile waits at most one tick).
-                let due_in = shared
-                    .core
-                    .lock()
-                    .next_delayed_due_ms()
-                    .map(|due| due.saturating_sub(broker_core::delayed::wall_ms()))
-                    .map(Duration::from_millis)
-                    .filter(|d| *d < period);
-                if let Some(d) = due_in {
-                    tokio::select! {
-                        _ = interval.tick() => {}
-                        _ = tokio::time::sleep(d) => {
-                            let mut core = shared.core.lock();
-                            core.fire_due_delayed();
-                            shared.after_batch(&mut core);
-                            continue;
-                        }
-                    }
-                } else {
-                    interval.tick().await;
-                }
-                n += 1;
-                // Resource checks: free disk about once a second, or sooner
-                // when enough was written to use up half the margin (see
-                // disk.rs); RSS against the memory watermark once a second.
-                let periodic = n.is_multiple_of(disk_every);
-                let disk = (periodic || shared.disk.due()).then(|| shared.disk.check());
-                let mem = periodic.then(|| memory_alarm(memory_limit_bytes));
-                let mut core = shared.core.lock();
-                core.tick();
-                core.maintain_store();
-                if disk.is_some() || mem.is_some() {
-                    shared.update_alarms(&mut core, |a| {
-                        if let Some(d) = disk {
-                            a.disk = d;
-                        }
-                        if let Some(m) = mem {
-                            a.memory = m;
-                        }
-                    });
-                }
-                shared.after_batch(&mut core);
-            }
-        })
-    };
-    let limit = Arc::new(Semaphore::new(config.connections_max));
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = accept_tls(tls.as_ref()) => {
-                let Some(((stream, peer), holder)) = accepted else { continue };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection limit reached; refusing");
-                    drop(stream);
-                    continue;
-                };
-                let shared = shared.clone();
-                let stop = stop_rx.clone();
-                let config = holder.current();
-                let login_from = holder.settings().cert_login_from;
-                tasks.spawn(async move {
-                    conn::run_tls(stream, peer, shared, stop, config, login_from).await;
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
-            }
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection limit reached; refusing");
-                    drop(stream);
-                    continue;
-                };
-                let shared = shared.clone();
-                let stop = stop_rx.clone();
-                tasks.spawn(async move {
-                    conn::run(stream, peer, shared, stop).await;
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
-            }
-        }
-    }
-    tracing::info!("shutting down: closing {} connections", tasks.len());
-    ticker.abort();
-    drop(management);
-    drop(listener);
-    drop(tls);
-    if let Some((_, watcher)) = holder {
-        watcher.abort();
-    }
-    {
-        let mut core = shared.core.lock();
-        core.close_all("broker forced connection closure with reason 'shutdown'");
-        shared.after_batch(&mut core);
-    }
-    let _ = stop_tx.send(true);
-    let deadline = tokio::time::sleep(Duration::from_millis(config.shutdown_timeout_ms));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => { tasks.abort_all(); break; }
-            next = tasks.join_next() => if next.is_none() { break },
-        }
-    }
-    if let Some(t) = sync_thread {
-        shared.sync.stop();
-        let _ = t.join();
-    }
-    drop(writer_rt);
+    let node = Node::start(config).await?;
+    shutdown.await;
+    node.shutdown().await;
     Ok(())
 }
 

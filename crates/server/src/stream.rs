@@ -1,9 +1,11 @@
-//! The two kinds of connection stream the reader and writer tasks run on:
+//! The kinds of connection stream the reader and writer tasks run on:
 //! plain TCP halves (readiness + non-blocking reads, `writev`, and
-//! write-through from `sink.rs`) and TLS halves (rustls through
-//! tokio-rustls; no write-through, so encryption never runs under the core
-//! lock). `conn.rs` is generic over these traits, so the plain-TCP code is
-//! what it was before TLS existed.
+//! write-through from `sink.rs`), TLS halves (rustls through tokio-rustls;
+//! no write-through, so encryption never runs under the core lock), and
+//! in-process Unix socketpair halves (`Node::connect_in_process`; handled
+//! exactly like plain TCP, write-through included). `conn.rs` is generic
+//! over these traits, so the plain-TCP code is what it was before TLS
+//! existed.
 
 use std::future::Future;
 use std::io;
@@ -14,7 +16,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{unix, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 /// Grows `buf` to at least `want / 4` free bytes (by `want`).
@@ -67,6 +69,32 @@ impl ConnWrite for OwnedWriteHalf {
             // goes too) sends RST; `forget` keeps the write half's drop
             // from sending a FIN first.
             let _ = self.as_ref().set_zero_linger();
+            self.forget();
+        } else {
+            let _ = self.shutdown().await;
+        }
+    }
+}
+
+impl ConnRead for unix::OwnedReadHalf {
+    async fn read_ready(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<Option<usize>> {
+        self.readable().await?;
+        reserve(buf, want);
+        match self.try_read_buf(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ConnWrite for unix::OwnedWriteHalf {
+    const BUFFERED: bool = false;
+
+    async fn finish(mut self, abort: bool) {
+        // A Unix socket has no reset: an abort just closes it (when the
+        // read half goes too) without the shutdown.
+        if abort {
             self.forget();
         } else {
             let _ = self.shutdown().await;

@@ -40,7 +40,8 @@ impl Backoff {
 /// How the kit connects.
 #[derive(Debug, Clone)]
 pub struct KitConfig {
-    /// `amqp://` or `amqps://` (TLS) URI.
+    /// `amqp://` or `amqps://` (TLS) URI, or `warren-embedded://[user:pass@]NAME[/vhost]` for a
+    /// broker inside this process (crate `warren-embedded`, feature `embedded`).
     pub url: String,
     /// Heartbeat interval to ask for, seconds (0 = off).
     pub heartbeat_secs: u16,

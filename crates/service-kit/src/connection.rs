@@ -185,15 +185,9 @@ impl Supervisor {
     }
 
     async fn connect_and_declare(&self) -> Result<Connection> {
-        let mut uri: AMQPUri = self
-            .cfg
-            .url
-            .parse()
-            .map_err(|e: String| KitError::Config(e))?;
-        uri.query.heartbeat = Some(self.cfg.heartbeat_secs);
         let props = ConnectionProperties::default()
             .with_connection_name(format!("{}.{}", self.cfg.connection_name, self.role).into());
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.cfg, props))
             .await
             .map_err(|_| KitError::NotConnected(CONNECT_TIMEOUT))??;
         let topology = self.topology.lock().map(|t| t.clone()).unwrap_or_default();
@@ -206,4 +200,34 @@ impl Supervisor {
         let _ = ch.close(200, "declared").await;
         Ok(conn)
     }
+}
+
+/// The URL scheme of a broker inside this process (`warren-embedded://NAME`, feature `embedded`).
+const EMBEDDED_SCHEME: &str = "warren-embedded://";
+
+/// One connection attempt to the broker `cfg.url` names: `amqp://` / `amqps://` over TCP, or
+/// `warren-embedded://NAME` (the same URI syntax) to an embedded broker over its in-process
+/// transport, so one setting switches between the two.
+async fn connect(cfg: &KitConfig, props: ConnectionProperties) -> Result<Connection> {
+    if cfg.url.starts_with(EMBEDDED_SCHEME) {
+        return connect_embedded(cfg, props).await;
+    }
+    let mut uri: AMQPUri = cfg.url.parse().map_err(|e: String| KitError::Config(e))?;
+    uri.query.heartbeat = Some(cfg.heartbeat_secs);
+    Ok(Connection::connect_uri(uri, props).await?)
+}
+
+#[cfg(feature = "embedded")]
+async fn connect_embedded(cfg: &KitConfig, props: ConnectionProperties) -> Result<Connection> {
+    let mut uri = warren_embedded::parse_url(&cfg.url).map_err(KitError::Config)?;
+    uri.query.heartbeat = Some(cfg.heartbeat_secs);
+    Ok(warren_embedded::connect_uri(uri, props).await?)
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn connect_embedded(cfg: &KitConfig, _props: ConnectionProperties) -> Result<Connection> {
+    Err(KitError::Config(format!(
+        "{}: service-kit was built without its `embedded` feature",
+        cfg.url
+    )))
 }
