@@ -181,9 +181,7 @@ pub(crate) fn deliver_direct(
     write_content(out, k.channel, method, m, info.frame_max);
     ch.stats.deliver_no_ack += 1;
     q.stats.deliver_no_ack += 1;
-    if dirty.last() != Some(&k.conn) {
-        dirty.push(k.conn);
-    }
+    crate::session::mark_dirty(dirty, k.conn);
     q.advance_consumer(idx);
     true
 }
@@ -258,9 +256,7 @@ impl Broker {
             let Some(cons) = ch.consumers.get_mut(&k.tag) else {
                 break;
             };
-            if dirty.last() != Some(&k.conn) {
-                dirty.push(k.conn);
-            }
+            crate::session::mark_dirty(dirty, k.conn);
             // Round-robin means one message per consumer turn; a lone
             // eligible consumer (one consumer, or the single active one)
             // takes messages back to back while its credit and socket

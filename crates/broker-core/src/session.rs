@@ -274,9 +274,7 @@ impl Sessions {
     /// Notes that `conn` may have output to flush.
     #[inline]
     pub fn mark_dirty(&mut self, conn: ConnId) {
-        if self.dirty.last() != Some(&conn) {
-            self.dirty.push(conn);
-        }
+        mark_dirty(&mut self.dirty, conn);
     }
 
     /// Open channel `ch_id` of `conn`, or the 504 for a channel not open.
@@ -349,4 +347,17 @@ impl Sessions {
             }
         }
     }
+}
+
+/// Adds `conn` to the connections to flush unless it is one of the last two
+/// added: a publisher and its consumer alternate (publish, deliver, publish,
+/// ...), and each extra entry costs `flush` a lookup. Duplicates further
+/// back are harmless (the second flush finds nothing to send).
+#[inline]
+pub(crate) fn mark_dirty(dirty: &mut Vec<ConnId>, conn: ConnId) {
+    let n = dirty.len();
+    if n > 0 && dirty[n - 1] == conn || n > 1 && dirty[n - 2] == conn {
+        return;
+    }
+    dirty.push(conn);
 }
