@@ -28,9 +28,13 @@ mod objects;
 mod params_api;
 pub mod prometheus;
 mod routes;
+mod rows;
 mod samples;
 mod stats;
 mod views;
+
+#[cfg(test)]
+mod list_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -13,26 +13,6 @@ use crate::routes::{args_field, bool_field, check_name, str_field, vhost_known, 
 use crate::views::{self, Rates};
 use crate::App;
 
-pub(crate) fn exchanges(
-    s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    vhost: Option<&str>,
-) -> Vec<Value> {
-    let mut v: Vec<Value> = s
-        .exchanges
-        .iter()
-        .filter(|x| vhost.is_none_or(|v| &*x.vhost == v))
-        .map(|x| {
-            let b = before.exchange(x);
-            views::exchange(x, stats, r, b)
-        })
-        .collect();
-    sort_by_vhost_and_name(&mut v);
-    v
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn exchange_one(
     app: &App,
@@ -142,36 +122,6 @@ pub(crate) fn publish(app: &App, req: &Req, v: &str, x: &str) -> Response {
         Ok(routed) => ok(json!({ "routed": routed })),
         Err(e) => e,
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn queues(
-    app: &App,
-    s: &Snapshot,
-    stats: bool,
-    req: &Req,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    vhost: Option<&str>,
-) -> Vec<Value> {
-    let totals = req.flag("enable_queue_totals");
-    let mut v: Vec<Value> = s
-        .queues
-        .iter()
-        .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
-        .map(|q| {
-            let b = before.queue(q);
-            let mut j = views::queue(q, &app.node, stats, r, b);
-            if !stats && totals {
-                j["messages"] = json!(q.ready + q.unacked);
-                j["messages_ready"] = json!(q.ready);
-                j["messages_unacknowledged"] = json!(q.unacked);
-            }
-            j
-        })
-        .collect();
-    sort_by_vhost_and_name(&mut v);
-    v
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -294,22 +244,6 @@ pub(crate) fn get_messages(app: &App, req: &Req, v: &str, q: &str) -> Response {
     }
 }
 
-pub(crate) fn bindings(s: &Snapshot, vhost: Option<&str>) -> Vec<Value> {
-    let mut items: Vec<Value> = s
-        .queues
-        .iter()
-        .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
-        .map(views::default_binding)
-        .collect();
-    items.extend(
-        s.bindings
-            .iter()
-            .filter(|b| vhost.is_none_or(|v| &*b.vhost == v))
-            .map(views::binding),
-    );
-    items
-}
-
 pub(crate) fn binding_pair(
     app: &App,
     req: &Req,
@@ -330,8 +264,8 @@ pub(crate) fn binding_pair(
                         && b.to_queue == to_queue
                         && b.destination.as_str() == dst
                 })
-                .map(views::binding)
-                .collect();
+                .map(crate::rows::BindingRow::Of)
+                .collect::<Vec<_>>();
             respond(req, items)
         }
         Method::POST => {
@@ -430,11 +364,4 @@ pub(crate) fn binding_one(
         }
         _ => method_not_allowed("GET, HEAD, DELETE"),
     }
-}
-
-/// RabbitMQ's default list order: by vhost, then name.
-fn sort_by_vhost_and_name(v: &mut [Value]) {
-    v.sort_by(|a, b| {
-        (a["vhost"].as_str(), a["name"].as_str()).cmp(&(b["vhost"].as_str(), b["name"].as_str()))
-    });
 }

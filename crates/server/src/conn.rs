@@ -178,14 +178,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(
-        &mut rd,
-        &mut buf,
-        &shared,
-        id,
-        frame_max,
-        heartbeat,
-        &mut stop,
-        &counters,
+        &mut rd, &mut buf, &shared, id, frame_max, heartbeat, &mut stop, &counters,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
