@@ -84,15 +84,14 @@ pub(crate) fn connection_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     name: &str,
 ) -> Response {
     let Some(c) = s.connections.iter().find(|c| views::conn_name(c) == name) else {
         return not_found();
     };
     match req.method {
-        Method::GET | Method::HEAD => ok(views::connection(c, &app.node, r, before.conn(c.id))),
+        Method::GET | Method::HEAD => ok(crate::rows::conn_json(c, cx)),
         Method::DELETE => {
             let reason = req
                 .headers

@@ -24,6 +24,7 @@ mod http;
 mod info;
 mod json;
 mod list;
+mod obj_history;
 mod objects;
 mod params_api;
 pub mod prometheus;
@@ -35,6 +36,8 @@ mod views;
 
 #[cfg(test)]
 mod list_tests;
+#[cfg(test)]
+mod samples_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -39,6 +39,11 @@ pub(crate) trait Row {
     }
     /// Its JSON.
     fn json(&self) -> Value;
+    /// Its JSON to read a sort key from: without `samples` (building
+    /// those would watch every object of the list).
+    fn key_json(&self) -> Value {
+        self.json()
+    }
     /// Its JSON, consuming the row.
     fn into_json(self) -> Value
     where
@@ -140,7 +145,12 @@ pub(crate) fn respond<R: Row>(req: &Req, items: Vec<R>) -> Response {
         // Each key computed once (a stable sort: ties keep their order).
         let mut keyed: Vec<(SortKey, R)> = items
             .into_iter()
-            .map(|r| (r.key(field).unwrap_or_else(|| key_at(&r.json(), field)), r))
+            .map(|r| {
+                (
+                    r.key(field).unwrap_or_else(|| key_at(&r.key_json(), field)),
+                    r,
+                )
+            })
             .collect();
         keyed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
         items = keyed.into_iter().map(|(_, r)| r).collect();

@@ -28,7 +28,7 @@ impl Core for NoCore {
 const VHOSTS: [&str; 3] = ["/", "v1", "v2"];
 
 /// A snapshot at `at_ms` whose counters grow with `round` (0, 1).
-fn snapshot(n: usize, at_ms: u64, round: u64) -> Snapshot {
+pub(crate) fn snapshot(n: usize, at_ms: u64, round: u64) -> Snapshot {
     let vh: Vec<Arc<str>> = VHOSTS.iter().map(|v| Arc::from(*v)).collect();
     let mut s = Snapshot {
         taken_at_ms: at_ms,
@@ -163,7 +163,7 @@ fn snapshot(n: usize, at_ms: u64, round: u64) -> Snapshot {
     s
 }
 
-fn app(n: usize) -> App {
+pub(crate) fn app(n: usize) -> App {
     let stats = Arc::new(Stats::default());
     stats.publish(snapshot(n, 1_000_000, 0));
     stats.publish(snapshot(n, 1_005_000, 1));
@@ -179,7 +179,7 @@ fn app(n: usize) -> App {
     }
 }
 
-fn req(path: &str, query: &str, user: &str, vhosts: Option<Vec<String>>) -> Req {
+pub(crate) fn req(path: &str, query: &str, user: &str, vhosts: Option<Vec<String>>) -> Req {
     let query: HashMap<String, String> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -214,7 +214,7 @@ fn bytes(r: axum::response::Response) -> bytes::Bytes {
         .unwrap()
 }
 
-fn body(r: axum::response::Response) -> Value {
+pub(crate) fn body(r: axum::response::Response) -> Value {
     serde_json::from_slice(&bytes(r)).unwrap()
 }
 
@@ -666,6 +666,7 @@ fn row_keys_agree_with_their_json() {
             before,
             stats,
             totals,
+            samples: None,
         };
         let known = [
             keys_agree(&rows::queues(s, &cx, None)),

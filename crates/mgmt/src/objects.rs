@@ -10,17 +10,14 @@ use serde_json::{json, Value};
 use crate::http::{bad_request, created, method_not_allowed, no_content, not_found, ok, Req};
 use crate::list::respond;
 use crate::routes::{args_field, bool_field, check_name, str_field, vhost_known, write};
-use crate::views::{self, Rates};
+use crate::views;
 use crate::App;
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn exchange_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     v: &str,
     x: &str,
 ) -> Response {
@@ -36,8 +33,7 @@ pub(crate) fn exchange_one(
             else {
                 return not_found();
             };
-            let b = before.exchange(ex);
-            ok(views::exchange(ex, stats, r, b))
+            ok(crate::rows::exchange_json(ex, cx))
         }
         Method::PUT => {
             let body = match req.json() {
@@ -124,14 +120,11 @@ pub(crate) fn publish(app: &App, req: &Req, v: &str, x: &str) -> Response {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn queue_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     v: &str,
     q: &str,
 ) -> Response {
@@ -147,8 +140,7 @@ pub(crate) fn queue_one(
             else {
                 return not_found();
             };
-            let b = before.queue(qv);
-            ok(views::queue(qv, &app.node, stats, r, b))
+            ok(crate::rows::queue_json(qv, cx))
         }
         Method::PUT => {
             let body = match req.json() {

@@ -121,6 +121,9 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         before,
         stats,
         totals: req.flag("enable_queue_totals"),
+        samples: stats
+            .then(|| crate::samples::Asked::of(req, &app.stats, snap.taken_at_ms))
+            .flatten(),
     };
     let m = &req.method;
     let get = *m == Method::GET || *m == Method::HEAD;
@@ -154,7 +157,7 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         // whoami, vhosts, users, permissions, limits: `admin.rs`.
         ["connections"] if get => respond(req, rows::conns(snap, &cx, None)),
         ["vhosts", v, "connections"] if get => respond(req, rows::conns(snap, &cx, Some(v))),
-        ["connections", name] => connection_one(app, req, snap, &r, before, name),
+        ["connections", name] => connection_one(app, req, snap, &cx, name),
         ["connections", name, "channels"] if get => {
             let Some(c) = snap
                 .connections
@@ -184,7 +187,7 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             }
             respond(req, rows::exchanges(snap, &cx, Some(v)))
         }
-        ["exchanges", v, x] => exchange_one(app, req, snap, stats, &r, before, v, exchange_name(x)),
+        ["exchanges", v, x] => exchange_one(app, req, snap, &cx, v, exchange_name(x)),
         ["exchanges", v, x, "bindings", dir] if get => {
             let x = exchange_name(x);
             let src = *dir == "source";
@@ -216,7 +219,7 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             }
             respond(req, rows::queues(snap, &cx, Some(v)))
         }
-        ["queues", v, q] => queue_one(app, req, snap, stats, &r, before, v, q),
+        ["queues", v, q] => queue_one(app, req, snap, &cx, v, q),
         ["queues", v, q, "bindings"] if get => {
             let Some(qv) = snap
                 .queues

@@ -15,10 +15,12 @@ use broker_core::inspect::{
 use serde_json::{json, Value};
 
 use crate::list::{bool_key, num_key, str_key, Row, SortKey};
+use crate::samples::Asked;
 use crate::stats::Prev;
 use crate::views::{self, Counter, Rates};
 
 /// What building a row's JSON needs besides the object.
+#[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     /// The node name shown.
     pub node: &'a str,
@@ -30,6 +32,55 @@ pub(crate) struct Ctx<'a> {
     pub stats: bool,
     /// `enable_queue_totals` (message counts even with `disable_stats`).
     pub totals: bool,
+    /// The `*_details.samples` asked for (with statistics only).
+    pub samples: Option<Asked<'a>>,
+}
+
+impl Ctx<'_> {
+    /// The same without samples (for sort keys read from the JSON).
+    fn plain(&self) -> Ctx<'_> {
+        Ctx {
+            samples: None,
+            ..*self
+        }
+    }
+}
+
+/// A queue's JSON with the samples asked for (the single-object GET).
+pub(crate) fn queue_json(q: &QueueView, cx: &Ctx) -> Value {
+    let mut j = views::queue(q, cx.node, cx.stats, cx.r, cx.before.queue(q));
+    if let Some(a) = &cx.samples {
+        a.queue(&mut j, q);
+    }
+    j
+}
+
+/// An exchange's JSON with the samples asked for.
+pub(crate) fn exchange_json(x: &ExchangeView, cx: &Ctx) -> Value {
+    let mut j = views::exchange(x, cx.stats, cx.r, cx.before.exchange(x));
+    if let Some(a) = &cx.samples {
+        a.exchange(&mut j, x);
+    }
+    j
+}
+
+/// A connection's JSON with the samples asked for.
+pub(crate) fn conn_json(c: &ConnView, cx: &Ctx) -> Value {
+    let mut j = views::connection(c, cx.node, cx.r, cx.before.conn(c.id));
+    if let Some(a) = &cx.samples {
+        a.conn(&mut j, c);
+    }
+    j
+}
+
+/// A channel's JSON with the samples asked for.
+pub(crate) fn channel_json(ch: &ChannelView, c: &ConnView, cx: &Ctx) -> Value {
+    let b = cx.before.channel(ch.conn, ch.number);
+    let mut j = views::channel(ch, c, cx.node, cx.r, b);
+    if let Some(a) = &cx.samples {
+        a.channel(&mut j, ch);
+    }
+    j
 }
 
 /// The key of `path` in a counter table (`key`, `key_details.rate`).
@@ -105,15 +156,22 @@ impl Row for QueueRow<'_> {
         counter(&views::queue_lengths(q, b()), path, cx.r)
     }
     fn json(&self) -> Value {
-        let (q, cx) = (self.q, self.cx);
-        let mut j = views::queue(q, cx.node, cx.stats, cx.r, cx.before.queue(q));
-        if !cx.stats && cx.totals {
-            for (k, n, _) in views::queue_lengths(q, None) {
-                j[k] = json!(n);
-            }
-        }
-        j
+        queue_row_json(self.q, self.cx)
     }
+    fn key_json(&self) -> Value {
+        queue_row_json(self.q, &self.cx.plain())
+    }
+}
+
+/// A queue's JSON in a list (`enable_queue_totals` applies).
+fn queue_row_json(q: &QueueView, cx: &Ctx) -> Value {
+    let mut j = queue_json(q, cx);
+    if !cx.stats && cx.totals {
+        for (k, n, _) in views::queue_lengths(q, None) {
+            j[k] = json!(n);
+        }
+    }
+    j
 }
 
 /// The queues (of `vhost`), by vhost and name.
@@ -161,8 +219,10 @@ impl Row for ExchangeRow<'_> {
         }
     }
     fn json(&self) -> Value {
-        let (x, cx) = (self.x, self.cx);
-        views::exchange(x, cx.stats, cx.r, cx.before.exchange(x))
+        exchange_json(self.x, self.cx)
+    }
+    fn key_json(&self) -> Value {
+        exchange_json(self.x, &self.cx.plain())
     }
 }
 
@@ -225,8 +285,10 @@ impl Row for ConnRow<'_> {
         }
     }
     fn json(&self) -> Value {
-        let (c, cx) = (self.c, self.cx);
-        views::connection(c, cx.node, cx.r, cx.before.conn(c.id))
+        conn_json(self.c, self.cx)
+    }
+    fn key_json(&self) -> Value {
+        conn_json(self.c, &self.cx.plain())
     }
 }
 
@@ -281,8 +343,10 @@ impl Row for ChanRow<'_> {
         }
     }
     fn json(&self) -> Value {
-        let (ch, c, cx) = (self.ch, self.c, self.cx);
-        views::channel(ch, c, cx.node, cx.r, cx.before.channel(ch.conn, ch.number))
+        channel_json(self.ch, self.c, self.cx)
+    }
+    fn key_json(&self) -> Value {
+        channel_json(self.ch, self.c, &self.cx.plain())
     }
 }
 
