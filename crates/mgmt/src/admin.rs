@@ -110,20 +110,12 @@ pub(crate) fn sees(req: &Req, vhost: &str) -> bool {
 /// The list filter every list answer goes through (`list::respond`):
 /// objects of vhosts the user cannot see are dropped, and a user without
 /// monitoring sees only its own connections and channels.
-pub(crate) fn only_visible(req: &Req, mut items: Vec<Value>) -> Vec<Value> {
+pub(crate) fn only_visible<R: crate::list::Row>(req: &Req, mut items: Vec<R>) -> Vec<R> {
     if req.vhosts.is_some() {
-        items.retain(|i| {
-            i.get("vhost")
-                .and_then(Value::as_str)
-                .is_none_or(|v| sees(req, v))
-        });
+        items.retain(|i| i.vhost().is_none_or(|v| sees(req, v)));
     }
     if !req.user.is_empty() && !is_monitor(&req.tags) {
-        items.retain(|i| {
-            i.get("user")
-                .and_then(Value::as_str)
-                .is_none_or(|u| u == req.user)
-        });
+        items.retain(|i| i.user().is_none_or(|u| u == req.user));
     }
     items
 }

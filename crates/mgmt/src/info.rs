@@ -80,36 +80,18 @@ pub(crate) fn node(app: &App, s: &Snapshot) -> Value {
     })
 }
 
-pub(crate) fn conns(
-    app: &App,
-    s: &Snapshot,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    vhost: Option<&str>,
-) -> Vec<Value> {
-    s.connections
-        .iter()
-        .filter(|c| vhost.is_none_or(|v| &*c.vhost == v))
-        .map(|c| {
-            let b = before.conn(c.id);
-            views::connection(c, &app.node, r, b)
-        })
-        .collect()
-}
-
 pub(crate) fn connection_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     name: &str,
 ) -> Response {
     let Some(c) = s.connections.iter().find(|c| views::conn_name(c) == name) else {
         return not_found();
     };
     match req.method {
-        Method::GET | Method::HEAD => ok(views::connection(c, &app.node, r, before.conn(c.id))),
+        Method::GET | Method::HEAD => ok(crate::rows::conn_json(c, cx)),
         Method::DELETE => {
             let reason = req
                 .headers
@@ -126,48 +108,6 @@ pub(crate) fn connection_one(
         }
         _ => method_not_allowed("GET, HEAD, DELETE"),
     }
-}
-
-pub(crate) fn chans(
-    app: &App,
-    s: &Snapshot,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    keep: impl Fn(&broker_core::inspect::ChannelView) -> bool,
-) -> Vec<Value> {
-    let conn = conns_by_id(s);
-    s.channels
-        .iter()
-        .filter(|ch| keep(ch))
-        .filter_map(|ch| {
-            let c = *conn.get(&ch.conn)?;
-            let b = before.channel(ch.conn, ch.number);
-            Some(views::channel(ch, c, &app.node, r, b))
-        })
-        .collect()
-}
-
-/// The snapshot's connections by id (lists join channels and consumers to
-/// their connection in O(1) each).
-fn conns_by_id(s: &Snapshot) -> std::collections::HashMap<u64, &broker_core::inspect::ConnView> {
-    s.connections.iter().map(|c| (c.id, c)).collect()
-}
-
-pub(crate) fn consumers(app: &App, s: &Snapshot, vhost: Option<&str>) -> Vec<Value> {
-    let conn = conns_by_id(s);
-    s.consumers.iter().filter(|k| vhost.is_none_or(|v| &*k.vhost == v)).map(|k| {
-        let details = conn.get(&k.conn).map_or(json!({}), |c| {
-            let cname = views::conn_name(c);
-            json!({ "number": k.channel, "name": format!("{cname} ({})", k.channel), "connection_name": cname, "node": app.node,
-                    "peer_host": c.peer.map(|p| p.ip().to_string()), "peer_port": c.peer.map(|p| p.port()), "user": c.user })
-        });
-        json!({
-            "consumer_tag": k.tag.as_str(), "active": k.active, "activity_status": if k.active { "up" } else { "waiting" },
-            "ack_required": k.ack_required, "prefetch_count": k.prefetch, "exclusive": k.exclusive,
-            "arguments": if k.priority != 0 { json!({"x-priority": k.priority}) } else { json!({}) },
-            "consumer_timeout": 1_800_000u64, "queue": { "name": k.queue.as_str(), "vhost": &*k.vhost }, "channel_details": details,
-        })
-    }).collect()
 }
 
 /// RabbitMQ's definitions export (exchanges, queues, bindings, policies,

@@ -24,13 +24,20 @@ mod http;
 mod info;
 mod json;
 mod list;
+mod obj_history;
 mod objects;
 mod params_api;
 pub mod prometheus;
 mod routes;
+mod rows;
 mod samples;
 mod stats;
 mod views;
+
+#[cfg(test)]
+mod list_tests;
+#[cfg(test)]
+mod samples_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

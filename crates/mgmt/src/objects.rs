@@ -10,37 +10,14 @@ use serde_json::{json, Value};
 use crate::http::{bad_request, created, method_not_allowed, no_content, not_found, ok, Req};
 use crate::list::respond;
 use crate::routes::{args_field, bool_field, check_name, str_field, vhost_known, write};
-use crate::views::{self, Rates};
+use crate::views;
 use crate::App;
 
-pub(crate) fn exchanges(
-    s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    vhost: Option<&str>,
-) -> Vec<Value> {
-    let mut v: Vec<Value> = s
-        .exchanges
-        .iter()
-        .filter(|x| vhost.is_none_or(|v| &*x.vhost == v))
-        .map(|x| {
-            let b = before.exchange(x);
-            views::exchange(x, stats, r, b)
-        })
-        .collect();
-    sort_by_vhost_and_name(&mut v);
-    v
-}
-
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn exchange_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     v: &str,
     x: &str,
 ) -> Response {
@@ -56,8 +33,7 @@ pub(crate) fn exchange_one(
             else {
                 return not_found();
             };
-            let b = before.exchange(ex);
-            ok(views::exchange(ex, stats, r, b))
+            ok(crate::rows::exchange_json(ex, cx))
         }
         Method::PUT => {
             let body = match req.json() {
@@ -144,44 +120,11 @@ pub(crate) fn publish(app: &App, req: &Req, v: &str, x: &str) -> Response {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn queues(
-    app: &App,
-    s: &Snapshot,
-    stats: bool,
-    req: &Req,
-    r: &Rates,
-    before: &crate::stats::Prev,
-    vhost: Option<&str>,
-) -> Vec<Value> {
-    let totals = req.flag("enable_queue_totals");
-    let mut v: Vec<Value> = s
-        .queues
-        .iter()
-        .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
-        .map(|q| {
-            let b = before.queue(q);
-            let mut j = views::queue(q, &app.node, stats, r, b);
-            if !stats && totals {
-                j["messages"] = json!(q.ready + q.unacked);
-                j["messages_ready"] = json!(q.ready);
-                j["messages_unacknowledged"] = json!(q.unacked);
-            }
-            j
-        })
-        .collect();
-    sort_by_vhost_and_name(&mut v);
-    v
-}
-
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn queue_one(
     app: &App,
     req: &Req,
     s: &Snapshot,
-    stats: bool,
-    r: &Rates,
-    before: &crate::stats::Prev,
+    cx: &crate::rows::Ctx,
     v: &str,
     q: &str,
 ) -> Response {
@@ -197,8 +140,7 @@ pub(crate) fn queue_one(
             else {
                 return not_found();
             };
-            let b = before.queue(qv);
-            ok(views::queue(qv, &app.node, stats, r, b))
+            ok(crate::rows::queue_json(qv, cx))
         }
         Method::PUT => {
             let body = match req.json() {
@@ -294,22 +236,6 @@ pub(crate) fn get_messages(app: &App, req: &Req, v: &str, q: &str) -> Response {
     }
 }
 
-pub(crate) fn bindings(s: &Snapshot, vhost: Option<&str>) -> Vec<Value> {
-    let mut items: Vec<Value> = s
-        .queues
-        .iter()
-        .filter(|q| vhost.is_none_or(|v| &*q.vhost == v))
-        .map(views::default_binding)
-        .collect();
-    items.extend(
-        s.bindings
-            .iter()
-            .filter(|b| vhost.is_none_or(|v| &*b.vhost == v))
-            .map(views::binding),
-    );
-    items
-}
-
 pub(crate) fn binding_pair(
     app: &App,
     req: &Req,
@@ -330,8 +256,8 @@ pub(crate) fn binding_pair(
                         && b.to_queue == to_queue
                         && b.destination.as_str() == dst
                 })
-                .map(views::binding)
-                .collect();
+                .map(crate::rows::BindingRow::Of)
+                .collect::<Vec<_>>();
             respond(req, items)
         }
         Method::POST => {
@@ -430,11 +356,4 @@ pub(crate) fn binding_one(
         }
         _ => method_not_allowed("GET, HEAD, DELETE"),
     }
-}
-
-/// RabbitMQ's default list order: by vhost, then name.
-fn sort_by_vhost_and_name(v: &mut [Value]) {
-    v.sort_by(|a, b| {
-        (a["vhost"].as_str(), a["name"].as_str()).cmp(&(b["vhost"].as_str(), b["name"].as_str()))
-    });
 }

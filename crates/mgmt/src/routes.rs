@@ -12,8 +12,9 @@ use crate::http::{
     amqp_error, bad_request, error, method_not_allowed, no_content, not_found, ok, Req,
 };
 use crate::info::*;
-use crate::list::respond;
+use crate::list::{respond, Row};
 use crate::objects::*;
+use crate::rows::{self, BindingRow};
 use crate::views::{self, Rates};
 use crate::App;
 
@@ -114,6 +115,16 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
     let before = &published.prev;
     let r = Rates::of(snap, before.snapshot());
     let stats = !req.flag("disable_stats");
+    let cx = rows::Ctx {
+        node: &app.node,
+        r: &r,
+        before,
+        stats,
+        totals: req.flag("enable_queue_totals"),
+        samples: stats
+            .then(|| crate::samples::Asked::of(req, &app.stats, snap.taken_at_ms))
+            .flatten(),
+    };
     let m = &req.method;
     let get = *m == Method::GET || *m == Method::HEAD;
     if let Some(r) = crate::admin::route(app, req, &seg) {
@@ -144,9 +155,9 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         ["extensions"] if get => ok(json!([])),
         ["auth"] if get => ok(json!({ "oauth_enabled": false })),
         // whoami, vhosts, users, permissions, limits: `admin.rs`.
-        ["connections"] if get => respond(req, conns(app, snap, &r, before, None)),
-        ["vhosts", v, "connections"] if get => respond(req, conns(app, snap, &r, before, Some(v))),
-        ["connections", name] => connection_one(app, req, snap, &r, before, name),
+        ["connections"] if get => respond(req, rows::conns(snap, &cx, None)),
+        ["vhosts", v, "connections"] if get => respond(req, rows::conns(snap, &cx, Some(v))),
+        ["connections", name] => connection_one(app, req, snap, &cx, name),
         ["connections", name, "channels"] if get => {
             let Some(c) = snap
                 .connections
@@ -155,44 +166,35 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             else {
                 return not_found();
             };
-            respond(req, chans(app, snap, &r, before, |ch| ch.conn == c.id))
+            respond(req, rows::chans(snap, &cx, |ch, _| ch.conn == c.id))
         }
-        ["channels"] if get => respond(req, chans(app, snap, &r, before, |_| true)),
+        ["channels"] if get => respond(req, rows::chans(snap, &cx, |_, _| true)),
         ["vhosts", v, "channels"] if get => {
-            let ids: std::collections::HashSet<u64> = snap
-                .connections
-                .iter()
-                .filter(|c| &*c.vhost == *v)
-                .map(|c| c.id)
-                .collect();
-            respond(
-                req,
-                chans(app, snap, &r, before, |ch| ids.contains(&ch.conn)),
-            )
+            respond(req, rows::chans(snap, &cx, |_, c| &*c.vhost == *v))
         }
         ["channels", name] if get => {
-            let all = chans(app, snap, &r, before, |_| true);
-            all.into_iter()
-                .find(|c| c["name"] == *name)
-                .map_or_else(not_found, ok)
+            rows::chans(snap, &cx, |ch, c| views::channel_name(ch, c) == *name)
+                .into_iter()
+                .next()
+                .map_or_else(not_found, |c| ok(c.into_json()))
         }
-        ["consumers"] if get => respond(req, consumers(app, snap, None)),
-        ["consumers", v] if get => respond(req, consumers(app, snap, Some(v))),
-        ["exchanges"] if get => respond(req, exchanges(snap, stats, &r, before, None)),
+        ["consumers"] if get => respond(req, rows::consumers(snap, &app.node, None)),
+        ["consumers", v] if get => respond(req, rows::consumers(snap, &app.node, Some(v))),
+        ["exchanges"] if get => respond(req, rows::exchanges(snap, &cx, None)),
         ["exchanges", v] if get => {
             if !vhost_known(snap, v) {
                 return not_found();
             }
-            respond(req, exchanges(snap, stats, &r, before, Some(v)))
+            respond(req, rows::exchanges(snap, &cx, Some(v)))
         }
-        ["exchanges", v, x] => exchange_one(app, req, snap, stats, &r, before, v, exchange_name(x)),
+        ["exchanges", v, x] => exchange_one(app, req, snap, &cx, v, exchange_name(x)),
         ["exchanges", v, x, "bindings", dir] if get => {
             let x = exchange_name(x);
             let src = *dir == "source";
             if *dir != "source" && *dir != "destination" {
                 return not_found();
             }
-            let items = snap
+            let items: Vec<BindingRow> = snap
                 .bindings
                 .iter()
                 .filter(|b| {
@@ -203,21 +205,21 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
                             !b.to_queue && b.destination.as_str() == x
                         }
                 })
-                .map(views::binding)
+                .map(BindingRow::Of)
                 .collect();
             respond(req, items)
         }
         ["exchanges", v, x, "publish"] if *m == Method::POST => {
             publish(app, req, v, exchange_name(x))
         }
-        ["queues"] if get => respond(req, queues(app, snap, stats, req, &r, before, None)),
+        ["queues"] if get => respond(req, rows::queues(snap, &cx, None)),
         ["queues", v] if get => {
             if !vhost_known(snap, v) {
                 return not_found();
             }
-            respond(req, queues(app, snap, stats, req, &r, before, Some(v)))
+            respond(req, rows::queues(snap, &cx, Some(v)))
         }
-        ["queues", v, q] => queue_one(app, req, snap, stats, &r, before, v, q),
+        ["queues", v, q] => queue_one(app, req, snap, &cx, v, q),
         ["queues", v, q, "bindings"] if get => {
             let Some(qv) = snap
                 .queues
@@ -226,12 +228,12 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             else {
                 return not_found();
             };
-            let mut items = vec![views::default_binding(qv)];
+            let mut items = vec![BindingRow::Default(qv)];
             items.extend(
                 snap.bindings
                     .iter()
                     .filter(|b| &*b.vhost == *v && b.to_queue && b.destination.as_str() == *q)
-                    .map(views::binding),
+                    .map(BindingRow::Of),
             );
             respond(req, items)
         }
@@ -244,8 +246,8 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
         }
         ["queues", v, q, "get"] if *m == Method::POST => get_messages(app, req, v, q),
         ["queues", _, _, "actions"] if *m == Method::POST => bad_request("unknown action"),
-        ["bindings"] if get => respond(req, bindings(snap, None)),
-        ["bindings", v] if get => respond(req, bindings(snap, Some(v))),
+        ["bindings"] if get => respond(req, rows::bindings(snap, None)),
+        ["bindings", v] if get => respond(req, rows::bindings(snap, Some(v))),
         ["bindings", v, "e", s, kind @ ("q" | "e"), d] => {
             binding_pair(app, req, snap, v, exchange_name(s), *kind == "q", d)
         }

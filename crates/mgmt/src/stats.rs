@@ -10,6 +10,8 @@ use broker_core::inspect::{ChannelView, ConnView, ExchangeView, QueueView, Snaps
 use broker_core::ConnId;
 use std::sync::Mutex;
 
+use crate::obj_history::{ObjHistory, ObjKey, Point};
+
 /// Overview samples kept for `*_details.samples` (at the default 5 s
 /// period: 10 minutes).
 pub const HISTORY_SAMPLES_MAX: usize = 120;
@@ -149,6 +151,9 @@ pub struct Stats {
     /// the publisher (one ticker) and readers copying it take this lock,
     /// never the core lock.
     history: Mutex<VecDeque<Totals>>,
+    /// Histories of the objects requests asked samples for (same lock
+    /// discipline as `history`).
+    objects: Mutex<ObjHistory>,
 }
 
 impl Default for Stats {
@@ -156,6 +161,7 @@ impl Default for Stats {
         Stats {
             current: ArcSwap::from_pointee(Published::default()),
             history: Mutex::new(VecDeque::new()),
+            objects: Mutex::new(ObjHistory::default()),
         }
     }
 }
@@ -165,6 +171,10 @@ impl Stats {
     /// core lock).
     pub fn publish(&self, snap: Snapshot) {
         let totals = Totals::of(&snap);
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .publish(&snap);
         let old = self.current.load_full();
         // A snapshot taken right after an API write comes soon after the
         // last one: keep the older base so rates span a useful interval.
@@ -190,6 +200,15 @@ impl Stats {
     /// The current state.
     pub fn load(&self) -> Arc<Published> {
         self.current.load_full()
+    }
+
+    /// The history of one object (oldest first), watched from now on;
+    /// `now` is its point in the current snapshot.
+    pub fn object_history(&self, key: ObjKey, now: Point) -> Vec<Point> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .asked(key, now)
     }
 
     /// The history of totals, oldest first.

@@ -1,6 +1,8 @@
 //! Snapshot views as RabbitMQ's JSON objects (the fields clients need).
 
-use broker_core::inspect::{BindingView, ChannelView, ConnView, ExchangeView, QueueView, Snapshot};
+use broker_core::inspect::{
+    BindingView, ChannelView, ConnView, ConsumerView, ExchangeView, QueueView, Snapshot,
+};
 use serde_json::{json, Map, Value};
 
 use crate::json::table;
@@ -19,7 +21,8 @@ impl Rates {
         Rates { dt_s }
     }
 
-    fn rate(&self, now: u64, before: Option<u64>) -> f64 {
+    /// The rate of a counter now at `now`, `before` in the previous snapshot.
+    pub fn rate(&self, now: u64, before: Option<u64>) -> f64 {
         match before {
             Some(b) if self.dt_s > 0.0 => now.saturating_sub(b) as f64 / self.dt_s,
             _ => 0.0,
@@ -33,6 +36,153 @@ impl Rates {
             format!("{key}_details"),
             json!({ "rate": self.rate(now, before) }),
         );
+    }
+}
+
+/// A counter shown as `key` with `key_details.rate`: its name, its value
+/// now and in the previous snapshot. The tables below are what the views
+/// show and what lists sort on (`rows.rs`), so both read them here.
+pub type Counter = (&'static str, u64, Option<u64>);
+
+/// A queue's message counts (top level of its JSON).
+pub fn queue_lengths(q: &QueueView, b: Option<&QueueView>) -> [Counter; 3] {
+    [
+        (
+            "messages",
+            q.ready + q.unacked,
+            b.map(|b| b.ready + b.unacked),
+        ),
+        ("messages_ready", q.ready, b.map(|b| b.ready)),
+        ("messages_unacknowledged", q.unacked, b.map(|b| b.unacked)),
+    ]
+}
+
+/// A queue's `message_stats` (shown when any is non-zero).
+pub fn queue_counters(q: &QueueView, b: Option<&QueueView>) -> [Counter; 9] {
+    let s = &q.stats;
+    let bs = b.map(|b| b.stats);
+    [
+        ("publish", s.publish, bs.map(|b| b.publish)),
+        ("deliver", s.deliver, bs.map(|b| b.deliver)),
+        (
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        ),
+        ("get", s.get, bs.map(|b| b.get)),
+        ("get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack)),
+        ("get_empty", s.get_empty, bs.map(|b| b.get_empty)),
+        (
+            "deliver_get",
+            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
+            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
+        ),
+        ("redeliver", s.redeliver, bs.map(|b| b.redeliver)),
+        ("ack", s.ack, bs.map(|b| b.ack)),
+    ]
+}
+
+/// Whether a queue shows `message_stats`.
+pub fn queue_has_stats(q: &QueueView) -> bool {
+    q.stats != Default::default()
+}
+
+/// A queue's `consumers` (RabbitMQ's field is 16 bits wide in clients).
+pub fn queue_consumers(q: &QueueView) -> u32 {
+    q.consumers.min(u32::from(u16::MAX))
+}
+
+/// A queue's `memory` estimate.
+pub fn queue_memory(q: &QueueView) -> u64 {
+    1024 + 8 * (q.ready + q.unacked)
+}
+
+/// An exchange's `message_stats`, when it shows them (`stats` asked and
+/// anything published).
+pub fn exchange_counters(
+    x: &ExchangeView,
+    stats: bool,
+    b: Option<&ExchangeView>,
+) -> Option<[Counter; 2]> {
+    if !stats || x.stats.publish_in == 0 {
+        return None;
+    }
+    let bs = b.map(|b| b.stats);
+    Some([
+        ("publish_in", x.stats.publish_in, bs.map(|b| b.publish_in)),
+        (
+            "publish_out",
+            x.stats.publish_in.saturating_sub(x.stats.unroutable),
+            bs.map(|b| b.publish_in.saturating_sub(b.unroutable)),
+        ),
+    ])
+}
+
+/// A connection's socket counters.
+pub fn conn_counters(c: &ConnView, b: Option<&ConnView>) -> [Counter; 4] {
+    let b = b.map(|b| b.io);
+    [
+        ("recv_oct", c.io.0, b.map(|b| b.0)),
+        ("recv_cnt", c.io.1, b.map(|b| b.1)),
+        ("send_oct", c.io.2, b.map(|b| b.2)),
+        ("send_cnt", c.io.3, b.map(|b| b.3)),
+    ]
+}
+
+/// A connection's `state`.
+pub fn conn_state(c: &ConnView) -> &'static str {
+    if c.closing {
+        "closing"
+    } else if c.blocked {
+        "blocked"
+    } else {
+        "running"
+    }
+}
+
+/// A connection's `channels`.
+pub fn conn_channels(c: &ConnView) -> u32 {
+    c.channels.min(u32::from(u16::MAX))
+}
+
+/// A channel's `message_stats`, when it shows them (any non-zero).
+pub fn channel_counters(ch: &ChannelView, b: Option<&ChannelView>) -> Option<[Counter; 8]> {
+    let s = ch.stats;
+    if s == Default::default() {
+        return None;
+    }
+    let bs = b.map(|b| b.stats);
+    Some([
+        ("publish", s.publish, bs.map(|b| b.publish)),
+        ("deliver", s.deliver, bs.map(|b| b.deliver)),
+        (
+            "deliver_no_ack",
+            s.deliver_no_ack,
+            bs.map(|b| b.deliver_no_ack),
+        ),
+        ("get", s.get, bs.map(|b| b.get)),
+        ("get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack)),
+        (
+            "deliver_get",
+            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
+            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
+        ),
+        ("redeliver", s.redeliver, bs.map(|b| b.redeliver)),
+        ("ack", s.ack, bs.map(|b| b.ack)),
+    ])
+}
+
+/// A channel's `name`.
+pub fn channel_name(ch: &ChannelView, c: &ConnView) -> String {
+    format!("{} ({})", conn_name(c), ch.number)
+}
+
+/// A channel's `state`.
+pub fn channel_state(ch: &ChannelView) -> &'static str {
+    if ch.closing {
+        "closing"
+    } else {
+        "running"
     }
 }
 
@@ -68,10 +218,7 @@ pub fn queue(
     if !stats {
         return Value::Object(m);
     }
-    m.insert(
-        "consumers".into(),
-        json!(q.consumers.min(u32::from(u16::MAX))),
-    );
+    m.insert("consumers".into(), json!(queue_consumers(q)));
     m.insert(
         "consumer_capacity".into(),
         json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
@@ -80,49 +227,17 @@ pub fn queue(
         "consumer_utilisation".into(),
         json!(if q.consumers > 0 { 1.0 } else { 0.0 }),
     );
-    let b = before;
-    r.put(
-        &mut m,
-        "messages",
-        q.ready + q.unacked,
-        b.map(|b| b.ready + b.unacked),
-    );
-    r.put(&mut m, "messages_ready", q.ready, b.map(|b| b.ready));
-    r.put(
-        &mut m,
-        "messages_unacknowledged",
-        q.unacked,
-        b.map(|b| b.unacked),
-    );
-    m.insert("message_bytes_ready".into(), json!(q.ready_bytes));
-    m.insert("memory".into(), json!(1024 + 8 * (q.ready + q.unacked)));
-    m.insert("idle_since".into(), json!(idle(q.last_used_ms)));
-    let s = &q.stats;
-    let bs = b.map(|b| b.stats);
-    let mut ms = Map::new();
-    let pairs: [(&str, u64, Option<u64>); 9] = [
-        ("publish", s.publish, bs.map(|b| b.publish)),
-        ("deliver", s.deliver, bs.map(|b| b.deliver)),
-        (
-            "deliver_no_ack",
-            s.deliver_no_ack,
-            bs.map(|b| b.deliver_no_ack),
-        ),
-        ("get", s.get, bs.map(|b| b.get)),
-        ("get_no_ack", s.get_no_ack, bs.map(|b| b.get_no_ack)),
-        ("get_empty", s.get_empty, bs.map(|b| b.get_empty)),
-        (
-            "deliver_get",
-            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
-            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
-        ),
-        ("redeliver", s.redeliver, bs.map(|b| b.redeliver)),
-        ("ack", s.ack, bs.map(|b| b.ack)),
-    ];
-    for (k, now, was) in pairs {
-        r.put(&mut ms, k, now, was);
+    for (k, now, was) in queue_lengths(q, before) {
+        r.put(&mut m, k, now, was);
     }
-    if *s != Default::default() {
+    m.insert("message_bytes_ready".into(), json!(q.ready_bytes));
+    m.insert("memory".into(), json!(queue_memory(q)));
+    m.insert("idle_since".into(), json!(idle(q.last_used_ms)));
+    if queue_has_stats(q) {
+        let mut ms = Map::new();
+        for (k, now, was) in queue_counters(q, before) {
+            r.put(&mut ms, k, now, was);
+        }
         m.insert("message_stats".into(), Value::Object(ms));
     }
     Value::Object(m)
@@ -164,22 +279,11 @@ pub fn exchange(x: &ExchangeView, stats: bool, r: &Rates, before: Option<&Exchan
     m.insert("internal".into(), json!(x.internal));
     m.insert("arguments".into(), table(&x.arguments));
     m.insert("user_who_performed_action".into(), json!("rmq-internal"));
-    if stats && x.stats.publish_in > 0 {
+    if let Some(counters) = exchange_counters(x, stats, before) {
         let mut ms = Map::new();
-        let bs = before.map(|b| b.stats);
-        r.put(
-            &mut ms,
-            "publish_in",
-            x.stats.publish_in,
-            bs.map(|b| b.publish_in),
-        );
-        let out = x.stats.publish_in.saturating_sub(x.stats.unroutable);
-        r.put(
-            &mut ms,
-            "publish_out",
-            out,
-            bs.map(|b| b.publish_in.saturating_sub(b.unroutable)),
-        );
+        for (k, now, was) in counters {
+            r.put(&mut ms, k, now, was);
+        }
         m.insert("message_stats".into(), Value::Object(ms));
     }
     Value::Object(m)
@@ -216,12 +320,21 @@ pub fn props_key(routing_key: &str, arguments: &amqp_codec::FieldTable) -> Strin
     format!("{quoted}~{hash}")
 }
 
+/// A binding's `destination_type`.
+pub fn destination_type(to_queue: bool) -> &'static str {
+    if to_queue {
+        "queue"
+    } else {
+        "exchange"
+    }
+}
+
 pub fn binding(b: &BindingView) -> Value {
     json!({
         "source": b.source.as_str(),
         "vhost": &*b.vhost,
         "destination": b.destination.as_str(),
-        "destination_type": if b.to_queue { "queue" } else { "exchange" },
+        "destination_type": destination_type(b.to_queue),
         "routing_key": b.routing_key.as_str(),
         "arguments": table(&b.arguments),
         "properties_key": props_key(&b.routing_key, &b.arguments),
@@ -260,18 +373,8 @@ pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>
     m.insert("frame_max".into(), json!(c.frame_max));
     m.insert("channel_max".into(), json!(c.channel_max));
     m.insert("timeout".into(), json!(c.heartbeat_s));
-    m.insert(
-        "channels".into(),
-        json!(c.channels.min(u32::from(u16::MAX))),
-    );
-    let state = if c.closing {
-        "closing"
-    } else if c.blocked {
-        "blocked"
-    } else {
-        "running"
-    };
-    m.insert("state".into(), json!(state));
+    m.insert("channels".into(), json!(conn_channels(c)));
+    m.insert("state".into(), json!(conn_state(c)));
     if let Some(p) = c.peer {
         m.insert("peer_host".into(), json!(p.ip().to_string()));
         m.insert("peer_port".into(), json!(p.port()));
@@ -280,11 +383,9 @@ pub fn connection(c: &ConnView, node: &str, r: &Rates, before: Option<&ConnView>
         m.insert("host".into(), json!(l.ip().to_string()));
         m.insert("port".into(), json!(l.port()));
     }
-    let b = before.map(|b| b.io);
-    r.put(&mut m, "recv_oct", c.io.0, b.map(|b| b.0));
-    r.put(&mut m, "recv_cnt", c.io.1, b.map(|b| b.1));
-    r.put(&mut m, "send_oct", c.io.2, b.map(|b| b.2));
-    r.put(&mut m, "send_cnt", c.io.3, b.map(|b| b.3));
+    for (k, now, was) in conn_counters(c, before) {
+        r.put(&mut m, k, now, was);
+    }
     m.insert("send_pend".into(), json!(0));
     Value::Object(m)
 }
@@ -298,7 +399,7 @@ pub fn channel(
 ) -> Value {
     let cname = conn_name(c);
     let mut m = Map::new();
-    m.insert("name".into(), json!(format!("{cname} ({})", ch.number)));
+    m.insert("name".into(), json!(channel_name(ch, c)));
     m.insert("number".into(), json!(ch.number));
     m.insert("node".into(), json!(node));
     m.insert("user".into(), json!(c.user));
@@ -311,10 +412,7 @@ pub fn channel(
             "peer_port": c.peer.map(|p| p.port()),
         }),
     );
-    m.insert(
-        "state".into(),
-        json!(if ch.closing { "closing" } else { "running" }),
-    );
+    m.insert("state".into(), json!(channel_state(ch)));
     m.insert("consumer_count".into(), json!(ch.consumers));
     m.insert("confirm".into(), json!(ch.confirm));
     m.insert("transactional".into(), json!(ch.transactional));
@@ -327,34 +425,39 @@ pub fn channel(
     m.insert("messages_unconfirmed".into(), json!(ch.unconfirmed));
     m.insert("messages_uncommitted".into(), json!(ch.uncommitted));
     m.insert("acks_uncommitted".into(), json!(0));
-    let s = ch.stats;
-    if s != Default::default() {
-        let bs = before.map(|b| b.stats);
+    if let Some(counters) = channel_counters(ch, before) {
         let mut ms = Map::new();
-        r.put(&mut ms, "publish", s.publish, bs.map(|b| b.publish));
-        r.put(&mut ms, "deliver", s.deliver, bs.map(|b| b.deliver));
-        r.put(
-            &mut ms,
-            "deliver_no_ack",
-            s.deliver_no_ack,
-            bs.map(|b| b.deliver_no_ack),
-        );
-        r.put(&mut ms, "get", s.get, bs.map(|b| b.get));
-        r.put(
-            &mut ms,
-            "get_no_ack",
-            s.get_no_ack,
-            bs.map(|b| b.get_no_ack),
-        );
-        r.put(
-            &mut ms,
-            "deliver_get",
-            s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
-            bs.map(|b| b.deliver + b.deliver_no_ack + b.get + b.get_no_ack),
-        );
-        r.put(&mut ms, "redeliver", s.redeliver, bs.map(|b| b.redeliver));
-        r.put(&mut ms, "ack", s.ack, bs.map(|b| b.ack));
+        for (k, now, was) in counters {
+            r.put(&mut ms, k, now, was);
+        }
         m.insert("message_stats".into(), Value::Object(ms));
     }
     Value::Object(m)
+}
+
+/// A consumer, with its channel's details when the connection is known.
+pub fn consumer(k: &ConsumerView, c: Option<&ConnView>, node: &str) -> Value {
+    let details = c.map_or(json!({}), |c| {
+        let cname = conn_name(c);
+        json!({ "number": k.channel, "name": format!("{cname} ({})", k.channel), "connection_name": cname, "node": node,
+                "peer_host": c.peer.map(|p| p.ip().to_string()), "peer_port": c.peer.map(|p| p.port()), "user": c.user })
+    });
+    json!({
+        "consumer_tag": k.tag.as_str(), "active": k.active, "activity_status": consumer_status(k),
+        "ack_required": k.ack_required, "prefetch_count": k.prefetch, "exclusive": k.exclusive,
+        "arguments": if k.priority != 0 { json!({"x-priority": k.priority}) } else { json!({}) },
+        "consumer_timeout": CONSUMER_TIMEOUT_MS, "queue": { "name": k.queue.as_str(), "vhost": &*k.vhost }, "channel_details": details,
+    })
+}
+
+/// The `consumer_timeout` reported (RabbitMQ 3.10's default, ms).
+pub const CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
+
+/// A consumer's `activity_status`.
+pub fn consumer_status(k: &ConsumerView) -> &'static str {
+    if k.active {
+        "up"
+    } else {
+        "waiting"
+    }
 }
