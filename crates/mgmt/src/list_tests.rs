@@ -256,7 +256,9 @@ fn sort_key(v: &Value) -> (u8, f64, String) {
 fn reference_respond(req: &Req, mut items: Vec<Value>) -> Value {
     if let Some(vs) = &req.vhosts {
         items.retain(|i| {
+            // A consumer's vhost is its queue's.
             i.get("vhost")
+                .or_else(|| i.pointer("/queue/vhost"))
                 .and_then(Value::as_str)
                 .is_none_or(|v| vs.iter().any(|x| x == v))
         });
@@ -646,7 +648,8 @@ fn keys_agree<R: crate::list::Row>(rows: &[R]) -> usize {
         }
         let name = j.get("name").and_then(Value::as_str);
         assert_eq!(r.name().as_deref(), name);
-        assert_eq!(r.vhost(), j.get("vhost").and_then(Value::as_str));
+        let vhost = j.get("vhost").or_else(|| j.pointer("/queue/vhost"));
+        assert_eq!(r.vhost(), vhost.and_then(Value::as_str));
         assert_eq!(r.user(), j.get("user").and_then(Value::as_str));
     }
     known

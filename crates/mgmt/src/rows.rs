@@ -381,10 +381,10 @@ pub(crate) struct ConsumerRow<'a> {
 }
 
 impl Row for ConsumerRow<'_> {
-    // Its JSON has no top-level `vhost` or `user` (they are under `queue`
-    // and `channel_details`), so the visibility filter lets it through.
+    // Its JSON has the vhost under `queue`; a user sees the consumers of the
+    // vhosts they may access, as RabbitMQ's `filter_vhost` does.
     fn vhost(&self) -> Option<&str> {
-        None
+        Some(&self.k.vhost)
     }
     fn name(&self) -> Option<Cow<'_, str>> {
         None
