@@ -128,21 +128,32 @@ pub(crate) enum Perm {
 /// nothing (`^$` on a name, and names are never empty here); an invalid
 /// one denies.
 #[derive(Debug, Clone)]
-pub(crate) struct Pattern(
-    /// The compiled regex; None when it did not compile (matches nothing).
-    Option<Regex>,
-);
+pub(crate) enum Pattern {
+    /// Matches every name: `.*` (or `^.*`, `.*$`: unanchored, they always
+    /// find an empty match), the pattern of
+    /// nearly every permission there is; no regex is run for it.
+    Any,
+    /// The compiled regex.
+    Regex(Regex),
+    /// Matches nothing: the regex did not compile.
+    Never,
+}
 
 impl Pattern {
     pub fn new(src: &str) -> Pattern {
-        if src.is_empty() {
-            return Pattern(Regex::new("^$").ok());
+        if matches!(src, ".*" | "^.*" | ".*$") {
+            return Pattern::Any;
         }
-        Pattern(Regex::new(src).ok())
+        let src = if src.is_empty() { "^$" } else { src };
+        Regex::new(src).map_or(Pattern::Never, Pattern::Regex)
     }
 
     pub fn is_match(&self, s: &str) -> bool {
-        self.0.as_ref().is_some_and(|r| r.is_match(s))
+        match self {
+            Pattern::Any => true,
+            Pattern::Regex(r) => r.is_match(s),
+            Pattern::Never => false,
+        }
     }
 }
 
@@ -494,5 +505,26 @@ impl Access {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::Pattern;
+
+    #[test]
+    fn match_all_patterns_skip_the_regex_and_agree_with_it() {
+        for src in [".*", "^.*", ".*$"] {
+            let p = Pattern::new(src);
+            assert!(matches!(p, Pattern::Any), "{src}");
+            let r = regex::Regex::new(src).expect("valid");
+            for name in ["", "q", "amq.gen-x", "a\nb", "ünï"] {
+                assert_eq!(p.is_match(name), r.is_match(name), "{src} on {name:?}");
+            }
+        }
+        assert!(matches!(Pattern::new("^.*$"), Pattern::Regex(_)));
+        assert!(!Pattern::new("").is_match("q"));
+        assert!(!Pattern::new("(").is_match("q"));
+        assert!(Pattern::new("^perm-").is_match("perm-1"));
     }
 }
