@@ -218,6 +218,10 @@ pub fn peek_delivery_mode(raw: &[u8]) -> Option<u8> {
 /// Priority from raw property bytes without allocating (None if absent or the
 /// bytes are malformed).
 pub fn peek_priority(raw: &[u8]) -> Option<u8> {
+    // Most messages have none: the flags say so without a walk.
+    if property_flags(raw)? & flag(PRIORITY) == 0 {
+        return None;
+    }
     let (flags, mut cur) = walk(raw, PRIORITY, false).ok()?;
     if flags & flag(PRIORITY) == 0 {
         return None;
@@ -228,6 +232,9 @@ pub fn peek_priority(raw: &[u8]) -> Option<u8> {
 /// Expiration from raw property bytes without allocating (None if absent, malformed
 /// or not UTF-8).
 pub fn peek_expiration(raw: &[u8]) -> Option<&str> {
+    if property_flags(raw)? & flag(EXPIRATION) == 0 {
+        return None;
+    }
     let (flags, mut cur) = walk(raw, EXPIRATION, false).ok()?;
     if flags & flag(EXPIRATION) == 0 {
         return None;

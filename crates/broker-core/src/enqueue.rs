@@ -58,6 +58,10 @@ impl Broker {
         // would let a later, higher-priority message of the same run
         // overtake this one, which a client of RabbitMQ never sees.
         let mut dispatch_now = false;
+        // Bit j: the queue of `accepted[j]` has no consumers, so its dispatch
+        // would deliver nothing (the delivery loop starts with that test):
+        // not scheduled. Positions past 63 are always scheduled.
+        let mut idle_queues: u64 = 0;
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
         let Broker {
             topology: crate::broker::Topology { vhosts, .. },
@@ -161,7 +165,7 @@ impl Broker {
                 };
                 match arena.append(&new, accepted.len() as u32) {
                     Ok(loc) => {
-                        for &i in accepted.iter() {
+                        for (j, &i) in accepted.iter().enumerate() {
                             let t = &targets[i];
                             let Some(q) = v.queues.get_mut(t) else {
                                 arena.release(loc);
@@ -180,6 +184,9 @@ impl Broker {
                             out.queued += 1;
                             q.stats.publish += 1;
                             dispatch_now |= q.is_priority() && !q.consumers.is_empty();
+                            if q.consumers.is_empty() && j < 64 {
+                                idle_queues |= 1 << j;
+                            }
                             while q.is_over_limit() {
                                 match q.pop(arena.as_ref()) {
                                     Some(old) => dropped.push((t.clone(), old)),
@@ -205,7 +212,10 @@ impl Broker {
                 .dead_letter(crate::queue_type::QueueType::Classic, "maxlen", true);
             self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
-        for &i in accepted.iter() {
+        for (j, &i) in accepted.iter().enumerate() {
+            if j < 64 && idle_queues & (1 << j) != 0 {
+                continue;
+            }
             if dispatch_now {
                 self.dispatch(vname, &targets[i]);
             } else {
