@@ -53,9 +53,15 @@ fn can_receive(
     conns: &mut FxHashMap<ConnId, Box<Conn>>,
     write_max_bytes: usize,
 ) -> bool {
-    let Some(c) = conns.get_mut(&k.conn) else {
-        return false;
-    };
+    conns
+        .get_mut(&k.conn)
+        .is_some_and(|c| can_receive_on(k, c, write_max_bytes))
+}
+
+/// `can_receive` for a consumer whose connection the caller holds (`c` is
+/// `k.conn`'s): one lookup fewer when the caller needs the connection next.
+#[inline]
+pub(crate) fn can_receive_on(k: &ConsumerRef, c: &mut Conn, write_max_bytes: usize) -> bool {
     if c.closing {
         return false;
     }
