@@ -74,7 +74,9 @@ impl Mail {
     /// Sends one welcome mail to `to` (waits for a rate token and a free slot, then the latency).
     pub async fn send(&self, to: &str) -> Result<(), MailError> {
         if to.ends_with(".invalid") {
-            return Err(MailError::Rejected(format!("550 mailbox unavailable: {to}")));
+            return Err(MailError::Rejected(format!(
+                "550 mailbox unavailable: {to}"
+            )));
         }
         if self.flaky_fails(to) {
             return Err(MailError::Transient(format!("421 try again later: {to}")));
