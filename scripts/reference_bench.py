@@ -55,6 +55,7 @@ DESCRIBE = {
 # Load-generator connections per step: enough for the offered rate at ~0.5 s latency, bounded.
 OHA_CONNECTIONS_MIN, OHA_CONNECTIONS_MAX = 32, 1000
 BURST_REQUESTS = 2000
+WARMUP_REQUESTS = 200
 
 
 def free_port():
@@ -165,7 +166,8 @@ OHA_JSON = None
 
 
 def run_oha(url, rate=None, seconds=None, requests=None, connections=OHA_CONNECTIONS_MIN, tag=""):
-    cmd = [OHA, "--no-tui", *OHA_JSON, "-m", "POST", "-T", "application/json", "-d", BODY,
+    # -w: requests still running at the deadline are waited for, not counted as errors.
+    cmd = [OHA, "--no-tui", "-w", *OHA_JSON, "-m", "POST", "-T", "application/json", "-d", BODY,
            "-c", str(connections)]
     if rate is not None:
         cmd += ["-q", str(rate), "--latency-correction"]
@@ -321,6 +323,9 @@ def main():
         w = Warren() if broker == "warren" else None
         svc = Service(w.url if w else RABBIT_URL, f"refbench-{v}-{os.getpid()}")
         try:
+            # Warm-up (connections, channels, caches), not reported.
+            run_oha(svc.base + "/users" + (f"?{query}" if query else ""), requests=WARMUP_REQUESTS,
+                    connections=8, tag=f"{v}-warmup")
             if capacity is None:
                 capacity = inline_capacity(svc.base)
                 print(f"inline capacity ≈ {capacity:.0f} req/s", file=sys.stderr)
