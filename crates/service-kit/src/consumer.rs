@@ -18,13 +18,16 @@ use tokio::time::Instant;
 use crate::config::Backoff;
 use crate::connection::Managed;
 use crate::health::Health;
-use crate::inbox::Inbox;
+use crate::inbox::{Claim, Inbox};
 use crate::message::{header_u64, Delivery};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::retry::{next_copy, retry_topology, RetryMode, RetryPolicy, ATTEMPTS_HEADER};
 use crate::topology::Topology;
 use crate::trace;
+
+/// How long a delivery whose message id is in a handler right now waits before it is requeued.
+const INBOX_BUSY_REQUEUE_DELAY: Duration = Duration::from_millis(50);
 
 /// What a handler decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,13 +307,29 @@ async fn process(ctx: &Ctx, d: lapin::message::Delivery, mut abort: watch::Recei
     let acker = d.acker;
     ctx.metrics.consumed.inc();
     let id = delivery.message_id().map(str::to_owned);
-    if let (Some(inbox), Some(id)) = (&ctx.cfg.inbox, &id) {
-        if inbox.seen(id).unwrap_or(false) {
-            ctx.metrics.duplicates.inc();
-            let _ = acker.ack(BasicAckOptions::default()).await;
-            return;
-        }
-    }
+    let requeue = BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    };
+    let claimed = match (&ctx.cfg.inbox, &id) {
+        (Some(inbox), Some(id)) => match inbox.claim(id) {
+            Ok(Claim::Fresh) => Some((inbox, id)),
+            Ok(Claim::Seen) => {
+                ctx.metrics.duplicates.inc();
+                let _ = acker.ack(BasicAckOptions::default()).await;
+                return;
+            }
+            Ok(Claim::Busy) | Err(_) => {
+                // A copy is in a handler now: give this one back after a pause; by then the
+                // first is committed (this one is acked as a duplicate) or released.
+                tokio::time::sleep(INBOX_BUSY_REQUEUE_DELAY).await;
+                ctx.metrics.requeued.inc();
+                let _ = acker.nack(requeue).await;
+                return;
+            }
+        },
+        _ => None,
+    };
     let span = trace::process_span(&delivery, &ctx.cfg.queue);
     let _enter = span.enter();
     let started = Instant::now();
@@ -334,10 +353,9 @@ async fn process(ctx: &Ctx, d: lapin::message::Delivery, mut abort: watch::Recei
     ctx.metrics
         .handler_duration
         .observe(started.elapsed().as_secs_f64());
-    let requeue = BasicNackOptions {
-        requeue: true,
-        multiple: false,
-    };
+    if let (Some((inbox, id)), false) = (claimed, outcome == Some(Outcome::Ack)) {
+        inbox.release(id);
+    }
     let settled = match outcome {
         None | Some(Outcome::Requeue) => {
             ctx.metrics.requeued.inc();

@@ -1,8 +1,10 @@
 //! An idempotent-consumer inbox: the ids of processed messages, kept in an append-only file on
 //! local disk (one `unix_ms id` line each, fsynced before the delivery is acked), bounded by count
-//! and age, and compacted when dead lines outnumber live ones.
+//! and age, and compacted when dead lines outnumber live ones. Ids being processed right now are
+//! claimed in memory, so a duplicate that arrives while the first copy is still in its handler is
+//! not processed beside it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,20 @@ struct State {
     order: VecDeque<(u64, String)>,
     /// Lines in the file (live and dead).
     file_lines: usize,
+    /// Ids claimed by a handler now (at most the consumers' concurrency: a claim ends with
+    /// `commit` or `release`).
+    claimed: HashSet<String>,
+}
+
+/// What [`Inbox::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not processed and not in progress: the caller owns it until `commit` or `release`.
+    Fresh,
+    /// Processed already (a duplicate): ack it without processing.
+    Seen,
+    /// Another copy is in a handler now: give this one back for later.
+    Busy,
 }
 
 /// The inbox; share it with `Arc`.
@@ -76,6 +92,7 @@ impl Inbox {
                 ids,
                 order,
                 file_lines,
+                claimed: HashSet::new(),
             }),
             cfg,
         };
@@ -98,6 +115,25 @@ impl Inbox {
         Ok(self.lock()?.ids.contains_key(id))
     }
 
+    /// Claims `id` for processing unless it was processed or is being processed.
+    pub fn claim(&self, id: &str) -> Result<Claim> {
+        let mut st = self.lock()?;
+        if st.ids.contains_key(id) {
+            return Ok(Claim::Seen);
+        }
+        if !st.claimed.insert(id.to_owned()) {
+            return Ok(Claim::Busy);
+        }
+        Ok(Claim::Fresh)
+    }
+
+    /// Ends a claim without recording the id (the handler did not finish it: retry, requeue, ...).
+    pub fn release(&self, id: &str) {
+        if let Ok(mut st) = self.lock() {
+            st.claimed.remove(id);
+        }
+    }
+
     /// Ids remembered now.
     pub fn len(&self) -> usize {
         self.lock().map(|s| s.ids.len()).unwrap_or(0)
@@ -108,13 +144,14 @@ impl Inbox {
         self.len() == 0
     }
 
-    /// Records `id` durably (written and fsynced when this returns).
+    /// Records `id` durably (written and fsynced when this returns) and ends its claim.
     pub fn commit(&self, id: &str) -> Result<()> {
         if id.contains('\n') {
             return Err(KitError::Config("message id with a newline".into()));
         }
         let now = now_millis();
         let mut st = self.lock()?;
+        st.claimed.remove(id);
         if st.ids.contains_key(id) {
             return Ok(());
         }
@@ -209,6 +246,19 @@ mod tests {
         let again = Inbox::open(c.clone()).unwrap();
         assert!(again.seen("m1195").unwrap());
         assert!(!again.seen("m5").unwrap());
+        let _ = std::fs::remove_file(&c.path);
+    }
+
+    #[test]
+    fn a_claimed_id_is_busy_until_committed_or_released() {
+        let c = cfg("claim", 100);
+        let inbox = Inbox::open(c.clone()).unwrap();
+        assert_eq!(inbox.claim("a").unwrap(), Claim::Fresh);
+        assert_eq!(inbox.claim("a").unwrap(), Claim::Busy);
+        inbox.release("a");
+        assert_eq!(inbox.claim("a").unwrap(), Claim::Fresh);
+        inbox.commit("a").unwrap();
+        assert_eq!(inbox.claim("a").unwrap(), Claim::Seen);
         let _ = std::fs::remove_file(&c.path);
     }
 

@@ -45,7 +45,7 @@ pub use connection::Managed;
 pub use consumer::{ConsumerConfig, ConsumerHandle, Outcome};
 pub use error::{KitError, Result};
 pub use health::{Health, HealthReport};
-pub use inbox::{Inbox, InboxConfig};
+pub use inbox::{Claim, Inbox, InboxConfig};
 pub use message::{Delivery, Message};
 pub use metrics::Metrics;
 pub use publisher::{Publisher, PublisherConfig};
