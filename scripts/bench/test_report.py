@@ -79,5 +79,49 @@ class BaselineTable(unittest.TestCase):
         self.assertFalse(any(k.startswith("topology") for k in rows))
 
 
+class RatioRows(unittest.TestCase):
+    """Rows comparing two parts of one case (e.g. non-guest ÷ guest) per broker."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        d = self.tmp.name
+        write(d, "tp-permissions-guest__warren__1.json", {"received_per_s_median": 100.0})
+        write(d, "tp-permissions__warren__1.json", {"received_per_s_median": 90.0})
+        write(d, "tp-permissions-guest__rabbitmq__1.json", {"received_per_s_median": 10.0})
+        write(d, "tp-permissions__rabbitmq__1.json", {"received_per_s_median": 10.0})
+        write(d, "tls-1p1c-16B-tcp__warren__1.json", {"received_per_s_median": 50.0})
+        write(d, "tls-1p1c-16B__warren__1.json", {"received_per_s_median": 40.0})
+        write(d, "tls-1p1c-16B__rabbitmq__1.json", {"error": "not run: no AMQPS listener"})
+        write(d, "api-under-load-tp-loaded__warren__1.json", {"sent_per_s_median": 9.0, "poll_requests": 12,
+                                                              "poll0_p50_ms": 3.5})
+        write(d, "api-under-load-tp__warren__1.json", {"sent_per_s_median": 10.0})
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def rows(self):
+        report.MISSED.clear()
+        table = report.table(report.load(self.tmp.name), self.tmp.name, {"many_queues": "10000"})
+        return {c[0]: c for c in ([x.strip() for x in l.strip("|").split("|")] for l in table.splitlines()[2:])}
+
+    def test_permission_ratio_and_target(self):
+        row = self.rows()["same, non-guest ÷ guest"]
+        self.assertEqual(row[1:3], ["0.900×", "1.000×"])
+        self.assertEqual(row[5], "**not met**")  # warren 10% slower: the issue allows 5%
+        self.assertIn("tp-permissions", report.MISSED)
+
+    def test_missing_side_and_context_rows(self):
+        rows = self.rows()
+        tls = next(v for k, v in rows.items() if k == "same, TLS ÷ plain TCP")
+        self.assertEqual(tls[1], "0.800×")
+        self.assertEqual(tls[2], "n/a")
+        self.assertEqual(rows["same over TLS (AMQPS) (consumed)"][2], "not run: no AMQPS listener")
+        polled = rows["same, polled ÷ not polled"]
+        self.assertEqual(polled[1], "0.900×")
+        self.assertEqual(polled[2], "not run")
+        self.assertEqual(rows["same, GET /api/queues?page=1&page_size=100 duration p50"][1], "3.5 ms")
+        self.assertTrue(any(k.startswith("10,000 queues held") for k in rows))
+
+
 if __name__ == "__main__":
     unittest.main()
