@@ -97,6 +97,7 @@ fi
 declare -A HTTP_BASE=([warren]="http://127.0.0.1:$WARREN_MGMT_PORT" [rabbitmq]="http://127.0.0.1:$RABBIT_MGMT_PORT")
 declare -A PROM_BASE=([warren]="http://127.0.0.1:$WARREN_PROM_PORT" [rabbitmq]="http://127.0.0.1:$RABBIT_PROM_PORT")
 declare -A HELD=()
+HOLD_SETTLE_S=6 # seconds after declaring the held queues (> the 5 s statistics interval)
 POLL_PID=
 
 # hold_queues BROKER FILE: BENCH_MANY_QUEUES queues in place (once per broker process).
@@ -108,6 +109,9 @@ hold_queues() {
   "$PERF" declare-queues --uri "${URI[$broker]}" --count "$BENCH_MANY_QUEUES" --prefix bench-held \
     --json "$RUN_DIR/declare-queues.$broker.json" >>"$RUN_DIR/perf.log" 2>>"$RUN_DIR/declare-queues.$broker.stderr" ||
     return 1
+  # Both brokers publish their statistics every 5 s (collect_statistics_interval):
+  # let a snapshot with the held queues in it be taken before measuring.
+  sleep "$HOLD_SETTLE_S"
   HELD[$broker]=$starts
 }
 

@@ -103,6 +103,7 @@ start_rabbit() {
     # setpriv keeps it), and no queues or load from anyone else.
     RABBIT_STARTS=$((${RABBIT_STARTS:-0} + 1))
     local d=$RUN_DIR/rabbit.$RABBIT_STARTS
+    RABBIT_DIR=$d
     mkdir -p "$d/mnesia" "$d/log" && echo "[]." >"$d/enabled_plugins" && chown -R rabbitmq:rabbitmq "$d"
     RABBIT_NODE=warrenbench$$-$RABBIT_STARTS@localhost
     RABBIT_PORT=${RABBIT_PORT:-5674}
@@ -164,7 +165,9 @@ EOF_ADV
 rabbit_http_on() {
   [ "$BENCH_RABBIT" = dedicated ] && [ -n "$RABBIT_NODE" ] || return 1
   [ "${RABBIT_HTTP_STARTS:-}" = "$RABBIT_STARTS" ] && return 0
-  rabbitmq-plugins -n "$RABBIT_NODE" enable rabbitmq_management rabbitmq_prometheus >&2 || return 1
+  # rabbitmq-plugins edits the node's enabled_plugins file itself: give it the same path.
+  RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins \
+    rabbitmq-plugins -n "$RABBIT_NODE" enable rabbitmq_management rabbitmq_prometheus >&2 || return 1
   local _
   for _ in $(seq 100); do
     curl -sf -u guest:guest "http://127.0.0.1:$RABBIT_MGMT_PORT/api/overview" >/dev/null \
