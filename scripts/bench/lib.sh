@@ -258,7 +258,7 @@ run_case() {
   local round broker
   for round in $(seq "$rounds"); do
     for broker in $BROKERS; do
-      if [ "$broker" = baseline ] && in_list "$case" "$BENCH_BASELINE_SKIP"; then continue; fi
+      if [ "$broker" = baseline ] && in_list "${WANT_CASE:-$case}" "$BENCH_BASELINE_SKIP"; then continue; fi
       if [ "$broker" != rabbitmq ]; then use_warren "$broker"; fi
       local args=() a
       for a in "$@"; do

@@ -292,6 +292,11 @@ def compare_row(label, b, a, higher, skipped=False):
     return f"| {label} | {b['shown']} | {a['shown']} | {ratio:.3f} | {change} | {flag} |", worse > REGRESSION_LIMIT
 
 
+def in_skip(case, skip):
+    """The case, or the bench case it is a part of (CASE-PART result files), is in BENCH_BASELINE_SKIP."""
+    return case in skip or any(case.startswith(s + "-") for s in skip)
+
+
 def baseline_table(results, run_dir, meta):
     """Before (baseline binary) vs after (this checkout) for every warren row."""
     skip = set(meta.get("baseline_skip", "").split())
@@ -304,13 +309,14 @@ def baseline_table(results, run_dir, meta):
         ("big-queue", "  same, drain rate", "drain_per_s", "msg/s", True)]
     for case, label, metric, unit, higher in rows:
         bres, ares = results.get((case, "baseline"), []), results.get((case, "warren"), [])
-        if not bres and not ares and case not in skip:
+        skipped = in_skip(case, skip)
+        if not bres and not ares and not skipped:
             continue
         if not ares:
             continue
         text = fill(label, ares, meta)
         line, bad = compare_row(text, side(bres, metric, unit), side(ares, metric, unit), higher,
-                                skipped=case in skip and not bres)
+                                skipped=skipped and not bres)
         lines.append(line)
         if bad:
             flagged.append(text.strip())

@@ -31,7 +31,9 @@ class BaselineTable(unittest.TestCase):
         write(d, "priority-10__warren__1.json", {"received_per_s_median": 5.0, "sent_per_s_median": 5.0})
         write(d, "queue-churn__baseline__1.json", {"error": "timed out after 9 s"})
         write(d, "queue-churn__warren__1.json", {"queues_per_s": 7.0})
-        self.meta = {"baseline": "/old/warren", "baseline_skip": "priority-10 delayed"}
+        # A part of a case the baseline skipped (tp-permissions runs as two parts).
+        write(d, "tp-permissions-guest__warren__1.json", {"received_per_s_median": 5.0})
+        self.meta = {"baseline": "/old/warren", "baseline_skip": "priority-10 delayed tp-permissions"}
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -70,6 +72,8 @@ class BaselineTable(unittest.TestCase):
         rows = self.rows()[0]
         prio = next(v for k, v in rows.items() if k.startswith("priority queue"))
         self.assertIn("skipped", prio[1])
+        guest = next(v for k, v in rows.items() if k.startswith("1p1c 16 B transient, auto-ack, guest"))
+        self.assertIn("skipped", guest[1])
         churn = rows["queue declare+delete, sequential"]
         self.assertEqual(churn[1], "timed out after 9 s")
         self.assertEqual(churn[3], "n/a")
