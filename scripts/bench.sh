@@ -61,7 +61,9 @@
 #   BENCH_RECOVERY_COUNTS=10000 BENCH_IDLE_CONNS=200 BENCH_CHURN_COUNT=100 \
 #   BENCH_DELAYED_COUNT=1000 BENCH_DELAYED_MIN_MS=200 BENCH_DELAYED_WINDOW_MS=500 \
 #   BENCH_TOPOLOGY_QUEUES=100 BENCH_TOPOLOGY_BINDINGS=1000 BENCH_TOPOLOGY_MESSAGES=1000 \
-#   BENCH_PROFILE=0 BENCH_OUT=/tmp/bench-smoke.md scripts/bench.sh
+#   BENCH_MANY_QUEUES=300 BENCH_PROFILE=0 BENCH_OUT=/tmp/bench-smoke.md scripts/bench.sh
+# (BENCH_SECONDS=1 often leaves a run with no complete one-second sample: its rates
+# show as 0; use 2 to see numbers.)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
