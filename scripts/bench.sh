@@ -10,17 +10,20 @@
 #                             tp-10p10c10q-256B latency-1k-persistent persistent-publish-1p
 #                             persistent-publish-10p connection-churn queue-churn priority-10
 #                             delayed publish-drain idle-connections latency-idle-conns
-#                             topology big-queue recovery
+#                             topology big-queue recovery tp-permissions tls-1p1c
+#                             api-under-load scrape-10k
 #                           e.g. BENCH_CASES="tp-1p1c-16B priority-10" for a quick check
 #   BENCH_BASELINE=/path/to/old/warren  baseline mode: every warren case also runs against
 #                           this binary, rounds alternating (baseline, warren, rabbitmq, ...),
 #                           each warren run on a freshly started process with a fresh data
 #                           dir; the report adds a before/after table (medians, after/before,
 #                           a flag on rows more than 5% worse). Build it with the same profile.
-#   BENCH_BASELINE_SKIP="priority-10 delayed"  cases not run against the baseline: features
-#                           newer than it (at 44e7b82 x-max-priority is accepted but ignored,
-#                           so priority-10 would measure a FIFO queue, and x-delayed-message
-#                           is refused with 503); set to "" for a baseline that has them
+#   BENCH_BASELINE_SKIP="priority-10 delayed tp-permissions tls-1p1c api-under-load scrape-10k"
+#                           cases not run against the baseline: features newer than it (at
+#                           44e7b82 x-max-priority is accepted but ignored, so priority-10
+#                           would measure a FIFO queue, x-delayed-message is refused with 503;
+#                           users, TLS, the management API and Prometheus came later); set
+#                           to "" for a baseline that has them
 #   BENCH_BASELINE_REV      label of the baseline (default: git rev of the checkout holding it)
 #   BENCH_BUILD=1           0: do not run cargo build (use the existing target/release)
 #   BENCH_DRAIN_COUNT=1000000   messages in the publish-then-drain scenario (fresh
@@ -41,6 +44,11 @@
 #   BENCH_TOPOLOGY_ROUNDS=1 rounds of the topology case (a RabbitMQ run takes ~1.5 min)
 #   BENCH_TOPOLOGY_TIMEOUT=900  seconds a topology run may take; a slower one is reported
 #                           as "timed out after N s"
+#   BENCH_MANY_QUEUES=10000 queues held during api-under-load and scrape-10k (both brokers)
+#   WARREN_MGMT_PORT=15673 WARREN_PROM_PORT=15693 WARREN_TLS_PORT=5676  warren's HTTP and
+#                           AMQPS ports for the cases that use them (off otherwise)
+#   RABBIT_MGMT_PORT=15674 RABBIT_PROM_PORT=15694 RABBIT_TLS_PORT=5675  the same for the
+#                           private RabbitMQ node (plugins enabled only for those cases)
 #   BENCH_PROFILE=1         perf-record warren during each case in BENCH_PROFILE_CASES
 #   BENCH_PROFILE_CASES="tp-1p1c-16B ..."  cases to profile (report.py shows the
 #                           profiles of the cases whose targets are not met)
@@ -53,7 +61,9 @@
 #   BENCH_RECOVERY_COUNTS=10000 BENCH_IDLE_CONNS=200 BENCH_CHURN_COUNT=100 \
 #   BENCH_DELAYED_COUNT=1000 BENCH_DELAYED_MIN_MS=200 BENCH_DELAYED_WINDOW_MS=500 \
 #   BENCH_TOPOLOGY_QUEUES=100 BENCH_TOPOLOGY_BINDINGS=1000 BENCH_TOPOLOGY_MESSAGES=1000 \
-#   BENCH_PROFILE=0 BENCH_OUT=/tmp/bench-smoke.md scripts/bench.sh
+#   BENCH_MANY_QUEUES=300 BENCH_PROFILE=0 BENCH_OUT=/tmp/bench-smoke.md scripts/bench.sh
+# (BENCH_SECONDS=1 often leaves a run with no complete one-second sample: its rates
+# show as 0; use 2 to see numbers.)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -62,7 +72,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CASES=${BENCH_CASES:-}
 BENCH_BASELINE=${BENCH_BASELINE:-}
-BENCH_BASELINE_SKIP=${BENCH_BASELINE_SKIP-"priority-10 delayed"}
+BENCH_BASELINE_SKIP=${BENCH_BASELINE_SKIP-"priority-10 delayed tp-permissions tls-1p1c api-under-load scrape-10k"}
 BENCH_BUILD=${BENCH_BUILD:-1}
 BENCH_DRAIN_COUNT=${BENCH_DRAIN_COUNT:-1000000}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
@@ -78,6 +88,13 @@ BENCH_TOPOLOGY_BINDINGS=${BENCH_TOPOLOGY_BINDINGS:-100000}
 BENCH_TOPOLOGY_MESSAGES=${BENCH_TOPOLOGY_MESSAGES:-20000}
 BENCH_TOPOLOGY_ROUNDS=${BENCH_TOPOLOGY_ROUNDS:-1}
 BENCH_TOPOLOGY_TIMEOUT=${BENCH_TOPOLOGY_TIMEOUT:-900}
+BENCH_MANY_QUEUES=${BENCH_MANY_QUEUES:-10000}
+WARREN_MGMT_PORT=${WARREN_MGMT_PORT:-15673}
+WARREN_PROM_PORT=${WARREN_PROM_PORT:-15693}
+WARREN_TLS_PORT=${WARREN_TLS_PORT:-5676}
+RABBIT_MGMT_PORT=${RABBIT_MGMT_PORT:-15674}
+RABBIT_PROM_PORT=${RABBIT_PROM_PORT:-15694}
+RABBIT_TLS_PORT=${RABBIT_TLS_PORT:-5675}
 BENCH_PROFILE=${BENCH_PROFILE:-1}
 BENCH_PROFILE_CASES=${BENCH_PROFILE_CASES:-"tp-1p1c-16B tp-1p1c-1KiB tp-persistent-confirm tp-10p10c10q-256B persistent-publish-1p persistent-publish-10p latency-1k-persistent publish-drain"}
 BENCH_RABBIT=${BENCH_RABBIT:-dedicated}
@@ -90,7 +107,8 @@ declare -A BIN=([warren]=$ROOT/target/release/warren)
 
 ALL_CASES="sink relay tp-1p1c-16B tp-1p1c-1KiB tp-persistent-confirm tp-10p10c10q-256B
   latency-1k-persistent persistent-publish-1p persistent-publish-10p connection-churn queue-churn
-  priority-10 delayed publish-drain idle-connections latency-idle-conns topology big-queue recovery"
+  priority-10 delayed publish-drain idle-connections latency-idle-conns topology big-queue recovery
+  tp-permissions tls-1p1c api-under-load scrape-10k"
 for c in $BENCH_CASES; do
   in_list "$c" "$(echo $ALL_CASES)" || { log "unknown case in BENCH_CASES: $c (known: $(echo $ALL_CASES))"; exit 2; }
 done
@@ -121,6 +139,8 @@ fi
 
 # --- brokers -----------------------------------------------------------------------
 trap cleanup EXIT
+TLS_DIR=
+if want tls-1p1c; then make_certs || TLS_DIR=; fi # before start_rabbit: its AMQPS listener
 start_warren
 start_rabbit
 URI=([warren]="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
@@ -290,6 +310,11 @@ if want recovery; then
   done
 fi
 
+# Cases of issues 10 and 11 (users, TLS, the management API, Prometheus); see
+# scripts/bench/cases10.sh.
+# shellcheck source=bench/cases10.sh
+. "$ROOT/scripts/bench/cases10.sh"
+
 # Profiles: perf-record warren (fresh, call graphs via frame pointers where present)
 # while each listed case runs once more against it.
 if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null; then
@@ -330,6 +355,7 @@ fi
   echo "recovery_signal=$BENCH_RECOVERY_SIGNAL"
   echo "big_count=$BENCH_BIG_COUNT"
   echo "idle_conns=$BENCH_IDLE_CONNS"
+  echo "many_queues=$BENCH_MANY_QUEUES"
   echo "delayed_min_ms=$BENCH_DELAYED_MIN_MS"
   echo "delayed_window_ms=$BENCH_DELAYED_WINDOW_MS"
   echo "topology_timeout_s=$BENCH_TOPOLOGY_TIMEOUT"

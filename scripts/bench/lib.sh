@@ -25,6 +25,7 @@ cleanup() {
   if [ -n "$WARREN_PID" ]; then kill "$WARREN_PID" 2>/dev/null || true; fi
   if [ -n "$RABBIT_NODE" ]; then rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true; fi
   if [ -n "$RELAY_PID" ]; then kill "$RELAY_PID" 2>/dev/null || true; fi
+  if [ -n "${POLL_PID:-}" ]; then kill "$POLL_PID" 2>/dev/null || true; fi
 }
 
 # start_warren [keep]: BIN[$WARREN_FLAVOR] on a fresh data dir unless "keep" (recovery runs).
@@ -34,9 +35,21 @@ start_warren() {
   WARREN_STARTS=$((WARREN_STARTS + 1))
   WARREN_LOG=$RUN_DIR/warren.$WARREN_STARTS.$WARREN_FLAVOR.log
   WARREN_T0=$(date +%s.%N)
-  # The management API is off for the measured build (the baseline has none).
+  # The management API is off for the measured build (the baseline has none),
+  # unless a case asks for it (WARREN_HTTP=1) or for the AMQPS listener (WARREN_TLS=1).
   local extra=()
-  [ "$WARREN_FLAVOR" = warren ] && extra=(--management-port 0 --prometheus-port 0)
+  WARREN_CONF=$(warren_conf)
+  if [ "$WARREN_FLAVOR" = warren ]; then
+    if [ "${WARREN_HTTP:-0}" = 1 ]; then
+      extra=(--management-port "$WARREN_MGMT_PORT" --prometheus-port "$WARREN_PROM_PORT")
+    else
+      extra=(--management-port 0 --prometheus-port 0)
+    fi
+    if [ "${WARREN_TLS:-0}" = 1 ]; then
+      extra+=(--tls-port "$WARREN_TLS_PORT" --tls-cert-file "$TLS_DIR/server.pem"
+              --tls-key-file "$TLS_DIR/server.key" --management-tls-port 0 --prometheus-tls-port 0)
+    fi
+  fi
   "${BIN[$WARREN_FLAVOR]}" serve --port "$WARREN_PORT" "${extra[@]}" --data-dir "$data" >"$WARREN_LOG" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 12000); do
@@ -58,8 +71,12 @@ stop_warren() { # stop_warren [SIGNAL]
 # gets a freshly started process on a fresh data dir (so before and after start
 # alike); otherwise a running new warren is kept, as before baseline mode existed.
 # SETTLE_S: seconds to wait after a start (memory cases).
+# A running warren is reused only if it was started with the listeners the case
+# wants (WARREN_HTTP, WARREN_TLS).
+warren_conf() { echo "http=${WARREN_HTTP:-0} tls=${WARREN_TLS:-0}"; }
 use_warren() {
-  if [ -n "$WARREN_PID" ] && [ "$WARREN_FLAVOR" = "$1" ] && [ -z "$BENCH_BASELINE" ]; then
+  if [ -n "$WARREN_PID" ] && [ "$WARREN_FLAVOR" = "$1" ] && [ -z "$BENCH_BASELINE" ] \
+      && [ "$WARREN_CONF" = "$(warren_conf)" ]; then
     return 0
   fi
   stop_warren
@@ -86,10 +103,13 @@ start_rabbit() {
     # setpriv keeps it), and no queues or load from anyone else.
     RABBIT_STARTS=$((${RABBIT_STARTS:-0} + 1))
     local d=$RUN_DIR/rabbit.$RABBIT_STARTS
+    RABBIT_DIR=$d
     mkdir -p "$d/mnesia" "$d/log" && echo "[]." >"$d/enabled_plugins" && chown -R rabbitmq:rabbitmq "$d"
     RABBIT_NODE=warrenbench$$-$RABBIT_STARTS@localhost
     RABBIT_PORT=${RABBIT_PORT:-5674}
+    rabbit_config "$d"
     (cd /var/lib/rabbitmq && env HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=$RABBIT_NODE \
+      RABBITMQ_CONFIG_FILE=$d/rabbitmq.conf RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config \
       RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$((RABBIT_PORT + 20000)) \
       RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log \
       RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_PID_FILE=$d/pid \
@@ -112,6 +132,67 @@ start_rabbit() {
     RABBIT_PID=$(rabbitmqctl eval 'os:getpid().' | tr -d '"')
   fi
   PID[rabbitmq]=$RABBIT_PID
+}
+
+# rabbit_config DIR: rabbitmq.conf and advanced.config of the private node. The
+# management and Prometheus plugins are off (enabled_plugins is empty) until
+# rabbit_http_on; their ports are set in advanced.config, which (unlike
+# rabbitmq.conf) accepts keys of plugins that are not enabled. With certificates
+# in TLS_DIR (make_certs), an AMQPS listener on RABBIT_TLS_PORT.
+rabbit_config() {
+  local d=$1
+  : >"$d/rabbitmq.conf"
+  if [ -n "${TLS_DIR:-}" ] && [ -f "$TLS_DIR/server.pem" ]; then
+    cat >"$d/rabbitmq.conf" <<EOF_CONF
+listeners.ssl.default = $RABBIT_TLS_PORT
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOF_CONF
+  fi
+  cat >"$d/advanced.config" <<EOF_ADV
+[{rabbitmq_management, [{tcp_config, [{port, $RABBIT_MGMT_PORT}]}]},
+ {rabbitmq_prometheus, [{tcp_config, [{port, $RABBIT_PROM_PORT}]}]}].
+EOF_ADV
+  chown rabbitmq:rabbitmq "$d/rabbitmq.conf" "$d/advanced.config"
+}
+
+# rabbit_http_on: the management and Prometheus plugins on the private node (until
+# its next restart: start_rabbit writes an empty enabled_plugins). Fails in
+# "system" mode (the shared node is not reconfigured).
+rabbit_http_on() {
+  [ "$BENCH_RABBIT" = dedicated ] && [ -n "$RABBIT_NODE" ] || return 1
+  [ "${RABBIT_HTTP_STARTS:-}" = "$RABBIT_STARTS" ] && return 0
+  # rabbitmq-plugins edits the node's enabled_plugins file itself: give it the same path.
+  RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins \
+    rabbitmq-plugins -n "$RABBIT_NODE" enable rabbitmq_management rabbitmq_prometheus >&2 || return 1
+  local _
+  for _ in $(seq 100); do
+    curl -sf -u guest:guest "http://127.0.0.1:$RABBIT_MGMT_PORT/api/overview" >/dev/null \
+      && curl -sf "http://127.0.0.1:$RABBIT_PROM_PORT/metrics" >/dev/null && break
+    sleep 0.2
+  done
+  RABBIT_HTTP_STARTS=$RABBIT_STARTS
+}
+
+# make_certs: a CA and a server certificate for localhost / 127.0.0.1 (EC P-256,
+# openssl CLI) in TLS_DIR, readable by the private RabbitMQ node.
+make_certs() {
+  TLS_DIR=$RUN_DIR/tls
+  [ -f "$TLS_DIR/server.pem" ] && return 0
+  mkdir -p "$TLS_DIR"
+  (cd "$TLS_DIR" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+      -out ca.pem -days 30 -subj /CN=warren-bench-ca &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key \
+      -out server.csr -subj /CN=localhost &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+      -days 30 -extfile server.ext) >/dev/null 2>&1 || { log "openssl failed to make certificates"; return 1; }
+  chmod 644 "$TLS_DIR"/*
+  chown -R rabbitmq:rabbitmq "$TLS_DIR" 2>/dev/null || true
 }
 
 # Fresh brokers (empty data dirs) for scenarios that measure memory growth.
@@ -159,11 +240,16 @@ stop_idle_holder() {
 # (page cache, thermal, other load) hits all alike. Per-call environment:
 # BROKERS (which brokers), ROUND_OFFSET (numbering of the result files),
 # CASE_TIMEOUT (seconds per run), HOLD_IDLE (idle connections held during each run),
-# SETTLE_S (see use_warren).
+# SETTLE_S (see use_warren), WANT_CASE (the BENCH_CASES name selecting this run, when
+# CASE is one of its parts), URI_VAR (name of the associative array of URIs, default
+# URI), CASE_BEFORE / CASE_AFTER (functions called as FN BROKER RESULT_FILE right
+# before and after each run: setup, background load; CASE_BEFORE failing marks the
+# run failed).
 declare -A CASE_ARGS=()
 run_case() {
   local case=$1 rounds=$2; shift 2
-  want "$case" || return 0
+  want "${WANT_CASE:-$case}" || return 0
+  local -n uris=${URI_VAR:-URI}
   local limit=${CASE_TIMEOUT:-$((BENCH_SECONDS * 3 + 300))}
   local note=""
   [ -z "${HOLD_IDLE:-}" ] || note=" (while warren-perf idle-connections --count $HOLD_IDLE holds connections open)"
@@ -172,11 +258,11 @@ run_case() {
   local round broker
   for round in $(seq "$rounds"); do
     for broker in $BROKERS; do
-      if [ "$broker" = baseline ] && in_list "$case" "$BENCH_BASELINE_SKIP"; then continue; fi
+      if [ "$broker" = baseline ] && in_list "${WANT_CASE:-$case}" "$BENCH_BASELINE_SKIP"; then continue; fi
       if [ "$broker" != rabbitmq ]; then use_warren "$broker"; fi
       local args=() a
       for a in "$@"; do
-        a=${a//\{URI\}/${URI[$broker]}}
+        a=${a//\{URI\}/${uris[$broker]:-}}
         args+=("${a//\{PID\}/${PID[$broker]}}")
       done
       local n=$((round + ${ROUND_OFFSET:-0}))
@@ -186,10 +272,20 @@ run_case() {
         echo "{\"error\":\"idle-connection holder failed\"}" >"$out"
         continue
       fi
+      if [ -z "${uris[$broker]:-}" ]; then
+        echo "{\"error\":\"not run: ${SKIP_WHY:-no URI for $broker}\"}" >"$out"
+        continue
+      fi
+      if [ -n "${CASE_BEFORE:-}" ] && ! "$CASE_BEFORE" "$broker" "$out"; then
+        log "FAILED: $case setup on $broker (see $case.$broker.stderr)"
+        echo "{\"error\":\"setup failed, see $case.$broker.stderr\"}" >"$out"
+        continue
+      fi
       local rc=0
       timeout "$limit" "$PERF" "${args[@]}" --json "$out" \
         >>"$RUN_DIR/perf.log" 2>>"$RUN_DIR/$case.$broker.stderr" || rc=$?
       [ -z "${HOLD_IDLE:-}" ] || stop_idle_holder
+      [ -z "${CASE_AFTER:-}" ] || "$CASE_AFTER" "$broker" "$out" || true
       if [ $rc -ne 0 ]; then
         local why="failed (exit $rc), see $case.$broker.stderr"
         [ $rc -ne 124 ] || why="timed out after $limit s"

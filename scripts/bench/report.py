@@ -68,6 +68,53 @@ ROWS = [
      "msg/s", True, None),
     ("topology", "  same, queue.delete one at a time (with its bindings)", "deletes_per_s", "queues/s", True,
      None),
+    # Issue 10: permissions, TLS, the management API under load; issue 11: Prometheus scrapes.
+    # A metric "ratio:REF_CASE:METRIC" is the case's median over REF_CASE's, per broker
+    # (its target, if any, applies to warren's ratio).
+    ("tp-permissions-guest", "1p1c 16 B transient, auto-ack, guest on \"/\" (management API on; reference "
+     "for the next rows) (consumed)", "received_per_s_median", "msg/s", True, None),
+    ("tp-permissions", "  same as a non-guest user with configure/write/read regexes and topic permissions on "
+     "its own vhost (consumed)", "received_per_s_median", "msg/s", True, None),
+    ("tp-permissions", "  same, non-guest ÷ guest", "ratio:tp-permissions-guest:received_per_s_median", "×", True,
+     0.95),
+    ("tls-1p1c-16B-tcp", "1p1c 16 B transient, auto-ack, plain TCP (AMQPS listener open too) (consumed)",
+     "received_per_s_median", "msg/s", True, None),
+    ("tls-1p1c-16B", "  same over TLS (AMQPS) (consumed)", "received_per_s_median", "msg/s", True, None),
+    ("tls-1p1c-16B", "  same, TLS ÷ plain TCP", "ratio:tls-1p1c-16B-tcp:received_per_s_median", "×", True, None),
+    ("tls-1p1c-1KiB-tcp", "1p1c 1 KiB transient, auto-ack, plain TCP (AMQPS listener open too) (consumed)",
+     "received_per_s_median", "msg/s", True, None),
+    ("tls-1p1c-1KiB", "  same over TLS (AMQPS) (consumed)", "received_per_s_median", "msg/s", True, None),
+    ("tls-1p1c-1KiB", "  same, TLS ÷ plain TCP", "ratio:tls-1p1c-1KiB-tcp:received_per_s_median", "×", True, None),
+    ("api-under-load-tp", "{many_queues} queues held: 1p1c 16 B transient, auto-ack, published (broker ingest)",
+     "sent_per_s_median", "msg/s", True, None),
+    ("api-under-load-tp-loaded", "  same while GET /api/queues?page=1&page_size=100 and /api/overview are polled "
+     "back to back", "sent_per_s_median", "msg/s", True, None),
+    ("api-under-load-tp-loaded", "  same, polled ÷ not polled", "ratio:api-under-load-tp:sent_per_s_median", "×",
+     True, None),
+    ("api-under-load-tp-loaded", "  same, API requests answered during the run", "poll_requests", "req", True,
+     None),
+    ("api-under-load-tp-loaded", "  same, GET /api/queues?page=1&page_size=100 duration p50", "poll0_p50_ms", "ms",
+     False, None),
+    ("api-under-load-tp-loaded", "  same, GET /api/queues?... duration max", "poll0_max_ms", "ms", False, None),
+    ("api-under-load-tp-loaded", "  same, GET /api/overview duration p50", "poll1_p50_ms", "ms", False, None),
+    ("api-under-load-tp-loaded", "  same, GET /api/overview duration max", "poll1_max_ms", "ms", False, None),
+    ("api-under-load-lat", "{many_queues} queues held: latency p99 @1000 msg/s, 16 B transient", "p99_us", "µs",
+     False, None),
+    ("api-under-load-lat-loaded", "  same while the management API is polled back to back", "p99_us", "µs", False,
+     None),
+    ("scrape-10k-tp", "{many_queues} queues held: 1p1c 16 B transient, auto-ack, published (broker ingest)",
+     "sent_per_s_median", "msg/s", True, None),
+    ("scrape-10k-tp-loaded", "  same while /metrics/per-object is scraped every second", "sent_per_s_median",
+     "msg/s", True, None),
+    ("scrape-10k-tp-loaded", "  same, scraped ÷ not scraped", "ratio:scrape-10k-tp:sent_per_s_median", "×", True,
+     None),
+    ("scrape-10k-tp-loaded", "  same, /metrics/per-object scrape duration p50", "poll0_p50_ms", "ms", False, None),
+    ("scrape-10k-tp-loaded", "  same, scrape duration max", "poll0_max_ms", "ms", False, None),
+    ("scrape-10k-tp-loaded", "  same, scrape size (median)", "poll0_bytes", "B", False, None),
+    ("scrape-10k-lat", "{many_queues} queues held: latency p99 @1000 msg/s, 16 B transient", "p99_us", "µs", False,
+     None),
+    ("scrape-10k-lat-loaded", "  same while /metrics/per-object is scraped every second", "p99_us", "µs", False,
+     None),
 ]
 
 # Why a row has no RabbitMQ value (cases run against warren only).
@@ -161,6 +208,26 @@ def verdict(ok, case):
     return "met" if ok else "**not met**"
 
 
+def ratio(results, case, broker, metric):
+    """(case's median ÷ reference case's median, or None) for a "ratio:REF:METRIC" metric."""
+    _, ref, m = metric.split(":", 2)
+    a, b = med(results.get((case, broker), []), m), med(results.get((ref, broker), []), m)
+    return a / b if a is not None and b else None
+
+
+def ratio_row(results, meta, case, label, metric, target):
+    """A row comparing two parts of one case on each broker (target: warren's ratio)."""
+    wres = results.get((case, "warren"), [])
+    w, r = ratio(results, case, "warren", metric), ratio(results, case, "rabbitmq", metric)
+    show = lambda v, res: f"{v:.3f}×" if v is not None else ("not run" if not res else "n/a")
+    rres = results.get((case, "rabbitmq"), [])
+    if target is None:
+        tgt_s, met = "—", "(context)"
+    else:
+        tgt_s, met = f"≥{target}× (warren)", verdict(None if w is None else w >= target, case)
+    return f"| {fill(label, wres, meta)} | {show(w, wres)} | {show(r, rres)} | n/a | {tgt_s} | {met} |"
+
+
 def table(results, run_dir, meta):
     lines = ["| Scenario | warren | RabbitMQ | advantage | target | met? |",
              "|---|---:|---:|---:|---:|:---:|"]
@@ -168,6 +235,9 @@ def table(results, run_dir, meta):
         wres, rres = results.get((case, "warren"), []), results.get((case, "rabbitmq"), [])
         if not wres and not rres:
             continue  # not run (BENCH_CASES)
+        if metric.startswith("ratio:"):
+            lines.append(ratio_row(results, meta, case, label, metric, target))
+            continue
         w, r = med(wres, metric), med(rres, metric)
         adv = None
         if w is not None and r is not None and w > 0 and r > 0:
@@ -222,25 +292,31 @@ def compare_row(label, b, a, higher, skipped=False):
     return f"| {label} | {b['shown']} | {a['shown']} | {ratio:.3f} | {change} | {flag} |", worse > REGRESSION_LIMIT
 
 
+def in_skip(case, skip):
+    """The case, or the bench case it is a part of (CASE-PART result files), is in BENCH_BASELINE_SKIP."""
+    return case in skip or any(case.startswith(s + "-") for s in skip)
+
+
 def baseline_table(results, run_dir, meta):
     """Before (baseline binary) vs after (this checkout) for every warren row."""
     skip = set(meta.get("baseline_skip", "").split())
     lines = ["| Scenario | before (baseline) | after (this build) | after ÷ before | change (+ = better) | flag |",
              "|---|---:|---:|---:|---:|:---|"]
     flagged = []
-    rows = [(c, l, m, u, h) for c, l, m, u, h, _ in ROWS] + [
+    rows = [(c, l, m, u, h) for c, l, m, u, h, _ in ROWS if not m.startswith("ratio:")] + [
         ("big-queue", "{count} × 16 B transient queued: warren RSS with all queued", "rss_full_mib", "MiB", False),
         ("big-queue", "  same, publish rate", "publish_per_s", "msg/s", True),
         ("big-queue", "  same, drain rate", "drain_per_s", "msg/s", True)]
     for case, label, metric, unit, higher in rows:
         bres, ares = results.get((case, "baseline"), []), results.get((case, "warren"), [])
-        if not bres and not ares and case not in skip:
+        skipped = in_skip(case, skip)
+        if not bres and not ares and not skipped:
             continue
         if not ares:
             continue
         text = fill(label, ares, meta)
         line, bad = compare_row(text, side(bres, metric, unit), side(ares, metric, unit), higher,
-                                skipped=case in skip and not bres)
+                                skipped=skipped and not bres)
         lines.append(line)
         if bad:
             flagged.append(text.strip())
@@ -360,7 +436,7 @@ def runs(results, meta):
                                                    ("relay-1024B", "raw TCP relay 1 KiB (baseline)",
                                                     "received_per_s_median", "msg/s", True, None)]:
         for broker in ("baseline", "warren", "rabbitmq", "relay"):
-            if (case, broker) not in results:
+            if (case, broker) not in results or metric.startswith("ratio:"):
                 continue
             vals = [r.get(metric) for r in results.get((case, broker), [])]
             shown = ", ".join("failed" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"

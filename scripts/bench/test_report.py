@@ -31,7 +31,9 @@ class BaselineTable(unittest.TestCase):
         write(d, "priority-10__warren__1.json", {"received_per_s_median": 5.0, "sent_per_s_median": 5.0})
         write(d, "queue-churn__baseline__1.json", {"error": "timed out after 9 s"})
         write(d, "queue-churn__warren__1.json", {"queues_per_s": 7.0})
-        self.meta = {"baseline": "/old/warren", "baseline_skip": "priority-10 delayed"}
+        # A part of a case the baseline skipped (tp-permissions runs as two parts).
+        write(d, "tp-permissions-guest__warren__1.json", {"received_per_s_median": 5.0})
+        self.meta = {"baseline": "/old/warren", "baseline_skip": "priority-10 delayed tp-permissions"}
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -70,6 +72,8 @@ class BaselineTable(unittest.TestCase):
         rows = self.rows()[0]
         prio = next(v for k, v in rows.items() if k.startswith("priority queue"))
         self.assertIn("skipped", prio[1])
+        guest = next(v for k, v in rows.items() if k.startswith("1p1c 16 B transient, auto-ack, guest"))
+        self.assertIn("skipped", guest[1])
         churn = rows["queue declare+delete, sequential"]
         self.assertEqual(churn[1], "timed out after 9 s")
         self.assertEqual(churn[3], "n/a")
@@ -77,6 +81,50 @@ class BaselineTable(unittest.TestCase):
     def test_rows_not_run_are_left_out(self):
         rows = self.rows()[0]
         self.assertFalse(any(k.startswith("topology") for k in rows))
+
+
+class RatioRows(unittest.TestCase):
+    """Rows comparing two parts of one case (e.g. non-guest ÷ guest) per broker."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        d = self.tmp.name
+        write(d, "tp-permissions-guest__warren__1.json", {"received_per_s_median": 100.0})
+        write(d, "tp-permissions__warren__1.json", {"received_per_s_median": 90.0})
+        write(d, "tp-permissions-guest__rabbitmq__1.json", {"received_per_s_median": 10.0})
+        write(d, "tp-permissions__rabbitmq__1.json", {"received_per_s_median": 10.0})
+        write(d, "tls-1p1c-16B-tcp__warren__1.json", {"received_per_s_median": 50.0})
+        write(d, "tls-1p1c-16B__warren__1.json", {"received_per_s_median": 40.0})
+        write(d, "tls-1p1c-16B__rabbitmq__1.json", {"error": "not run: no AMQPS listener"})
+        write(d, "api-under-load-tp-loaded__warren__1.json", {"sent_per_s_median": 9.0, "poll_requests": 12,
+                                                              "poll0_p50_ms": 3.5})
+        write(d, "api-under-load-tp__warren__1.json", {"sent_per_s_median": 10.0})
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def rows(self):
+        report.MISSED.clear()
+        table = report.table(report.load(self.tmp.name), self.tmp.name, {"many_queues": "10000"})
+        return {c[0]: c for c in ([x.strip() for x in l.strip("|").split("|")] for l in table.splitlines()[2:])}
+
+    def test_permission_ratio_and_target(self):
+        row = self.rows()["same, non-guest ÷ guest"]
+        self.assertEqual(row[1:3], ["0.900×", "1.000×"])
+        self.assertEqual(row[5], "**not met**")  # warren 10% slower: the issue allows 5%
+        self.assertIn("tp-permissions", report.MISSED)
+
+    def test_missing_side_and_context_rows(self):
+        rows = self.rows()
+        tls = next(v for k, v in rows.items() if k == "same, TLS ÷ plain TCP")
+        self.assertEqual(tls[1], "0.800×")
+        self.assertEqual(tls[2], "n/a")
+        self.assertEqual(rows["same over TLS (AMQPS) (consumed)"][2], "not run: no AMQPS listener")
+        polled = rows["same, polled ÷ not polled"]
+        self.assertEqual(polled[1], "0.900×")
+        self.assertEqual(polled[2], "not run")
+        self.assertEqual(rows["same, GET /api/queues?page=1&page_size=100 duration p50"][1], "3.5 ms")
+        self.assertTrue(any(k.startswith("10,000 queues held") for k in rows))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ use amqp_codec::{
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 
+use crate::stream::{ReadHalf, Stream, WriteHalf};
 use crate::uri::AmqpUri;
 
 /// Frame size limit before `connection.tune` (the spec's minimum is 4096; 1 MiB is
@@ -36,8 +35,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open connection in its synchronous (setup) phase.
 pub struct Connection {
-    /// The socket (Nagle off: we batch ourselves).
-    stream: TcpStream,
+    /// The socket (Nagle off: we batch ourselves), plain or TLS.
+    stream: Stream,
     /// Bytes read but not yet parsed into frames.
     rbuf: BytesMut,
     /// Scratch buffer for outgoing frames.
@@ -75,13 +74,10 @@ pub fn check_close(m: Method) -> anyhow::Result<Method> {
 }
 
 impl Connection {
-    /// TCP connect + protocol header + start/start-ok (PLAIN) + tune/tune-ok
+    /// TCP connect (+ TLS handshake for `amqps://`) + protocol header + start/start-ok (PLAIN) + tune/tune-ok
     /// (heartbeats off) + open/open-ok.
     pub async fn connect(uri: &AmqpUri) -> anyhow::Result<Connection> {
-        let stream = TcpStream::connect(&uri.addr)
-            .await
-            .with_context(|| format!("connecting to {}", uri.addr))?;
-        stream.set_nodelay(true)?;
+        let stream = Stream::connect(uri).await?;
         let mut conn = Connection {
             stream,
             rbuf: BytesMut::with_capacity(4096),
@@ -89,6 +85,7 @@ impl Connection {
             frame_max: FRAME_MAX_HANDSHAKE_BYTES,
         };
         conn.stream.write_all(PROTOCOL_HEADER).await?;
+        conn.stream.flush().await?;
         match conn.next_method(0).await? {
             Method::ConnectionStart(_) => {}
             m => bail!("expected connection.start, got {}", m.name()),
@@ -153,12 +150,14 @@ impl Connection {
         self.wbuf.clear();
         encode_method_frame(&mut self.wbuf, channel, method);
         self.stream.write_all(&self.wbuf).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
     /// Writes already-encoded frames (e.g. a batch of publishes).
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -331,7 +330,8 @@ pub fn close_method() -> Method {
 
 /// The read half of a connection in its streaming phase.
 pub struct Reader {
-    rd: OwnedReadHalf,
+    /// The socket's read half.
+    rd: ReadHalf,
     /// Bytes read but not yet parsed into frames.
     buf: BytesMut,
     /// Negotiated frame size limit, enforced before buffering a payload.
@@ -373,7 +373,8 @@ impl Reader {
 
 /// The write half of a connection in its streaming phase.
 pub struct Writer {
-    wr: OwnedWriteHalf,
+    /// The socket's write half.
+    wr: WriteHalf,
     /// Negotiated frame size limit (bodies are split into frames of at most this).
     pub frame_max: u32,
 }
@@ -381,6 +382,8 @@ pub struct Writer {
 impl Writer {
     pub async fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.wr.write_all(bytes).await?;
+        // A no-op on TCP; over TLS it pushes out any record rustls still holds.
+        self.wr.flush().await?;
         Ok(())
     }
 

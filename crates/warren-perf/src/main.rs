@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use warren_perf::{
-    connection_churn, delayed, idle_connections, latency, publish_drain, queue_churn, relay, sink,
-    throughput, topology,
+    connection_churn, declare_queues, delayed, idle_connections, latency, publish_drain,
+    queue_churn, relay, sink, throughput, topology,
 };
 
 /// Load generator for any AMQP 0-9-1 broker.
@@ -33,6 +33,8 @@ enum Command {
     QueueChurn(queue_churn::QueueChurnArgs),
     /// Large topology: declare queues, bind, publish through it, delete
     Topology(topology::TopologyArgs),
+    /// Declare N queues and leave them in place
+    DeclareQueues(declare_queues::DeclareQueuesArgs),
     /// Hold many idle connections and measure broker RSS per connection
     IdleConnections(idle_connections::IdleConnectionsArgs),
     /// A fake broker that discards everything (measures the generator itself)
@@ -59,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             Command::ConnectionChurn(a) => connection_churn::run(a).await,
             Command::QueueChurn(a) => queue_churn::run(a).await,
             Command::Topology(a) => topology::run(a).await,
+            Command::DeclareQueues(a) => declare_queues::run(a).await,
             Command::IdleConnections(a) => idle_connections::run(a).await,
             Command::Sink(a) => sink::run(a).await,
             Command::Relay(a) => relay::run_relay(a).await,

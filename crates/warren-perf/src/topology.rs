@@ -44,7 +44,7 @@ pub struct TopologyArgs {
     pub json: Option<PathBuf>,
 }
 
-fn name(s: &str) -> anyhow::Result<ShortStr> {
+pub(crate) fn name(s: &str) -> anyhow::Result<ShortStr> {
     match ShortStr::try_from_str(s) {
         Ok(n) => Ok(n),
         Err(_) => bail!("name longer than 255 bytes: {s}"),
@@ -66,7 +66,7 @@ async fn sync(conn: &mut Connection, queue: &str) -> anyhow::Result<()> {
 }
 
 /// Sends `methods` in batches of `batch` (all no-wait), then syncs.
-async fn pipeline(
+pub(crate) async fn pipeline(
     conn: &mut Connection,
     batch: u64,
     sync_queue: &str,
