@@ -26,6 +26,10 @@ use crate::sink::{CloseOnDrop, ConnIo};
 use crate::stream::{split_tls, ConnRead, ConnWrite};
 use crate::{cert_login, Shared};
 
+/// A `connections_max` slot, held by a connection task until it ends (a
+/// parameter of the task's function, so it drops with the task's state).
+pub(crate) type Permit = tokio::sync::OwnedSemaphorePermit;
+
 /// A read smaller than this marks the connection as quiet (small buffer).
 const READ_SMALL_BYTES: usize = 4096;
 
@@ -68,6 +72,7 @@ pub(crate) async fn run(
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    _permit: Permit,
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
@@ -88,6 +93,7 @@ pub(crate) async fn run_unix(
     stream: tokio::net::UnixStream,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    _permit: Permit,
 ) {
     let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
     let (rd, wr) = stream.into_split();
@@ -107,6 +113,7 @@ pub(crate) async fn run_tls(
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    _permit: Permit,
     config: Arc<rustls::ServerConfig>,
     login_from: cert_login::CertLoginFrom,
 ) {
