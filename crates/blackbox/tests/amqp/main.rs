@@ -25,6 +25,7 @@ mod mgmt;
 mod mgmt_admin;
 mod mgmt_admin_defs;
 mod mgmt_api;
+mod overload;
 mod priority;
 mod publish_runs;
 mod queue_features;
