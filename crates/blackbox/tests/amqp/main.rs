@@ -26,6 +26,7 @@ mod mgmt_admin;
 mod mgmt_admin_defs;
 mod mgmt_api;
 mod overload;
+mod overload_scale;
 mod priority;
 mod publish_runs;
 mod queue_features;
