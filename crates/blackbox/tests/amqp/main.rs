@@ -20,6 +20,7 @@ mod durability;
 mod errors;
 mod exchanges;
 mod kill;
+mod kill_disk;
 mod lifecycle;
 mod mgmt;
 mod mgmt_admin;
