@@ -32,6 +32,7 @@ impl Broker {
         persistent: bool,
         delay_ms: u64,
     ) -> (Seq, bool) {
+        let copy = self.batch.republishing > 0;
         let Broker {
             topology: crate::broker::Topology { vhosts, .. },
             durability: crate::broker::Durability { persist, .. },
@@ -56,7 +57,12 @@ impl Broker {
                 body: m.body,
             };
             let hidden = hidden_queue_name(exchange);
-            match persist.append(vname, &record, &[hidden.as_str()], Some(due_ms)) {
+            let appended = if copy {
+                persist.append_copy(vname, &record, &[hidden.as_str()], Some(due_ms))
+            } else {
+                persist.append(vname, &record, &[hidden.as_str()], Some(due_ms))
+            };
+            match appended {
                 Ok(a) => (store_id, seq, stored_at) = (a.id, a.seq, a.at),
                 Err(e) => {
                     tracing::warn!("store refused a delayed message: {e}");
@@ -143,11 +149,15 @@ impl Broker {
         if !targets.is_empty() {
             let expiration = amqp_codec::peek_expiration(&props)
                 .and_then(|e| crate::queue_args::parse_expiration(e).ok());
+            self.batch.republishing += 1;
             let _ = self.enqueue(&d.vhost, &targets, &m, persistent, expiration);
+            self.batch.republishing -= 1;
         }
+        self.batch.republishing += 1;
         for (ex, delay) in delays {
             let _ = self.delay_message(&d.vhost, &ex, &m, persistent, delay);
         }
+        self.batch.republishing -= 1;
         if store_id != 0 {
             let hidden = hidden_queue_name(&d.exchange);
             let _ = self

@@ -59,6 +59,7 @@ impl Broker {
         // overtake this one, which a client of RabbitMQ never sees.
         let mut dispatch_now = false;
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
+        let copy = self.batch.republishing > 0;
         let Broker {
             topology: crate::broker::Topology { vhosts, .. },
             durability: crate::broker::Durability { persist, .. },
@@ -122,7 +123,12 @@ impl Broker {
                     properties: m.properties,
                     body: m.body,
                 };
-                match persist.append(vname, &record, &durable, None) {
+                let appended = if copy {
+                    persist.append_copy(vname, &record, &durable, None)
+                } else {
+                    persist.append(vname, &record, &durable, None)
+                };
+                match appended {
                     Ok(a) => {
                         store_id = a.id;
                         out.seq = a.seq;
@@ -328,6 +334,7 @@ impl Broker {
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
             v.route_delayed(&dlx, &routing_key, &mut h, &mut targets, &mut delays);
         }
+        self.batch.republishing += 1;
         for (ex, delay) in delays {
             let next = Incoming {
                 exchange: &dlx,
@@ -337,6 +344,7 @@ impl Broker {
             };
             let _ = self.delay_message(vname, &ex, &next, persistent, delay);
         }
+        self.batch.republishing -= 1;
         if targets.is_empty() {
             return;
         }
@@ -347,9 +355,11 @@ impl Broker {
             body: m.body,
         };
         self.batch.dead_letter_depth += 1;
+        self.batch.republishing += 1;
         // Dead-lettered messages are not confirmed to anyone; their store
         // record is synced with the next group commit.
         let _ = self.enqueue(vname, &targets, &next, persistent, None);
+        self.batch.republishing -= 1;
         self.batch.dead_letter_depth -= 1;
     }
 }
