@@ -290,6 +290,13 @@ pub trait Persistence: Send {
         };
         Ok(Appended { id, seq, at: None })
     }
+    /// True while new messages are refused (paused on a full disk, or
+    /// failed); lets the core leave expired messages of dead-lettering
+    /// queues at their heads (`Queue::holds_expired`) instead of trying to
+    /// dead-letter each of them again at every tick.
+    fn refuses_messages(&self) -> bool {
+        false
+    }
     /// `append` for a copy of a stored message that is released at the same
     /// time (dead-lettering, a due delayed message): until this record is
     /// durable, the store must not delete the segment holding the original,

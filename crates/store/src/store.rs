@@ -297,6 +297,10 @@ impl Persistence for FileStore {
         Ok(Appended { id, seq, at })
     }
 
+    fn refuses_messages(&self) -> bool {
+        !matches!(self.shared.check(), Ok(false))
+    }
+
     fn append_copy(
         &mut self,
         vhost: &str,
