@@ -407,7 +407,7 @@ async fn read_loop<R: ConnRead>(
             read_since_yield = 0;
             Box::pin(tokio::task::yield_now()).await;
         }
-        if !closing && io_pending(io) > outbound_max {
+        if end.is_none() && !closing && io_pending(io) > outbound_max {
             // The client is not reading what we send (returns, confirms,
             // replies): stop reading it until its output drains, so TCP
             // pushes back on it instead of our memory growing. Boxed: rare.
