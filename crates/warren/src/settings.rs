@@ -203,6 +203,14 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(i) = args.collect_statistics_interval_ms {
         cfg.collect_statistics_interval_ms = i;
     }
+    if cfg.connection_outbound_bytes_max < cfg.core.write_buffer_bytes_max {
+        // Deliveries alone could then stop a consumer's acks being read.
+        bail!(
+            "connection_outbound_bytes_max ({}) must be at least write_buffer_bytes_max ({})",
+            cfg.connection_outbound_bytes_max,
+            cfg.core.write_buffer_bytes_max
+        );
+    }
     Ok(cfg)
 }
 
