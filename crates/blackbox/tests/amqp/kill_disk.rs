@@ -17,7 +17,9 @@ use crate::overload::ConfigFile;
 /// A tmpfs mounted for one test, and a filler file that takes all its
 /// free space.
 pub struct SmallDisk {
+    /// The mount point.
     mnt: PathBuf,
+    /// The filler file while the disk is full.
     filler: Option<PathBuf>,
     /// Times `fill` ran.
     pub fills: u32,

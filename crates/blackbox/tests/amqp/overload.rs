@@ -252,7 +252,10 @@ async fn slow_reader_stalls_under_48mib_rss_growth_under_64mib_others_under_1s()
 }
 
 /// A config file in the temp dir with `text`; removed on drop.
-pub struct ConfigFile(pub std::path::PathBuf);
+pub struct ConfigFile(
+    /// Its path.
+    pub std::path::PathBuf,
+);
 
 impl ConfigFile {
     pub fn new(text: &str) -> ConfigFile {
