@@ -31,6 +31,10 @@ pub(crate) struct Batch {
     /// Current nesting of dead-letter republishing (bounded by
     /// `DEAD_LETTER_DEPTH_MAX` in `enqueue.rs`).
     pub dead_letter_depth: u32,
+    /// Enqueues in progress of copies of stored messages that are being
+    /// released (dead-lettering, a due delayed message): their store
+    /// records go through `Persistence::append_copy`.
+    pub republishing: u32,
 }
 
 impl Batch {

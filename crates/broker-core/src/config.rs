@@ -13,6 +13,12 @@ pub struct CoreConfig {
     /// queued but unwritten; they resume when the writer catches up. This is
     /// what bounds memory for no-ack consumers on slow sockets.
     pub write_buffer_bytes_max: usize,
+    /// What one transaction may hold before tx.commit, per channel: its
+    /// publishes (body, properties, names and ~100 bytes of bookkeeping each)
+    /// and settlements (~32 bytes each). A publish or ack beyond it closes
+    /// the channel with 406 PRECONDITION_FAILED (RabbitMQ has no such
+    /// limit; this bounds what a client can make the broker buffer).
+    pub tx_uncommitted_bytes_max: usize,
     /// Consumers per channel.
     pub consumers_per_channel_max: usize,
     /// A delivery left unacknowledged longer than this closes its channel
@@ -28,6 +34,7 @@ impl Default for CoreConfig {
             channel_max: 2047,
             message_size_max_bytes: 128 * 1024 * 1024,
             write_buffer_bytes_max: 1024 * 1024,
+            tx_uncommitted_bytes_max: 64 << 20,
             consumers_per_channel_max: 65_535,
             consumer_timeout_ms: 1_800_000,
         }

@@ -32,6 +32,7 @@ impl Broker {
         persistent: bool,
         delay_ms: u64,
     ) -> (Seq, bool) {
+        let copy = self.batch.republishing > 0;
         let Broker {
             topology: crate::broker::Topology { vhosts, .. },
             durability: crate::broker::Durability { persist, .. },
@@ -56,7 +57,12 @@ impl Broker {
                 body: m.body,
             };
             let hidden = hidden_queue_name(exchange);
-            match persist.append(vname, &record, &[hidden.as_str()], Some(due_ms)) {
+            let appended = if copy {
+                persist.append_copy(vname, &record, &[hidden.as_str()], Some(due_ms))
+            } else {
+                persist.append(vname, &record, &[hidden.as_str()], Some(due_ms))
+            };
+            match appended {
                 Ok(a) => (store_id, seq, stored_at) = (a.id, a.seq, a.at),
                 Err(e) => {
                     tracing::warn!("store refused a delayed message: {e}");
@@ -140,13 +146,34 @@ impl Broker {
             properties: &props,
             body: &body,
         };
+        let mut refused = false;
         if !targets.is_empty() {
             let expiration = amqp_codec::peek_expiration(&props)
                 .and_then(|e| crate::queue_args::parse_expiration(e).ok());
-            let _ = self.enqueue(&d.vhost, &targets, &m, persistent, expiration);
+            self.batch.republishing += 1;
+            refused |= self
+                .enqueue(&d.vhost, &targets, &m, persistent, expiration)
+                .store_refused;
+            self.batch.republishing -= 1;
         }
+        self.batch.republishing += 1;
         for (ex, delay) in delays {
-            let _ = self.delay_message(&d.vhost, &ex, &m, persistent, delay);
+            refused |= self.delay_message(&d.vhost, &ex, &m, persistent, delay).1;
+        }
+        self.batch.republishing -= 1;
+        if refused {
+            // The store refused the copy (paused on a full disk): the
+            // message stays in its delayed exchange, due at once, and is
+            // fired again at a later tick — never lost.
+            if let Some(store) = self
+                .topology
+                .vhosts
+                .get_mut(d.vhost.as_str())
+                .and_then(|v| v.delayed.get_mut(&d.exchange))
+            {
+                store.push(crate::delayed::wall_ms(), d.loc);
+                return;
+            }
         }
         if store_id != 0 {
             let hidden = hidden_queue_name(&d.exchange);

@@ -242,7 +242,12 @@ impl Broker {
         // at most once per run, and only when a timeout applies.
         let timeout_on = timeout_for(q.limits.consumer_timeout_ms, server_timeout_ms).is_some();
         let mut delivered_ms = 0;
+        let hold = q.holds_expired(|| persist.refuses_messages());
         while !q.consumers.is_empty() && !q.is_empty() {
+            if hold && q.head_expired(now, true, arena.as_ref()) {
+                // Nothing behind a waiting expired head is delivered first.
+                break;
+            }
             if let Some(m) = q.pop_expired(now, true, arena.as_ref()) {
                 expired.push(m);
                 continue;

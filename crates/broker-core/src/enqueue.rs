@@ -33,6 +33,9 @@ pub(crate) struct Enqueued {
     pub rejected: bool,
     /// Number of queues that took it.
     pub queued: usize,
+    /// The store refused it (paused on a full disk, or failed): no queue
+    /// took it.
+    pub store_refused: bool,
 }
 
 impl Broker {
@@ -63,6 +66,7 @@ impl Broker {
         // not scheduled. Positions past 63 are always scheduled.
         let mut idle_queues: u64 = 0;
         let mut dropped: Vec<(ShortStr, QueuedMessage)> = Vec::new();
+        let copy = self.batch.republishing > 0;
         let Broker {
             topology: crate::broker::Topology { vhosts, .. },
             durability: crate::broker::Durability { persist, .. },
@@ -126,7 +130,12 @@ impl Broker {
                     properties: m.properties,
                     body: m.body,
                 };
-                match persist.append(vname, &record, &durable, None) {
+                let appended = if copy {
+                    persist.append_copy(vname, &record, &durable, None)
+                } else {
+                    persist.append(vname, &record, &durable, None)
+                };
+                match appended {
                     Ok(a) => {
                         store_id = a.id;
                         out.seq = a.seq;
@@ -141,9 +150,13 @@ impl Broker {
                     }
                     Err(e) => {
                         // The store refuses writes (I/O error, full disk): refuse
-                        // the message rather than pretend it is safe.
-                        tracing::warn!("store refused a persistent message: {e}");
+                        // the message rather than pretend it is safe. (A copy
+                        // is retried where it came from: no log per attempt.)
+                        if !copy {
+                            tracing::warn!("store refused a persistent message: {e}");
+                        }
                         out.rejected = true;
+                        out.store_refused = true;
                         accepted.clear();
                     }
                 }
@@ -210,7 +223,8 @@ impl Broker {
             // reject-publish-dlx: only classic queues (quorum refuses it).
             self.global
                 .dead_letter(crate::queue_type::QueueType::Classic, "maxlen", true);
-            self.dead_letter_new(vname, &q, m, persistent, "maxlen");
+            // The publish itself is refused (nacked): nothing is lost.
+            let _ = self.dead_letter_new(vname, &q, m, persistent, "maxlen");
         }
         for (j, &i) in accepted.iter().enumerate() {
             if j < 64 && idle_queues & (1 << j) != 0 {
@@ -229,7 +243,12 @@ impl Broker {
 
     /// A queued message leaves `queue` without being delivered successfully
     /// (rejected, expired, or pushed out by a length limit): it is settled
-    /// and, if the queue has a dead-letter exchange, republished there.
+    /// and, if the queue has a dead-letter exchange, republished there. The
+    /// copy is enqueued first; if the store refuses it (paused on a full
+    /// disk), the message is not settled but goes back to `queue` where it
+    /// was (`Queue::requeue`), to be dead-lettered when it next expires, is
+    /// rejected or overflows — as RabbitMQ's at-least-once dead-lettering
+    /// keeps it in its source queue: never lost.
     pub(crate) fn dead_letter(
         &mut self,
         vname: &str,
@@ -237,59 +256,60 @@ impl Broker {
         msg: QueuedMessage,
         reason: &str,
     ) {
-        let (has_dlx, kind) = self
+        let (has_dlx, kind, durable) = self
             .topology
             .vhosts
             .get_mut(vname)
             .and_then(|v| v.queues.get_mut(queue))
-            .map_or((false, crate::queue_type::QueueType::Classic), |q| {
+            .map_or((false, crate::queue_type::QueueType::Classic, false), |q| {
                 q.forget_delivery_count(msg);
-                (q.limits.dead_letter_exchange.is_some(), q.kind)
+                (q.limits.dead_letter_exchange.is_some(), q.kind, q.durable)
             });
-        self.global.dead_letter(kind, reason, has_dlx);
-        if has_dlx {
-            // Copy out before the arena reference goes.
-            let view = crate::arena::full_view(
-                self.arena.as_ref(),
-                self.durability.persist.as_mut(),
-                msg.loc(),
-            );
-            if let Some(v) = view {
-                let (ex, rk, props, body) = (
+        // Copy out before the arena reference goes.
+        let view = has_dlx
+            .then(|| {
+                crate::arena::full_view(
+                    self.arena.as_ref(),
+                    self.durability.persist.as_mut(),
+                    msg.loc(),
+                )
+            })
+            .flatten()
+            .map(|v| {
+                (
                     v.exchange.to_string(),
                     v.routing_key.to_string(),
                     v.properties.to_vec(),
                     v.body.to_vec(),
-                );
-                let persistent = v.meta.persistent;
-                let durable = self
+                    v.meta.persistent,
+                )
+            });
+        if let Some((ex, rk, props, body, persistent)) = view {
+            let m = Incoming {
+                exchange: &ex,
+                routing_key: &rk,
+                properties: &props,
+                body: &body,
+            };
+            if self.dead_letter_new(vname, queue, &m, persistent, reason) {
+                if let Some(q) = self
                     .topology
                     .vhosts
-                    .get(vname)
-                    .and_then(|v| v.queues.get(queue))
-                    .is_some_and(|q| q.durable);
-                self.settle_message(vname, queue, durable, msg);
-                let m = Incoming {
-                    exchange: &ex,
-                    routing_key: &rk,
-                    properties: &props,
-                    body: &body,
-                };
-                self.dead_letter_new(vname, queue, &m, persistent, reason);
-                return;
+                    .get_mut(vname)
+                    .and_then(|v| v.queues.get_mut(queue))
+                {
+                    q.requeue(msg, self.arena.as_ref());
+                    return;
+                }
             }
         }
-        let durable = self
-            .topology
-            .vhosts
-            .get(vname)
-            .and_then(|v| v.queues.get(queue))
-            .is_some_and(|q| q.durable);
+        self.global.dead_letter(kind, reason, has_dlx);
         self.settle_message(vname, queue, durable, msg);
     }
 
     /// Republishes `m` (which left `queue`) to the queue's dead-letter
-    /// exchange with an `x-death` record, as RabbitMQ does.
+    /// exchange with an `x-death` record, as RabbitMQ does. True if the
+    /// store (or a delayed exchange) refused the copy: nothing was queued.
     fn dead_letter_new(
         &mut self,
         vname: &str,
@@ -297,22 +317,22 @@ impl Broker {
         m: &Incoming<'_>,
         persistent: bool,
         reason: &str,
-    ) {
+    ) -> bool {
         let Some(q) = self
             .topology
             .vhosts
             .get(vname)
             .and_then(|v| v.queues.get(queue))
         else {
-            return;
+            return false;
         };
         let Some(dlx) = q.limits.dead_letter_exchange.clone() else {
-            return;
+            return false;
         };
         let dlrk = q.limits.dead_letter_routing_key.clone();
         if self.batch.dead_letter_depth >= DEAD_LETTER_DEPTH_MAX {
             tracing::warn!(queue = %queue, "dead-letter chain too deep; dropping message");
-            return;
+            return false;
         }
         let raw = Bytes::copy_from_slice(m.properties);
         let mut props = BasicProperties::decode(&raw).unwrap_or_default();
@@ -338,6 +358,8 @@ impl Broker {
             let mut h = || BasicProperties::decode(&raw).ok().and_then(|p| p.headers);
             v.route_delayed(&dlx, &routing_key, &mut h, &mut targets, &mut delays);
         }
+        let mut refused = false;
+        self.batch.republishing += 1;
         for (ex, delay) in delays {
             let next = Incoming {
                 exchange: &dlx,
@@ -345,10 +367,11 @@ impl Broker {
                 properties: &properties,
                 body: m.body,
             };
-            let _ = self.delay_message(vname, &ex, &next, persistent, delay);
+            refused |= self.delay_message(vname, &ex, &next, persistent, delay).1;
         }
+        self.batch.republishing -= 1;
         if targets.is_empty() {
-            return;
+            return refused;
         }
         let next = Incoming {
             exchange: &dlx,
@@ -357,10 +380,13 @@ impl Broker {
             body: m.body,
         };
         self.batch.dead_letter_depth += 1;
+        self.batch.republishing += 1;
         // Dead-lettered messages are not confirmed to anyone; their store
         // record is synced with the next group commit.
-        let _ = self.enqueue(vname, &targets, &next, persistent, None);
+        let r = self.enqueue(vname, &targets, &next, persistent, None);
+        self.batch.republishing -= 1;
         self.batch.dead_letter_depth -= 1;
+        refused || r.store_refused
     }
 }
 

@@ -191,3 +191,13 @@ pub fn vhost_refused(vhost: &str, user: &str) -> AmqpError {
         "access to vhost '{vhost}' refused for user '{user}'"
     ))
 }
+
+/// A transaction grew past `tx_uncommitted_bytes_max` (a warren limit:
+/// RabbitMQ buffers transactions without one); the channel is closed and
+/// the transaction dropped, as a rollback would.
+pub fn tx_too_large(limit_bytes: usize) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "transaction exceeds tx_uncommitted_bytes_max ({limit_bytes} bytes): \
+         commit or roll back more often"
+    ))
+}

@@ -290,6 +290,26 @@ pub trait Persistence: Send {
         };
         Ok(Appended { id, seq, at: None })
     }
+    /// True while new messages are refused (paused on a full disk, or
+    /// failed); lets the core leave expired messages of dead-lettering
+    /// queues at their heads (`Queue::holds_expired`) instead of trying to
+    /// dead-letter each of them again at every tick.
+    fn refuses_messages(&self) -> bool {
+        false
+    }
+    /// `append` for a copy of a stored message that is released at the same
+    /// time (dead-lettering, a due delayed message): until this record is
+    /// durable, the store must not delete the segment holding the original,
+    /// even when the original's release made it settled.
+    fn append_copy(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        self.append(vhost, msg, queues, due_ms)
+    }
     /// The record at `at` (given by `append` or recovery), while at least
     /// one queue holds it. Never blocks on the disk for a write: records
     /// not yet written come from the store's buffer. Reading a written one

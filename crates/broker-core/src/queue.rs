@@ -293,29 +293,46 @@ impl Queue {
         strict: bool,
         arena: &dyn Arena,
     ) -> Option<QueuedMessage> {
-        if !self.ttl_possible {
-            return None;
+        if self.head_expired(now, strict, arena) {
+            self.pop(arena)
+        } else {
+            None
         }
-        let head = self.ready.front()?;
-        let meta = arena.get(head.loc())?.meta;
+    }
+
+    /// True if the head's TTL has passed (see `pop_expired`).
+    pub fn head_expired(&self, now: u64, strict: bool, arena: &dyn Arena) -> bool {
+        if !self.ttl_possible {
+            return false;
+        }
+        let Some(head) = self.ready.front() else {
+            return false;
+        };
+        let Some(meta) = arena.get(head.loc()).map(|r| r.meta) else {
+            return false;
+        };
         let ttl = match self.limits.message_ttl_ms {
             Some(q) => q.min(meta.expiration_ms),
             None => meta.expiration_ms,
         };
         if ttl == u64::MAX {
-            return None;
+            return false;
         }
         let expires = meta.published_ms.saturating_add(ttl);
-        let expired = if strict {
+        if strict {
             now > expires
         } else {
             now >= expires
-        };
-        if expired {
-            self.pop(arena)
-        } else {
-            None
         }
+    }
+
+    /// Expired messages wait at the head instead of being dead-lettered
+    /// while `store_refuses` (the store is paused on a full disk): their
+    /// dead-lettered copies would be refused (see `Broker::dead_letter`),
+    /// so trying each of them at every tick and dispatch is skipped. Only
+    /// queues with a TTL and a dead-letter exchange are concerned.
+    pub fn holds_expired(&self, store_refuses: impl FnOnce() -> bool) -> bool {
+        self.ttl_possible && self.limits.dead_letter_exchange.is_some() && store_refuses()
     }
 
     pub fn remove_consumer(&mut self, conn: ConnId, channel: u16, tag: &str) -> bool {

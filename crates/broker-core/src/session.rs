@@ -117,6 +117,29 @@ pub(crate) struct Tx {
     pub publishes: Vec<crate::ops::publish::OwnedPublish>,
     /// (delivery_tag, multiple, ack=true|reject, requeue)
     pub settles: Vec<(u64, bool, bool, bool)>,
+    /// What `publishes` and `settles` hold, as `Tx::admit` counts it.
+    pub held_bytes: usize,
+}
+
+/// Bookkeeping counted per buffered publish besides its bytes.
+const TX_PUBLISH_OVERHEAD_BYTES: usize = 96;
+
+impl Tx {
+    /// Counts `bytes` more (a publish's contents, or 0 for a settlement)
+    /// against `limit_bytes`: the one check of `tx_uncommitted_bytes_max`.
+    pub fn admit(&mut self, bytes: usize, limit_bytes: usize) -> Result<(), AmqpError> {
+        let cost = if bytes == 0 {
+            std::mem::size_of::<(u64, bool, bool, bool)>()
+        } else {
+            bytes + TX_PUBLISH_OVERHEAD_BYTES
+        };
+        let held = self.held_bytes.saturating_add(cost);
+        if held > limit_bytes {
+            return Err(crate::error::tx_too_large(limit_bytes));
+        }
+        self.held_bytes = held;
+        Ok(())
+    }
 }
 
 /// An open channel.

@@ -74,6 +74,11 @@ pub struct StoreLog {
     pub access: Vec<crate::access_state::AccessRecord>,
     /// Reads of message records (`Persistence::read_message`) served.
     pub reads: u64,
+    /// Refuse new messages, as the real store does while paused on a full
+    /// disk (everything else is still accepted).
+    pub paused: bool,
+    /// Message records appended with `append_copy`.
+    pub copies: u64,
 }
 
 /// A store that records what it is asked to keep; nothing is durable until
@@ -138,6 +143,9 @@ impl Persistence for RecordingStore {
         queues: &[&str],
     ) -> Result<(MessageId, Seq), PersistError> {
         let mut l = self.log.lock();
+        if l.paused {
+            return Err(PersistError::Io("store paused, disk full (test)".into()));
+        }
         l.next_id += 1;
         let id = l.next_id;
         for q in queues {
@@ -168,6 +176,20 @@ impl Persistence for RecordingStore {
             StoredAt { segment: 0, offset }
         });
         Ok(Appended { id, seq, at })
+    }
+    fn refuses_messages(&self) -> bool {
+        self.log.lock().paused
+    }
+    fn append_copy(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        let a = self.append(vhost, msg, queues, due_ms)?;
+        self.log.lock().copies += 1;
+        Ok(a)
     }
     fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
         self.log.lock().reads += 1;

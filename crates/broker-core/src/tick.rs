@@ -29,8 +29,11 @@ impl Broker {
                     v.timed_queues.swap_remove(i);
                     continue;
                 };
-                while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
-                    expired.push((vname.to_string(), name.clone(), m));
+                let persist = &self.durability.persist;
+                if !q.holds_expired(|| persist.refuses_messages()) {
+                    while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
+                        expired.push((vname.to_string(), name.clone(), m));
+                    }
                 }
                 if let Some(ttl) = q.limits.expires_ms {
                     if q.consumers.is_empty() && now.saturating_sub(q.last_used_ms) >= ttl {

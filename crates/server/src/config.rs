@@ -34,6 +34,12 @@ pub struct ServerConfig {
     /// A connection's reader yields to other tasks after reading this many
     /// bytes, so one busy publisher cannot starve consumers and handshakes.
     pub read_yield_bytes: usize,
+    /// A connection whose output waiting for its socket (returns, confirms,
+    /// replies, deliveries) exceeds this many bytes is no longer read from
+    /// until its writer has drained it below half of this: a client that
+    /// publishes but never reads its socket is throttled by TCP, not by the
+    /// broker's memory. Deliveries stop earlier, at `write_buffer_bytes_max`.
+    pub connection_outbound_bytes_max: usize,
     /// Period of housekeeping (message TTL at queue heads, queue expiry).
     pub tick_interval_ms: u64,
     /// Publishers are blocked while the data folder's filesystem has less
@@ -118,6 +124,7 @@ impl Default for ServerConfig {
             read_buffer_bytes: 64 * 1024,
             tick_interval_ms: 100,
             read_yield_bytes: 256 * 1024,
+            connection_outbound_bytes_max: 4 << 20,
             disk_free_limit_bytes: 50_000_000,
             disk_free_limit_relative: None,
             disk_check_interval_ms: 1000,

@@ -223,7 +223,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(
-        &mut rd, &mut buf, &shared, id, frame_max, heartbeat, &mut stop, &counters,
+        &mut rd, &mut buf, &shared, &io, id, frame_max, heartbeat, &mut stop, &counters,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
@@ -311,6 +311,7 @@ async fn read_loop<R: ConnRead>(
     rd: &mut R,
     buf: &mut BytesMut,
     shared: &Shared,
+    io: &ConnIo,
     id: ConnId,
     frame_max: u32,
     heartbeat: Option<Duration>,
@@ -322,6 +323,7 @@ async fn read_loop<R: ConnRead>(
         .map(|h| h * 2)
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let read_size = shared.config.read_buffer_bytes;
+    let outbound_max = shared.config.connection_outbound_bytes_max;
     // The handshake may have read frames the client pipelined after
     // connection.open: process those before waiting for more.
     let mut first = !buf.is_empty();
@@ -445,6 +447,15 @@ async fn read_loop<R: ConnRead>(
             read_since_yield = 0;
             Box::pin(tokio::task::yield_now()).await;
         }
+        if end.is_none() && !closing && io_pending(io) > outbound_max {
+            // The client is not reading what we send (returns, confirms,
+            // replies): stop reading it until its output drains, so TCP
+            // pushes back on it instead of our memory growing. Boxed: rare.
+            tokio::select! {
+                _ = Box::pin(io.wait_drained(outbound_max / 2)) => {}
+                _ = stop.changed() => return ReadEnd::Closing,
+            }
+        }
         if pause && !closing {
             // Resource alarm: stop reading this publisher until it clears.
             // Boxed: rarely used, so it should not enlarge every
@@ -532,6 +543,7 @@ async fn write_loop<W: ConnWrite>(
     let mut chunks: Vec<Bytes> = Vec::new();
     let idle_max = heartbeat.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let write_max = shared.config.core.write_buffer_bytes_max;
+    let outbound_low = shared.config.connection_outbound_bytes_max / 2;
     loop {
         let closed = io.closed.load(Ordering::Acquire);
         io.take(&mut chunks);
@@ -554,20 +566,20 @@ async fn write_loop<W: ConnWrite>(
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let before = io_pending(&io);
         if write_all_vectored(&mut wr, &mut chunks).await.is_err() {
-            io.written(total);
+            io.written(total, outbound_low);
             // The reader notices the dead socket; keep draining so the core's
             // view of pending bytes stays right until then.
             while !io.closed.load(Ordering::Acquire) {
                 io.take(&mut chunks);
                 let t: usize = chunks.iter().map(|c| c.len()).sum();
                 chunks.clear();
-                io.written(t);
+                io.written(t, outbound_low);
                 io.notify.notified().await;
             }
             break;
         }
         io.counters.sent(total);
-        io.written(total);
+        io.written(total, outbound_low);
         io.write_done();
         if before >= write_max / 2 {
             // The core may have held deliveries back for this socket.

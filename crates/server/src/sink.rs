@@ -37,6 +37,12 @@ pub(crate) struct ConnIo {
     /// Bytes in `chunks` plus bytes being written right now.
     pending: AtomicUsize,
     pub notify: Notify,
+    /// The reader stopped reading because `pending` went over
+    /// `connection_outbound_bytes_max`; the writer wakes it (`drained`)
+    /// once `pending` is at most half of that.
+    pub read_paused: AtomicBool,
+    /// Signalled by the writer for a paused reader (see `read_paused`).
+    pub drained: Notify,
     /// The reader is done: the writer flushes what is left and stops.
     pub closed: AtomicBool,
     /// Close the socket abortively (RST, no FIN) once flushed: set after
@@ -64,6 +70,8 @@ impl ConnIo {
             }),
             pending: AtomicUsize::new(0),
             notify: Notify::new(),
+            read_paused: AtomicBool::new(false),
+            drained: Notify::new(),
             closed: AtomicBool::new(false),
             abort_on_close: AtomicBool::new(false),
         }
@@ -89,14 +97,35 @@ impl ConnIo {
         self.state.lock().chunks.push(bytes);
     }
 
-    pub fn written(&self, n: usize) {
-        self.pending.fetch_sub(n, Ordering::AcqRel);
+    /// `n` queued bytes reached the socket (or were dropped with it); wakes
+    /// a paused reader once at most `low_bytes` are left.
+    pub fn written(&self, n: usize, low_bytes: usize) {
+        // SeqCst pairs with `wait_drained`: either it sees the new count,
+        // or this sees its pause flag.
+        let left = self.pending.fetch_sub(n, Ordering::SeqCst) - n;
+        if left <= low_bytes && self.read_paused.load(Ordering::SeqCst) {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Waits until at most `low_bytes` are waiting for the socket (returns
+    /// at once if so). The reader calls it when it found more than
+    /// `connection_outbound_bytes_max` queued.
+    pub async fn wait_drained(&self, low_bytes: usize) {
+        self.read_paused.store(true, Ordering::SeqCst);
+        while self.pending.load(Ordering::SeqCst) > low_bytes
+            && !self.closed.load(Ordering::Acquire)
+        {
+            self.drained.notified().await;
+        }
+        self.read_paused.store(false, Ordering::SeqCst);
     }
 
     pub fn close(&self) {
         self.state.lock().fd = -1;
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
+        self.drained.notify_one();
     }
 }
 

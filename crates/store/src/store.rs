@@ -61,6 +61,8 @@ pub struct FileStore {
     backend: Arc<dyn Backend>,
     /// Where the last `append_for` wrote its record (`None`: nothing).
     last_at: Option<StoredAt>,
+    /// The record `append_for` writes is a copy (`append_copy`).
+    appending_copy: bool,
     /// Segment mappings and the copy buffer behind `read_message`.
     reads: Reads,
 }
@@ -106,6 +108,7 @@ impl FileStore {
             appended_since_maintain: false,
             backend,
             last_at: None,
+            appending_copy: false,
             reads: Reads::default(),
         }
     }
@@ -294,6 +297,23 @@ impl Persistence for FileStore {
         Ok(Appended { id, seq, at })
     }
 
+    fn refuses_messages(&self) -> bool {
+        !matches!(self.shared.check(), Ok(false))
+    }
+
+    fn append_copy(
+        &mut self,
+        vhost: &str,
+        msg: &MessageRecord<'_>,
+        queues: &[&str],
+        due_ms: Option<u64>,
+    ) -> Result<Appended, PersistError> {
+        self.appending_copy = true;
+        let r = self.append(vhost, msg, queues, due_ms);
+        self.appending_copy = false;
+        r
+    }
+
     fn read_message(&mut self, at: StoredAt) -> Option<MessageRecord<'_>> {
         self.reads.read(&self.shared, self.backend.as_ref(), at)
     }
@@ -397,7 +417,9 @@ impl FileStore {
         } else {
             self.current_bytes
         };
+        let copy = self.appending_copy;
         let seq = self.push(true, |p, rec| {
+            p.copies |= copy;
             let last = p
                 .segments
                 .last_mut()

@@ -50,6 +50,10 @@ pub(crate) struct Pending {
     /// Settled segments to delete after this batch is durable, with whether
     /// each has an acks file.
     pub delete: Vec<(u32, bool)>,
+    /// A message record here is a copy of a message released at the same
+    /// time (`Persistence::append_copy`): settled segments may hold the
+    /// original, so they are not deleted before this batch is durable.
+    pub copies: bool,
     /// Seq of the last record in this batch (or before it, if it is empty).
     pub last_seq: Seq,
     /// Set by the first I/O error other than a full disk; from then on
@@ -71,6 +75,7 @@ impl Pending {
             in_flight: Vec::new(),
             acks: mem::take(&mut self.acks),
             delete: mem::take(&mut self.delete),
+            copies: mem::take(&mut self.copies),
             last_seq: self.last_seq,
             failed: None,
             paused: None,
@@ -94,6 +99,7 @@ impl Pending {
         self.acks = older.acks;
         older.delete.append(&mut self.delete);
         self.delete = older.delete;
+        self.copies |= older.copies;
     }
 }
 
@@ -408,16 +414,27 @@ impl FileSyncer {
         self.shared.state.store(STATE_PAUSED, Ordering::Release);
     }
 
-    /// One sync while paused: deletions first when no message record waits
-    /// (none is appended while paused, so only a batch that failed before
-    /// the pause can hold one), then the buffered records, then the reserve
-    /// is re-created; only then does the store resume.
+    /// One sync while paused: deletions first — which is how a purge or a
+    /// draining consumer frees the space — unless a waiting message record
+    /// is a copy whose original a settled segment may still hold (none is
+    /// appended while paused, so only a batch that failed before the pause
+    /// can hold message records, e.g. one larger than the reserve); then the
+    /// buffered records, then the reserve is re-created; only then does the
+    /// store resume. Deleting a settled segment before the releases that
+    /// settled it are durable is safe otherwise: a crash then loses only
+    /// releases of messages that are gone anyway. A settled segment that
+    /// the batch still writes records to is deleted after it, as usual.
     fn retry(&self, st: &mut SyncState, mut batch: Pending) -> Result<Seq, PersistError> {
-        if batch.segments.is_empty() && !batch.delete.is_empty() {
-            if let Err(e) = self.delete_settled(&batch.delete) {
+        if !batch.copies && !batch.delete.is_empty() {
+            // A segment this batch still writes records to goes after them.
+            let (early, later): (Vec<_>, Vec<_>) = mem::take(&mut batch.delete)
+                .into_iter()
+                .partition(|(s, _)| !batch.segments.iter().any(|c| c.segment == *s));
+            batch.delete = later;
+            if let Err(e) = self.delete_settled(&early) {
                 return Err(self.fail(e.to_string()));
             }
-            for (segment, _) in mem::take(&mut batch.delete) {
+            for (segment, _) in early {
                 batch.acks.remove(&segment);
             }
         }

@@ -3,7 +3,8 @@
 //! The config file is `key = value` lines (TOML-compatible for these keys);
 //! `#` starts a comment. Keys: bind, port, data_dir, heartbeat_s,
 //! frame_size_max_bytes, channel_max, connections_max,
-//! message_size_max_bytes, write_buffer_bytes_max, disk_free_limit_bytes,
+//! message_size_max_bytes, write_buffer_bytes_max,
+//! connection_outbound_bytes_max, tx_uncommitted_bytes_max, disk_free_limit_bytes,
 //! disk_free_limit_relative, disk_check_interval_ms, store_reserve_bytes,
 //! store_retry_interval_ms, arena_segment_size_bytes,
 //! memory_high_watermark_bytes, writer_threads, write_through_bytes_max,
@@ -215,6 +216,14 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(i) = args.collect_statistics_interval_ms {
         cfg.collect_statistics_interval_ms = i;
     }
+    if cfg.connection_outbound_bytes_max < cfg.core.write_buffer_bytes_max {
+        // Deliveries alone could then stop a consumer's acks being read.
+        bail!(
+            "connection_outbound_bytes_max ({}) must be at least write_buffer_bytes_max ({})",
+            cfg.connection_outbound_bytes_max,
+            cfg.core.write_buffer_bytes_max
+        );
+    }
     Ok(cfg)
 }
 
@@ -268,6 +277,12 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             }
             "write_buffer_bytes_max" => {
                 cfg.core.write_buffer_bytes_max = value.parse().with_context(bad)?
+            }
+            "connection_outbound_bytes_max" => {
+                cfg.connection_outbound_bytes_max = value.parse().with_context(bad)?
+            }
+            "tx_uncommitted_bytes_max" => {
+                cfg.core.tx_uncommitted_bytes_max = value.parse().with_context(bad)?
             }
             "consumer_timeout_ms" => {
                 cfg.core.consumer_timeout_ms = value.parse().with_context(bad)?

@@ -388,6 +388,13 @@ async fn kill_test() {
         eprintln!("skipped: needs to kill and restart warren itself");
         return;
     }
+    let (seed, cycles) = seed_and_cycles("KILL_TEST_CYCLES", 24);
+    let node = Node::start(&[]).await;
+    run_kill_test(node, seed, cycles, None).await;
+}
+
+/// KILL_TEST_SEED (or the clock) and the cycle count from `cycles_var`.
+pub fn seed_and_cycles(cycles_var: &str, default_cycles: u32) -> (u64, u32) {
     let seed: u64 = std::env::var("KILL_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -397,22 +404,40 @@ async fn kill_test() {
                 .unwrap()
                 .as_nanos() as u64
         });
-    let cycles: u32 = std::env::var("KILL_TEST_CYCLES")
+    let cycles: u32 = std::env::var(cycles_var)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(default_cycles);
     eprintln!("kill_test: seed {seed} (rerun with KILL_TEST_SEED={seed}), {cycles} kill cycles");
+    (seed, cycles)
+}
+
+/// The kill test's load, kills and final check on `node`; with `disk` (a
+/// small filesystem holding the data folder), some cycles fill the disk
+/// during the load and are killed while it is full, and some restarts
+/// happen on the full disk.
+pub async fn run_kill_test(
+    mut node: Node,
+    seed: u64,
+    cycles: u32,
+    mut disk: Option<&mut crate::kill_disk::SmallDisk>,
+) {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let st: Shared = Default::default();
 
-    let mut node = Node::start(&[]).await;
     let url = node.url();
     declare_topology(&url).await;
     let mut recovery_kills = 0;
 
     for cycle in 0..cycles {
         if cycle > 0 {
+            if let Some(d) = disk.as_deref_mut() {
+                // Space comes back in some cycles; others restart full.
+                if d.is_full() && rng.chance(50) {
+                    d.free();
+                }
+            }
             // Sometimes crash it again while it is recovering.
             if rng.chance(25) {
                 node.spawn_no_wait();
@@ -441,7 +466,16 @@ async fn kill_test() {
             tasks.push(tokio::spawn(publisher(url.clone(), p, st.clone())));
         }
         let delay = rng.range(50, 400);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        match disk.as_deref_mut() {
+            Some(d) if !d.is_full() && rng.chance(50) => {
+                // Fill the disk under load; the kill comes while it is full.
+                tokio::time::sleep(Duration::from_millis(delay / 2)).await;
+                d.fill();
+                tokio::time::sleep(Duration::from_millis(delay - delay / 2)).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(delay)).await,
+        }
+        let full = disk.as_deref().is_some_and(|d| d.is_full());
         node.kill();
         for t in tasks {
             match tokio::time::timeout(Duration::from_secs(15), t).await {
@@ -452,12 +486,16 @@ async fn kill_test() {
         let s = st.lock().unwrap();
         let confirmed: usize = s.queues.iter().map(|q| q.confirmed.len()).sum();
         eprintln!(
-            "cycle {cycle}: killed after {delay} ms; published {} confirmed(q-copies) {confirmed} commits {}",
-            s.published, s.commits_ok
+            "cycle {cycle}: killed after {delay} ms{}; published {} confirmed(q-copies) {confirmed} commits {} nacked {}",
+            if full { " on a full disk" } else { "" },
+            s.published, s.commits_ok, s.nacked
         );
     }
 
-    // Last restart, then drain everything and check.
+    // Last restart (with space), then drain everything and check.
+    if let Some(d) = disk.as_deref_mut() {
+        d.free();
+    }
     node.restart().await;
     st.lock().unwrap().cycle = cycles;
     check_topology(&url, &st).await;
@@ -627,6 +665,12 @@ async fn kill_test() {
         s.violations.len(),
         s.violations.join("\n")
     );
+    if disk.as_deref().is_some_and(|d| d.fills > 0) {
+        assert!(
+            s.nacked > 0,
+            "kill_test seed {seed}: the disk filled but no publish was nacked: the store never met ENOSPC"
+        );
+    }
     let confirmed: usize = s.queues.iter().map(|q| q.confirmed.len()).sum();
     assert!(
         confirmed > 0,

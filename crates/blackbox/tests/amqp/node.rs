@@ -31,6 +31,12 @@ impl Node {
     /// A new node on a fresh temporary data dir and a free port.
     pub async fn start(extra: &[&str]) -> Node {
         let data_dir = std::env::temp_dir().join(uniq("warren-node"));
+        Node::start_in(data_dir, extra).await
+    }
+
+    /// A new node on `data_dir` (created if needed; its contents are
+    /// removed on drop) and a free port.
+    pub async fn start_in(data_dir: PathBuf, extra: &[&str]) -> Node {
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         let mut n = Node {
             child: None,

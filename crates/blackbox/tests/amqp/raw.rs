@@ -418,3 +418,34 @@ impl Raw {
         self.write(&AMQPFrame::Heartbeat(0)).await;
     }
 }
+
+impl Raw {
+    /// The socket, for tests that drive reading and writing themselves
+    /// (nothing is buffered here: `recv` reads exactly one frame at a time).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+}
+
+/// One frame from `rd`, heartbeats included; None on EOF.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) -> Option<AMQPFrame> {
+    let mut head = [0u8; 7];
+    rd.read_exact(&mut head).await.ok()?;
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+    let mut full = head.to_vec();
+    full.resize(7 + size + 1, 0);
+    rd.read_exact(&mut full[7..]).await.ok()?;
+    assert_eq!(full[7 + size], 0xCE, "bad frame-end octet");
+    let (_, frame) = parse_frame(full.as_slice()).expect("parse frame");
+    Some(frame)
+}
+
+/// The bytes of `frames`, encoded back to back.
+pub fn encode_frames(frames: &[AMQPFrame]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for f in frames {
+        let ctx = gen_frame(f)(WriteContext::from(Vec::new())).expect("encode frame");
+        all.extend_from_slice(&ctx.write);
+    }
+    all
+}

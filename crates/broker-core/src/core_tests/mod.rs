@@ -8,6 +8,7 @@ mod consumers;
 mod dedup;
 mod delayed;
 mod delivery;
+mod dlx_pause;
 mod edge;
 mod entry_guard;
 mod fast_path;

@@ -244,3 +244,45 @@ fn unroutable_confirm_is_an_ack() {
         [Out::Method(1, Method::BasicAck(a))] if a.delivery_tag == 1
     ));
 }
+
+/// Settlements buffered by a transaction count against
+/// `tx_uncommitted_bytes_max` too (acking the same tag over and over
+/// would otherwise grow the buffer without end): 406, and the
+/// transaction's acks are not applied.
+#[test]
+fn tx_settlements_beyond_the_limit_close_the_channel_with_406() {
+    let mut core = crate::testkit::Core::new(crate::CoreConfig {
+        tx_uncommitted_bytes_max: 64 * 16,
+        ..Default::default()
+    });
+    let mut c = core.connect();
+    core.open_channel(&mut c, 1);
+    core.declare_queue(&mut c, 1, "q", FieldTable::new());
+    publish_bodies(&mut core, &c, "q", &BasicProperties::default(), &["a"]);
+    assert_eq!(bodies(&core.consume(&mut c, 1, "q", "k", false)), vec!["a"]);
+    core.call(&mut c, 1, Method::TxSelect(Default::default()));
+    let ack = Method::BasicAck(amqp_codec::BasicAck {
+        delivery_tag: 1,
+        multiple: false,
+    });
+    let mut closed = None;
+    for i in 0..100 {
+        let got = core.call(&mut c, 1, ack.clone());
+        if let Some(Out::Method(1, Method::ChannelClose(cl))) = got.first() {
+            closed = Some((i, cl.clone()));
+            break;
+        }
+        assert!(got.is_empty(), "{got:?}");
+    }
+    let (i, cl) = closed.expect("the transaction was never refused");
+    assert!(i > 10, "refused after {i} acks");
+    assert_eq!(cl.reply_code, 406);
+    assert_eq!(
+        cl.reply_text.as_str(),
+        "PRECONDITION_FAILED - transaction exceeds tx_uncommitted_bytes_max (1024 bytes): \
+         commit or roll back more often"
+    );
+    assert_eq!((cl.class_id, cl.method_id), (60, 80));
+    // The channel's delivery went back to the queue, not acked.
+    assert_eq!(core.queue_depth("q"), Some(1));
+}

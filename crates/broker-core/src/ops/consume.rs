@@ -183,10 +183,19 @@ impl Broker {
         let durable = q.durable;
         let consumer_timeout_ms = q.limits.consumer_timeout_ms;
         let mut expired = Vec::new();
-        while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
-            expired.push(m);
+        let persist = &self.durability.persist;
+        let hold = q.holds_expired(|| persist.refuses_messages());
+        if !hold {
+            while let Some(m) = q.pop_expired(now, false, self.arena.as_ref()) {
+                expired.push(m);
+            }
         }
-        let popped = q.pop(self.arena.as_ref());
+        // An expired head waiting for the store is not overtaken.
+        let popped = if hold && q.head_expired(now, false, self.arena.as_ref()) {
+            None
+        } else {
+            q.pop(self.arena.as_ref())
+        };
         match popped {
             None => q.stats.get_empty += 1,
             Some(_) if m.no_ack => q.stats.get_no_ack += 1,

@@ -220,7 +220,11 @@ impl Broker {
         };
         // The channel is looked up again only in tx or confirm mode.
         if in_tx {
+            let limit = self.config.tx_uncommitted_bytes_max;
             if let Some(tx) = self.sessions.channel_mut(conn, ch)?.tx.as_mut() {
+                let bytes = p.exchange.len() + p.routing_key.len() + p.properties.len();
+                tx.admit(bytes + p.body.len(), limit)
+                    .map_err(|e| e.during(60, 40))?;
                 tx.publishes.push(OwnedPublish {
                     exchange: ShortStr::from(p.exchange),
                     routing_key: ShortStr::from(p.routing_key),

@@ -18,6 +18,7 @@ impl Broker {
         ack: bool,
         requeue: bool,
     ) -> Result<(), AmqpError> {
+        let limit = self.config.tx_uncommitted_bytes_max;
         let c = self.sessions.channel_mut(conn, ch)?;
         if let Some(tx) = c.tx.as_mut() {
             // Validate now so an unknown tag fails at once, as in RabbitMQ.
@@ -25,6 +26,7 @@ impl Broker {
             if !known {
                 return Err(unknown_delivery_tag(tag));
             }
+            tx.admit(0, limit)?;
             tx.settles.push((tag, multiple, ack, requeue));
             return Ok(());
         }

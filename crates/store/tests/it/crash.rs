@@ -171,9 +171,9 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
                     Err(PersistError::Failed(e)) => {
                         panic!("seed {seed} extra {extra}: failed: {e}")
                     }
-                    Err(PersistError::Io(_)) => assert!(
+                    Err(PersistError::Io(e)) => assert!(
                         h.syncer.paused().is_some(),
-                        "seed {seed} extra {extra}: an error without a pause"
+                        "seed {seed} extra {extra}: an error without a pause: {e}"
                     ),
                 }
                 h.check_reads();
@@ -216,4 +216,90 @@ fn full_disk_pauses_and_resumes_with_nothing_lost() {
         resumed_in_place > 5,
         "only {resumed_in_place} runs resumed by themselves"
     );
+}
+
+/// Releases every message of `n` sealed segments' worth and appends a batch
+/// larger than the reserve on a disk with almost no room: the first sync
+/// pauses (the reserve is spent and not enough). Returns the new ids.
+fn pause_with_a_batch_larger_than_the_reserve(h: &mut Harness, copies: bool) -> Vec<u64> {
+    h.store.put_queue(&queue("q0")).expect("declare");
+    let old: Vec<u64> = (0..12)
+        .map(|i| {
+            let body = format!("old-{i:03}-{}", "o".repeat(40));
+            h.store
+                .append_message(VH, &message(&body).as_record(), &["q0"])
+                .expect("append")
+                .0
+        })
+        .collect();
+    sync_ok(&h.syncer);
+    h.sim.set_capacity_bytes(Some(h.sim.used_bytes() + 64));
+    for id in &old {
+        h.store.remove_message(VH, "q0", *id).expect("release");
+    }
+    let new: Vec<u64> = (0..8)
+        .map(|i| {
+            let body = format!("new-{i:03}-{}", "n".repeat(40));
+            let rec = message(&body);
+            if copies {
+                h.store
+                    .append_copy(VH, &rec.as_record(), &["q0"], None)
+                    .expect("append copy")
+                    .id
+            } else {
+                h.store
+                    .append_message(VH, &rec.as_record(), &["q0"])
+                    .expect("append")
+                    .0
+            }
+        })
+        .collect();
+    assert!(h.syncer.sync().is_err(), "the batch fitted: make it larger");
+    assert!(h.syncer.paused().is_some());
+    new
+}
+
+/// The known bug of the first ENOSPC work: a batch larger than the reserve
+/// that failed before the pause kept its message records buffered, and the
+/// settled segments (space a purge or drain had freed) were then never
+/// deleted, so the pause could last for ever. Now they are deleted first
+/// and the store resumes on the next retry, with exactly the new messages.
+#[test]
+fn a_pause_with_a_batch_larger_than_the_reserve_resumes_once_releases_free_space() {
+    let mut h = Harness::new();
+    let new = pause_with_a_batch_larger_than_the_reserve(&mut h, false);
+    for _ in 0..3 {
+        let _ = h.syncer.sync();
+    }
+    assert!(
+        h.syncer.paused().is_none(),
+        "still paused: settled segments kept"
+    );
+    let (_, _, rec, _) = reopen_after_cut(&h.sim, 0);
+    let ids: Vec<u64> = rec.messages.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, new);
+}
+
+/// The same with dead-letter copies waiting: a settled segment may hold
+/// their originals, so it is kept until they are durable (the store waits
+/// for space from elsewhere), and nothing is lost when it comes.
+#[test]
+fn a_pause_with_waiting_copies_keeps_settled_segments_until_they_are_durable() {
+    let mut h = Harness::new();
+    let new = pause_with_a_batch_larger_than_the_reserve(&mut h, true);
+    let files_before = h.sim.used_bytes();
+    for _ in 0..3 {
+        let _ = h.syncer.sync();
+    }
+    assert!(h.syncer.paused().is_some(), "resumed without space");
+    assert!(
+        h.sim.used_bytes() >= files_before,
+        "a settled segment was deleted"
+    );
+    h.sim.set_capacity_bytes(None);
+    sync_ok(&h.syncer);
+    assert!(h.syncer.paused().is_none());
+    let (_, _, rec, _) = reopen_after_cut(&h.sim, 0);
+    let ids: Vec<u64> = rec.messages.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, new);
 }
