@@ -108,7 +108,7 @@ pub struct ConnView {
     /// Negotiated heartbeat, seconds.
     pub heartbeat_s: u16,
     /// SASL mechanism.
-    pub auth_mechanism: String,
+    pub auth_mechanism: &'static str,
     /// Open channels.
     pub channels: u32,
     /// The broker sent connection.close.
@@ -256,11 +256,11 @@ impl Broker {
                 frame_max: c.info.frame_max,
                 channel_max: c.info.channel_max,
                 heartbeat_s: d.heartbeat_s,
-                auth_mechanism: d.auth_mechanism.clone(),
+                auth_mechanism: d.auth_mechanism,
                 channels: u32::try_from(c.channels.len()).unwrap_or(u32::MAX),
                 closing: c.closing,
                 blocked: self.sessions.alarm.is_some() && c.has_published,
-                io: d.io.read(),
+                io: c.info.sink.io().map(|io| io.read()).unwrap_or_default(),
             });
         }
         for (vkey, v) in &self.topology.vhosts {

@@ -20,6 +20,12 @@ pub trait ConnSink: Send + Sync {
     fn send(&self, bytes: Bytes);
     /// Bytes handed to `send` that are not yet written to the socket.
     fn pending_bytes(&self) -> usize;
+    /// The socket's octet counters, if the sink keeps them (kept beside
+    /// the socket rather than in an allocation of their own: memory per
+    /// connection).
+    fn io(&self) -> Option<&crate::stats::IoCounters> {
+        None
+    }
 }
 
 /// What the server learned about a connection during the handshake.
@@ -57,9 +63,7 @@ pub struct ConnDetails {
     /// Negotiated heartbeat, seconds.
     pub heartbeat_s: u16,
     /// SASL mechanism used (PLAIN, AMQPLAIN).
-    pub auth_mechanism: String,
-    /// Socket octets, counted by the server.
-    pub io: Arc<crate::stats::IoCounters>,
+    pub auth_mechanism: &'static str,
 }
 
 /// A connection as the core sees it.

@@ -116,7 +116,7 @@ pub(crate) fn snapshot(n: usize, at_ms: u64, round: u64) -> Snapshot {
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat_s: 60,
-            auth_mechanism: "PLAIN".into(),
+            auth_mechanism: "PLAIN",
             channels: 2,
             closing: false,
             blocked: id.is_multiple_of(5),

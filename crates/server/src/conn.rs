@@ -191,10 +191,9 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     // Only these outlive the open: the rest moves into the core (memory per
     // connection: this task's state is kept for the connection's life).
     let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
-    let counters = Arc::new(broker_core::stats::IoCounters::default());
     let io = Arc::new(match write_through {
-        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max, counters.clone()),
-        None => ConnIo::new(-1, 0, counters.clone()),
+        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max),
+        None => ConnIo::new(-1, 0),
     });
     // Declared after `rd`, so it is dropped (closing the sink) before the
     // read half, whatever ends this task.
@@ -214,7 +213,6 @@ async fn serve<R: ConnRead, W: ConnWrite>(
             connected_at_ms: broker_core::delayed::wall_ms(),
             heartbeat_s: neg.heartbeat_s,
             auth_mechanism: neg.mechanism,
-            io: counters.clone(),
         },
     });
     let heartbeat = (heartbeat_s > 0).then(|| Duration::from_secs(u64::from(heartbeat_s)));
@@ -223,7 +221,7 @@ async fn serve<R: ConnRead, W: ConnWrite>(
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
 
     let end = read_loop(
-        &mut rd, &mut buf, &shared, &io, id, frame_max, heartbeat, &mut stop, &counters,
+        &mut rd, &mut buf, &shared, &io, id, frame_max, heartbeat, &mut stop,
     )
     .await;
     let wait = Duration::from_millis(shared.config.close_timeout_ms);
@@ -316,7 +314,6 @@ async fn read_loop<R: ConnRead>(
     frame_max: u32,
     heartbeat: Option<Duration>,
     stop: &mut watch::Receiver<bool>,
-    counters: &broker_core::stats::IoCounters,
 ) -> ReadEnd {
     // A peer silent for two heartbeat intervals is dead.
     let silence_max = heartbeat
@@ -355,7 +352,7 @@ async fn read_loop<R: ConnRead>(
                     return ReadEnd::Gone;
                 }
                 Ok(Some(n)) => {
-                    counters.received(n);
+                    io.counters.received(n);
                     last_read = n;
                     read_since_yield += n;
                 }
@@ -641,4 +638,27 @@ fn close_method(code: u16, text: &str) -> Method {
         class_id: 0,
         method_id: 0,
     })
+}
+
+#[cfg(test)]
+mod task_size_tests {
+    //! Every idle connection keeps its two tasks' state for its whole life:
+    //! their sizes are part of the memory per connection, designed here.
+
+    /// Bytes of the future `f` returns, without calling it.
+    fn future_bytes<A, B, C, D, E, Fut, F: FnOnce(A, B, C, D, E) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn connection_tasks_stay_small() {
+        let reader = future_bytes(&super::run);
+        let writer = future_bytes(&super::write_loop::<tokio::net::tcp::OwnedWriteHalf>);
+        println!("connection task {reader} B, writer task {writer} B");
+        assert!(
+            reader <= 1600,
+            "the connection task's future grew to {reader} B"
+        );
+        assert!(writer <= 512, "the writer task's future grew to {writer} B");
+    }
 }

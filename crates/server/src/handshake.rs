@@ -60,7 +60,7 @@ pub(crate) struct Negotiated {
     /// start-ok's client properties (for the management API).
     pub client_properties: broker_core::EncodedTable,
     /// The SASL mechanism used.
-    pub mechanism: String,
+    pub mechanism: &'static str,
 }
 
 /// Why the handshake ended without a connection.
@@ -361,6 +361,11 @@ pub(crate) async fn run(
         // Its own exact-size copy: a decoded table slices its frame, and a
         // kept one would pin the handshake's whole read buffer.
         client_properties: broker_core::EncodedTable::new(&start_ok.client_properties),
-        mechanism: start_ok.mechanism.to_string(),
+        // One of the offered mechanisms (any other failed to log in).
+        mechanism: match start_ok.mechanism.as_str() {
+            "AMQPLAIN" => "AMQPLAIN",
+            "EXTERNAL" => "EXTERNAL",
+            _ => "PLAIN",
+        },
     })
 }

@@ -49,19 +49,16 @@ pub(crate) struct ConnIo {
     /// the client's connection.close handshake, as RabbitMQ does (its
     /// default `{linger, {true, 0}}` listen option).
     pub abort_on_close: AtomicBool,
-    /// Socket octets for the management API (one add per write).
-    pub counters: std::sync::Arc<broker_core::stats::IoCounters>,
+    /// Socket octets for the management API (one add per read or write),
+    /// read by the core through `ConnSink::io`.
+    pub counters: broker_core::stats::IoCounters,
 }
 
 impl ConnIo {
     /// `fd` is the connection's socket.
-    pub fn new(
-        fd: RawFd,
-        write_through_bytes_max: usize,
-        counters: std::sync::Arc<broker_core::stats::IoCounters>,
-    ) -> ConnIo {
+    pub fn new(fd: RawFd, write_through_bytes_max: usize) -> ConnIo {
         ConnIo {
-            counters,
+            counters: broker_core::stats::IoCounters::default(),
             write_through_bytes_max,
             state: Mutex::new(State {
                 chunks: Vec::new(),
@@ -166,6 +163,10 @@ impl ConnSink for ConnIo {
 
     fn pending_bytes(&self) -> usize {
         self.pending.load(Ordering::Acquire)
+    }
+
+    fn io(&self) -> Option<&broker_core::stats::IoCounters> {
+        Some(&self.counters)
     }
 }
 
