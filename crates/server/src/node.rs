@@ -172,6 +172,7 @@ impl Node {
             core: Mutex::new(broker),
             config: config.clone(),
             sync: sync::SyncSignal::default(),
+            auth_attempts: Arc::default(),
         });
         let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
         {
