@@ -28,6 +28,7 @@ mod mgmt_admin_defs;
 mod mgmt_api;
 mod mgmt_params;
 mod priority;
+mod prometheus;
 mod publish_runs;
 mod queue_features;
 mod queue_types;
