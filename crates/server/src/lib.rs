@@ -11,6 +11,7 @@ mod disk;
 mod handshake;
 mod https;
 mod node;
+mod recovery_progress;
 mod sink;
 mod stream;
 mod sync;

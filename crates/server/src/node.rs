@@ -393,7 +393,8 @@ fn open_broker(
             reserve_bytes: config.store_reserve_bytes,
             ..store::StoreConfig::default()
         };
-        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut restorer)
+        let mut progress = crate::recovery_progress::Progress::new(&mut restorer);
+        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut progress)
             .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
         let stats = restorer.finish();
         // Recovery grows and drops large vectors: hand the freed heap back

@@ -63,7 +63,9 @@ pub fn persister(t: &mut Text, io: &StoreIo) {
 /// `rabbitmq_auth_attempts_{,succeeded_,failed_}total{protocol}`.
 pub fn auth(t: &mut Text, attempts: &AuthAttempts) {
     let counts = attempts.counts();
-    let rows: [(&str, &str, fn(u64, u64) -> u64); 3] = [
+    /// A family's value from (succeeded, failed).
+    type Pick = fn(u64, u64) -> u64;
+    let rows: [(&str, &str, Pick); 3] = [
         (
             "auth_attempts_total",
             "Total number of authentication attempts",
