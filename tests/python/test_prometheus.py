@@ -129,6 +129,13 @@ def traffic(port):
     return conn, ch, q
 
 
+def persist(ch):
+    """A persistent message into a durable queue: the store writes, syncs."""
+    ch.queue_declare("prom.durable", durable=True)
+    ch.basic_publish("", "prom.durable", b"kept",
+                     pika.BasicProperties(delivery_mode=2))
+
+
 def test_metrics_endpoints_answer_as_rabbitmq(warren_with_metrics):
     port, mport = warren_with_metrics
     conn, ch, q = traffic(port)
@@ -172,6 +179,25 @@ def test_metrics_endpoints_answer_as_rabbitmq(warren_with_metrics):
     assert "rabbitmq_detailed_connections_opened_total 1" in text
     assert "rabbitmq_detailed_queue_messages_ready" in text
     assert "rabbitmq_global_" not in text
+    # The store's I/O, logins by protocol, the VM equivalents.
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    _, _, body = http_get(f"{base}/metrics")
+    io_before = series_value(body.decode(), "rabbitmq_io_write_bytes_total")
+    persist(ch)
+    conn.close()
+    _, _, body = http_get(f"{base}/metrics")
+    text = body.decode()
+    assert series_value(text, "rabbitmq_io_write_ops_total") > 0
+    assert series_value(text, "rabbitmq_io_write_bytes_total") >= io_before + len(b"kept")
+    assert series_value(text, "rabbitmq_io_sync_ops_total") > 0
+    assert series_value(
+        text, 'rabbitmq_auth_attempts_succeeded_total{protocol="amqp091"}') == 2
+    assert series_value(
+        text, 'rabbitmq_auth_attempts_failed_total{protocol="amqp091"}') == 0
+    assert series_value(text, "erlang_vm_process_count") >= 1
+    assert series_value(text, "rabbitmq_erlang_processes_limit") > 0
     _, _, body = http_get(f"{base}/metrics/memory-breakdown")
     assert b"rabbitmq_memory_other_system_bytes" in body
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -185,6 +211,7 @@ def test_real_prometheus_scrapes_and_dashboard_queries_return_data(
         warren_with_metrics):
     port, mport = warren_with_metrics
     conn, ch, q = traffic(port)
+    persist(ch)
     tmp = tempfile.mkdtemp(prefix="warren-prom-")
     web = free_port()
     cfg = os.path.join(tmp, "prometheus.yml")
@@ -251,6 +278,14 @@ scrape_configs:
                               f"{join}) by(le)")
         if len(buckets) != 9:
             empty.append("message size buckets")
+        # Families added after the dashboards' own: store I/O, logins, VM.
+        for m in ["rabbitmq_io_write_ops_total", "rabbitmq_io_sync_ops_total",
+                  "rabbitmq_io_sync_time_seconds_total",
+                  'rabbitmq_auth_attempts_total{protocol="amqp091"}']:
+            if not promql(api, f"sum({m} {join}) by(rabbitmq_node) > 0"):
+                empty.append(m)
+        if not promql(api, 'erlang_vm_process_count{job="rabbitmq"} > 0'):
+            empty.append("erlang_vm_process_count")
         detailed = promql(api, 'rabbitmq_detailed_queue_messages_ready{queue="prom.q"}')
         if not detailed:
             empty.append("detailed queue_messages_ready")

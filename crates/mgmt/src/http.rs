@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::auth_attempts::{AuthAttempts, AuthProtocol};
 use crate::App;
 
 /// A request as the endpoint handlers see it.
@@ -163,27 +164,49 @@ fn unauthenticated(seg: &[String]) -> bool {
     )
 }
 
-/// The Basic-auth user, or the 401 RabbitMQ sends.
-fn authenticate(
-    app: &App,
+/// The API's Basic-auth challenge (RabbitMQ's realm).
+pub(crate) const API_REALM: &str = "Basic realm=\"RabbitMQ Management\"";
+
+/// A 401 with `WWW-Authenticate: <challenge>` and no body.
+pub(crate) fn challenge(challenge: &'static str) -> Response {
+    let mut r = StatusCode::UNAUTHORIZED.into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// The Basic-auth user and its tags, or the 401 RabbitMQ sends: the one
+/// login check of the API and of the metrics (`prometheus_auth`).
+/// `realm` is the challenge sent when no credentials came. Every request
+/// that carried credentials counts one attempt (protocol `http`).
+pub(crate) fn authenticate(
+    core: &dyn crate::Core,
+    attempts: &AuthAttempts,
     headers: &HeaderMap,
     peer: SocketAddr,
+    realm: &'static str,
 ) -> Result<(String, Vec<String>), Response> {
-    let challenge = || {
-        let mut r = StatusCode::UNAUTHORIZED.into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
-        );
-        r
-    };
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
-        return Err(challenge());
+        return Err(challenge(realm));
     };
-    let refused = || error(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed");
     let Some(b64) = auth.to_str().ok().and_then(|a| a.strip_prefix("Basic ")) else {
-        return Err(challenge());
+        return Err(challenge(realm));
     };
+    let result = check_basic(core, b64, peer);
+    attempts.record(AuthProtocol::Http, result.is_ok());
+    result
+}
+
+/// Checks the credentials of a `Basic` header's base64 against the user
+/// store (never panics on malformed input: each flaw is a 401).
+fn check_basic(
+    core: &dyn crate::Core,
+    b64: &str,
+    peer: SocketAddr,
+) -> Result<(String, Vec<String>), Response> {
+    let refused = || error(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed");
     let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
         return Err(refused());
     };
@@ -201,7 +224,7 @@ fn authenticate(
     // The user's record is read under the core lock; the password is
     // hashed and compared after releasing it.
     let (mut record, mut loopback_only) = (None, false);
-    app.core.with_core(&mut |core| {
+    core.with_core(&mut |core| {
         record = core.login_record(user, loopback);
         loopback_only = record.is_none() && !loopback && core.login_record(user, true).is_some();
     });
@@ -251,7 +274,13 @@ async fn serve_one(app: &App, peer: SocketAddr, request: axum::extract::Request)
     let (user, tags, vhosts) = if unauthenticated(&seg) {
         (String::new(), Vec::new(), None)
     } else {
-        let (user, tags) = match authenticate(app, &parts.headers, peer) {
+        let (user, tags) = match authenticate(
+            &*app.core,
+            &app.config.auth_attempts,
+            &parts.headers,
+            peer,
+            API_REALM,
+        ) {
             Ok(u) => u,
             Err(r) => return r,
         };

@@ -18,6 +18,7 @@ mod admin;
 mod admin_defs;
 mod admin_perms;
 mod api_doc;
+mod auth_attempts;
 mod console;
 mod defs;
 mod http;
@@ -44,6 +45,7 @@ use std::sync::Arc;
 
 use broker_core::Broker;
 
+pub use auth_attempts::{AuthAttempts, AuthCounts, AuthProtocol, AUTH_PROTOCOL_LABELS};
 pub use stats::Stats;
 
 /// How the API reaches the core: `with_core` runs `f` with the core lock
@@ -83,6 +85,8 @@ pub struct MgmtConfig {
     pub requests_concurrent_max: usize,
     /// The statistics period (reported in the overview's sample policy).
     pub collect_statistics_interval_ms: u64,
+    /// Login counters (the API's Basic auth adds to protocol `http`).
+    pub auth_attempts: Arc<AuthAttempts>,
 }
 
 impl Default for MgmtConfig {
@@ -93,6 +97,7 @@ impl Default for MgmtConfig {
             request_timeout_ms: 60_000,
             requests_concurrent_max: 64,
             collect_statistics_interval_ms: 5_000,
+            auth_attempts: Arc::default(),
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct ServerConfig {
     /// Prometheus HTTPS port (`prometheus.ssl.port`, 15691); opened when
     /// `tls` has a certificate, as `management_tls_port`. 0 turns it off.
     pub prometheus_tls_port: u16,
+    /// Require HTTP Basic auth on the Prometheus endpoints, of a user
+    /// tagged monitoring or administrator (off: unauthenticated, as
+    /// RabbitMQ's default).
+    pub prometheus_auth: bool,
     /// How often the statistics snapshot the API reads is rebuilt.
     pub collect_statistics_interval_ms: u64,
     /// Largest management API request body (RabbitMQ: 20 MB); more → 400.
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             prometheus_port: 15692,
             prometheus_bind: IpAddr::from([127, 0, 0, 1]),
             prometheus_tls_port: 15691,
+            prometheus_auth: false,
             collect_statistics_interval_ms: 5_000,
             http_body_bytes_max: 20_000_000,
             http_requests_concurrent_max: 64,

@@ -72,6 +72,11 @@ impl DiskWatch {
         }
     }
 
+    /// The store's syncer (its I/O counters), when there is a data folder.
+    pub fn store(&self) -> Option<&Arc<store::FileSyncer>> {
+        self.counters.store.as_ref()
+    }
+
     /// True when enough was written since the last reading that the margin
     /// could be half used up: read the free space again now.
     pub fn due(&self) -> bool {

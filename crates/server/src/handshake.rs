@@ -261,6 +261,9 @@ pub(crate) async fn run(
                 tracing::warn!(
                     "authentication failed: EXTERNAL without a named, verified client certificate"
                 );
+                shared
+                    .auth_attempts
+                    .record(mgmt::AuthProtocol::Amqp091, false);
                 let e = login_refused(mechanism);
                 if auth_close {
                     return Err(refuse(rd, wr, buf, e.code, e.text, (0, 0)).await);
@@ -288,6 +291,9 @@ pub(crate) async fn run(
     } else {
         authenticate(shared, mechanism, response, from_loopback)
     };
+    shared
+        .auth_attempts
+        .record(mgmt::AuthProtocol::Amqp091, user.is_ok());
     let user = match user {
         Ok(u) => u,
         Err(e) => {

@@ -11,6 +11,7 @@ mod disk;
 mod handshake;
 mod https;
 mod node;
+mod recovery_progress;
 mod sink;
 mod stream;
 mod sync;
@@ -68,6 +69,9 @@ pub(crate) struct Shared {
     pub disk: disk::DiskWatch,
     /// Where connection writer tasks run (see `ServerConfig::writer_threads`).
     pub writers: tokio::runtime::Handle,
+    /// Logins by protocol: the AMQP handshake counts here, the API and the
+    /// metrics (which show them) count HTTP logins.
+    pub auth_attempts: Arc<mgmt::AuthAttempts>,
 }
 
 impl Shared {
@@ -268,18 +272,35 @@ fn start_management(
     let handshake_ms = config.handshake_timeout_ms;
     if !metrics.is_empty() {
         let dir = config.data_dir.clone();
+        let syncer = shared.disk.store().cloned();
         let probe = mgmt::prometheus::NodeProbe {
             memory_limit_bytes: memory_limit_bytes(config),
             disk_free_limit_bytes: shared.disk.limit_bytes(),
             disk_free: Arc::new(move || {
                 dir.as_deref().and_then(|d| store::disk_free_bytes(d).ok())
             }),
+            store_io: Arc::new(move || {
+                syncer.as_ref().map(|s| {
+                    let io = s.io();
+                    mgmt::prometheus::StoreIo {
+                        write_ops: io.write_ops,
+                        write_bytes: io.write_bytes,
+                        write_time_us: io.write_time_us,
+                        sync_ops: io.sync_ops,
+                        sync_time_us: io.sync_time_us,
+                    }
+                })
+            }),
         };
         let addr = std::net::SocketAddr::new(config.prometheus_bind, config.prometheus_port);
-        let m = mgmt::prometheus::Metrics::new(
-            mgmt::prometheus::PromConfig { addr, probe },
-            stats.clone(),
-        );
+        let prom_config = mgmt::prometheus::PromConfig {
+            addr,
+            probe,
+            auth: config.prometheus_auth,
+            auth_attempts: shared.auth_attempts.clone(),
+        };
+        let core: Arc<dyn mgmt::Core> = shared.clone();
+        let m = mgmt::prometheus::Metrics::new(prom_config, stats.clone(), core);
         let labels = ("prometheus", "https/prometheus");
         spawn_http(
             &rt,
@@ -306,6 +327,7 @@ fn start_management(
             request_timeout_ms: config.http_request_timeout_ms,
             requests_concurrent_max: config.http_requests_concurrent_max,
             collect_statistics_interval_ms: config.collect_statistics_interval_ms,
+            auth_attempts: shared.auth_attempts.clone(),
         };
         let core: Arc<dyn mgmt::Core> = shared.clone();
         let a = mgmt::Api::new(mconfig, core, stats, report);

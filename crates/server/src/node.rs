@@ -171,6 +171,7 @@ impl Node {
             core: Mutex::new(broker),
             config: config.clone(),
             sync: sync::SyncSignal::default(),
+            auth_attempts: Arc::default(),
         });
         let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
         {
@@ -391,7 +392,8 @@ fn open_broker(
             reserve_bytes: config.store_reserve_bytes,
             ..store::StoreConfig::default()
         };
-        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut restorer)
+        let mut progress = crate::recovery_progress::Progress::new(&mut restorer);
+        let (store, store_syncer, warnings) = store::open_into(dir, store_config, &mut progress)
             .map_err(|e| anyhow::anyhow!("opening store in {}: {e}", dir.display()))?;
         let stats = restorer.finish();
         // Recovery grows and drops large vectors: hand the freed heap back

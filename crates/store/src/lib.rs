@@ -21,6 +21,7 @@ pub mod arena;
 pub mod backend;
 pub mod format;
 mod index;
+mod io_stats;
 mod reads;
 pub mod record;
 mod recovery;
@@ -35,6 +36,7 @@ use broker_core::persist::{PersistError, Recovered, RestoreSink};
 
 pub use arena::FileArena;
 pub use backend::{Backend, FsBackend, Mapped};
+pub use io_stats::IoSnapshot;
 pub use sim::SimBackend;
 pub use store::FileStore;
 pub use syncer::{is_disk_full, FileSyncer, RESERVE_FILE};

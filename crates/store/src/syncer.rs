@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::mem;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use broker_core::persist::{MessageId, PersistError, Seq, Syncer};
 
 use crate::backend::Backend;
+use crate::io_stats::{IoSnapshot, IoStats};
 use crate::{format, lock};
 
 /// Bytes for one segment file within a batch.
@@ -176,9 +178,10 @@ pub struct FileSyncer {
     state: Mutex<SyncState>,
     /// Size of the reserve file; 0 = none.
     reserve_bytes: u64,
-    /// Bytes appended to files since open (the server's free-disk check
-    /// accounts them between two free-space readings).
-    written_bytes: AtomicU64,
+    /// Appends and syncs since open, with their bytes and time (the
+    /// server's free-disk check accounts the bytes between two free-space
+    /// readings; the metrics show them all).
+    io: IoStats,
 }
 
 impl FileSyncer {
@@ -202,7 +205,7 @@ impl FileSyncer {
                 reserve,
             }),
             reserve_bytes,
-            written_bytes: AtomicU64::new(0),
+            io: IoStats::default(),
         }
     }
 
@@ -213,7 +216,12 @@ impl FileSyncer {
 
     /// Bytes appended to the data folder's files since open.
     pub fn written_bytes(&self) -> u64 {
-        self.written_bytes.load(Ordering::Relaxed)
+        self.io.write_bytes()
+    }
+
+    /// The I/O counters (appends, bytes, syncs and their time) since open.
+    pub fn io(&self) -> IoSnapshot {
+        self.io.snapshot()
     }
 
     /// Why the store is paused (the disk is full), if it is.
@@ -230,9 +238,25 @@ impl FileSyncer {
     }
 
     fn append(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        let started = Instant::now();
         self.backend.append(name, data)?;
-        self.written_bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.io.wrote(data.len(), started);
+        Ok(())
+    }
+
+    /// fdatasyncs `name`, counted.
+    fn sync_file(&self, name: &str) -> std::io::Result<()> {
+        let started = Instant::now();
+        self.backend.sync(name)?;
+        self.io.synced(started);
+        Ok(())
+    }
+
+    /// fsyncs the folder, counted.
+    fn sync_dir(&self) -> std::io::Result<()> {
+        let started = Instant::now();
+        self.backend.sync_dir()?;
+        self.io.synced(started);
         Ok(())
     }
 
@@ -259,7 +283,7 @@ impl FileSyncer {
         if !batch.defs.is_empty() {
             self.note(undo, format::DEFS_FILE, false)?;
             self.append(format::DEFS_FILE, &batch.defs)?;
-            b.sync(format::DEFS_FILE)?;
+            self.sync_file(format::DEFS_FILE)?;
         }
         for (i, chunk) in batch.segments.iter().enumerate() {
             let name = format::segment_file(chunk.segment);
@@ -275,7 +299,7 @@ impl FileSyncer {
                 .get(i + 1)
                 .is_none_or(|c| c.segment != chunk.segment);
             if last_of_segment {
-                b.sync(&name)?;
+                self.sync_file(&name)?;
             }
         }
         for (segment, chunk) in &batch.acks {
@@ -290,10 +314,10 @@ impl FileSyncer {
                 dir_dirty = true;
             }
             self.append(&name, &chunk.bytes)?;
-            b.sync(&name)?;
+            self.sync_file(&name)?;
         }
         if dir_dirty {
-            b.sync_dir()?;
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -313,7 +337,7 @@ impl FileSyncer {
         for (segment, _) in delete {
             gone(b.remove(&format::segment_file(*segment)))?;
         }
-        b.sync_dir()?;
+        self.sync_dir()?;
         let mut removed_acks = false;
         for (segment, has_acks) in delete {
             if *has_acks {
@@ -322,7 +346,7 @@ impl FileSyncer {
             }
         }
         if removed_acks {
-            b.sync_dir()?;
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -337,7 +361,7 @@ impl FileSyncer {
             match before {
                 Some(len) => {
                     b.truncate(name, *len)?;
-                    b.sync(name)?;
+                    self.sync_file(name)?;
                 }
                 None => match b.remove(name) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -349,7 +373,7 @@ impl FileSyncer {
             }
         }
         if removed {
-            b.sync_dir()?;
+            self.sync_dir()?;
         }
         for (name, before) in undo {
             if let Some(len) = before {

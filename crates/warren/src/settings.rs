@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Prometheus HTTPS port, with the tls_* certificate (opened when one is given); 0 turns it off [default: 15691]
     #[arg(long, env = "WARREN_PROMETHEUS_TLS_PORT")]
     prometheus_tls_port: Option<u16>,
+    /// Require HTTP Basic auth (a user tagged monitoring or administrator) on the Prometheus endpoints [default: false]
+    #[arg(long, env = "WARREN_PROMETHEUS_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    prometheus_auth: Option<bool>,
     /// How often the statistics the management API shows are collected, ms [default: 5000]
     #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL_MS")]
     collect_statistics_interval_ms: Option<u64>,
@@ -213,6 +216,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(p) = args.prometheus_tls_port {
         cfg.prometheus_tls_port = p;
     }
+    if let Some(a) = args.prometheus_auth {
+        cfg.prometheus_auth = a;
+    }
     if let Some(i) = args.collect_statistics_interval_ms {
         cfg.collect_statistics_interval_ms = i;
     }
@@ -313,6 +319,7 @@ fn apply_file(cfg: &mut ServerConfig, tls: &mut TlsDraft, text: &str) -> anyhow:
             "prometheus_port" => cfg.prometheus_port = value.parse().with_context(bad)?,
             "prometheus_bind" => cfg.prometheus_bind = value.parse().with_context(bad)?,
             "prometheus_tls_port" => cfg.prometheus_tls_port = value.parse().with_context(bad)?,
+            "prometheus_auth" => cfg.prometheus_auth = value.parse().with_context(bad)?,
             "collect_statistics_interval_ms" => {
                 cfg.collect_statistics_interval_ms = value.parse().with_context(bad)?
             }
@@ -338,6 +345,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.core.consumer_timeout_ms, 2000);
+        assert!(!cfg.prometheus_auth, "off by default");
+        apply_file(&mut cfg, &mut tls, "prometheus_auth = true\n").unwrap();
+        assert!(cfg.prometheus_auth);
+        assert!(apply_file(&mut cfg, &mut tls, "prometheus_auth = yes\n").is_err());
         assert_eq!(cfg.port, 5673);
         assert_eq!(cfg.bind.to_string(), "0.0.0.0");
         assert!(apply_file(&mut cfg, &mut tls, "nope = 1").is_err());

@@ -31,6 +31,7 @@ mod mgmt_params;
 mod overload;
 mod overload_scale;
 mod priority;
+mod prometheus;
 mod publish_runs;
 mod queue_features;
 mod queue_types;

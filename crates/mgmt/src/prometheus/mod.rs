@@ -1,10 +1,13 @@
 //! Prometheus metrics on port 15692, as the rabbitmq_prometheus plugin
 //! serves them: `/metrics` (aggregated), `/metrics/per-object`,
 //! `/metrics/detailed?family=…&vhost=…`, `/metrics/memory-breakdown`; text
-//! exposition format, gzip when asked, unauthenticated.
+//! exposition format, gzip when asked, unauthenticated unless
+//! `prometheus_auth` is on (Basic auth, monitoring or administrator tag).
 //!
-//! A scrape reads the published statistics snapshot ([`Stats`]) and
-//! `/proc/self` only: it never takes the core lock. Names, types, labels
+//! A scrape reads the published statistics snapshot ([`Stats`]), the
+//! store's and the logins' atomic counters and `/proc/self`: it never
+//! takes the core lock (with `prometheus_auth`, the login reads the user's
+//! record under it, as the API does). Names, types, labels
 //! and units are RabbitMQ's; docs/metrics.md lists what stands in for the
 //! Erlang VM metrics.
 
@@ -12,18 +15,24 @@ mod globals;
 mod node;
 mod objects;
 mod text;
+mod vm;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 
-use crate::Stats;
+use crate::auth_attempts::AuthAttempts;
+use crate::{Core, Stats};
 use text::{Kind, Text};
+pub use vm::StoreIo;
+
+/// The metrics' Basic-auth challenge.
+const REALM: &str = "Basic realm=\"RabbitMQ Prometheus\"";
 
 /// Scrapes rendered at once; more wait (a scrape is short and bounded).
 pub const SCRAPES_CONCURRENT_MAX: usize = 4;
@@ -40,6 +49,8 @@ pub struct NodeProbe {
     pub disk_free_limit_bytes: u64,
     /// Free bytes on the data directory's disk now (None: no data dir).
     pub disk_free: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
+    /// The store's I/O counters now (None: no data dir).
+    pub store_io: Arc<dyn Fn() -> Option<StoreIo> + Send + Sync>,
 }
 
 /// The metrics listener's settings.
@@ -49,6 +60,11 @@ pub struct PromConfig {
     pub addr: SocketAddr,
     /// What only the server knows.
     pub probe: NodeProbe,
+    /// Require Basic auth of a user tagged monitoring or administrator
+    /// (`prometheus_auth`; off by default, as RabbitMQ's).
+    pub auth: bool,
+    /// Login counters (shown; the metrics' own logins add to `http`).
+    pub auth_attempts: Arc<AuthAttempts>,
 }
 
 /// Everything a scrape needs.
@@ -67,6 +83,12 @@ pub(crate) struct Prom {
     pub started_unix_s: u64,
     /// Bounds concurrent scrapes (`SCRAPES_CONCURRENT_MAX`).
     pub permits: tokio::sync::Semaphore,
+    /// Whether a scrape must log in (`PromConfig::auth`).
+    pub auth: bool,
+    /// Login counters.
+    pub auth_attempts: Arc<AuthAttempts>,
+    /// The core, for logins only.
+    pub core: Arc<dyn Core>,
 }
 
 /// Which families a scrape writes, and how.
@@ -112,8 +134,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The endpoints over the published snapshot.
-    pub fn new(config: PromConfig, stats: Arc<Stats>) -> Metrics {
+    /// The endpoints over the published snapshot; `core` serves logins.
+    pub fn new(config: PromConfig, stats: Arc<Stats>, core: Arc<dyn Core>) -> Metrics {
         let started_unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -126,6 +148,9 @@ impl Metrics {
                 started: std::time::Instant::now(),
                 started_unix_s,
                 permits: tokio::sync::Semaphore::new(SCRAPES_CONCURRENT_MAX),
+                auth: config.auth,
+                auth_attempts: config.auth_attempts,
+                core,
             }),
         }
     }
@@ -136,22 +161,53 @@ impl Metrics {
         listener: L,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = axum::Router::new().fallback(handle).with_state(self.prom);
-        axum::serve(listener, router)
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.prom)
+            .into_make_service_with_connect_info::<crate::Peer>();
+        axum::serve(crate::Accepting(listener), router)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())
     }
 }
 
+/// With `prometheus_auth`, the API's login check (`http::authenticate`)
+/// and then the tag rule: monitoring or administrator. Every refusal is a
+/// 401 carrying the challenge, so a scraper knows to send credentials.
+fn login(p: &Prom, headers: &HeaderMap, peer: SocketAddr) -> Result<(), Response> {
+    if !p.auth {
+        return Ok(());
+    }
+    let with_challenge = |mut r: Response| {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+        r
+    };
+    let (_, tags) = crate::http::authenticate(&*p.core, &p.auth_attempts, headers, peer, REALM)
+        .map_err(with_challenge)?;
+    if crate::admin::is_monitor(&tags) {
+        Ok(())
+    } else {
+        Err(with_challenge(plain(
+            StatusCode::UNAUTHORIZED,
+            "Not monitoring user\n",
+        )))
+    }
+}
+
 async fn handle(
     State(p): State<Arc<Prom>>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    }
+    if let Err(r) = login(&p, &headers, peer) {
+        return r;
     }
     let Ok(_permit) = p.permits.acquire().await else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
@@ -232,6 +288,14 @@ fn render(p: &Prom, endpoint: &str, sel: Select) -> String {
     if sel.family("connection_churn_metrics") {
         globals::churn(&mut t, s);
     }
+    if sel.family("node_persister_metrics") {
+        if let Some(io) = (p.probe.store_io)() {
+            vm::persister(&mut t, &io);
+        }
+    }
+    if sel.family("auth_attempt_metrics") {
+        vm::auth(&mut t, &p.auth_attempts);
+    }
     objects::queues(&mut t, &sel, s);
     objects::exchanges(&mut t, &sel, s);
     objects::channels(&mut t, &sel, s);
@@ -241,6 +305,8 @@ fn render(p: &Prom, endpoint: &str, sel: Select) -> String {
         globals::global(&mut t, s, &globals::Totals::of(s));
         globals::alarms(&mut t, s);
         node::start_time(&mut t, p);
+        let uptime_ms = u64::try_from(p.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        vm::erlang_vm(&mut t, &proc_, uptime_ms);
     }
     t.out
 }

@@ -58,32 +58,91 @@ pub struct ProcStats {
     pub max_fds: u64,
     /// OS threads (the nearest equivalent of Erlang processes).
     pub threads: u64,
+    /// The soft limit of processes (threads) for this user.
+    pub max_processes: u64,
+    /// Voluntary and involuntary context switches of every thread.
+    pub context_switches: u64,
+    /// User + system CPU time of every thread, milliseconds.
+    pub cpu_ms: u64,
+}
+
+/// Clock ticks per second of `/proc/self/stat`'s CPU times (Linux's
+/// `USER_HZ`, 100 on every architecture it exports to user space).
+const PROC_TICKS_PER_S: u64 = 100;
+
+/// Threads whose `/proc/self/task/*/status` a scrape reads at most (the
+/// context-switch sum covers the first ones only beyond that).
+pub const PROC_TASKS_READ_MAX: usize = 256;
+
+/// A `Name:  value` line's first number.
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `/proc/self/limits` row's soft limit (0 when absent; `unlimited` is
+/// `u64::MAX`).
+fn limit(limits: &str, row: &str) -> u64 {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix(row))
+        .and_then(|r| r.split_whitespace().next())
+        .map_or(0, |v| {
+            if v == "unlimited" {
+                u64::MAX
+            } else {
+                v.parse().unwrap_or(0)
+            }
+        })
+}
+
+/// utime + stime of `/proc/self/stat` (fields 14 and 15, counted after
+/// the parenthesised command name), milliseconds.
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    // `rest` starts at field 3 (state): utime is the 12th from there.
+    let mut f = rest.split_whitespace().skip(11);
+    let mut next = || f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = next() + next();
+    ticks * 1000 / PROC_TICKS_PER_S
+}
+
+/// Context switches summed over the process's threads.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .take(PROC_TASKS_READ_MAX)
+        .map(|t| {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            status_field(&s, "voluntary_ctxt_switches:")
+                + status_field(&s, "nonvoluntary_ctxt_switches:")
+        })
+        .sum()
 }
 
 impl ProcStats {
     /// Reads them now (zeros where `/proc` is unavailable).
     pub fn read() -> ProcStats {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-        let max_fds = limits
-            .lines()
-            .find_map(|l| l.strip_prefix("Max open files"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
         ProcStats {
-            rss_bytes: field("VmRSS:") * 1024,
+            rss_bytes: status_field(&status, "VmRSS:") * 1024,
             open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
-            max_fds,
-            threads: field("Threads:"),
+            max_fds: limit(&limits, "Max open files"),
+            threads: status_field(&status, "Threads:"),
+            max_processes: limit(&limits, "Max processes"),
+            context_switches: context_switches(),
+            cpu_ms: cpu_ms(),
         }
     }
 }
@@ -124,6 +183,18 @@ pub fn node(t: &mut Text, p: &Prom, proc_: &ProcStats, connections: usize) {
         Kind::Gauge,
         "Erlang processes used (here: OS threads)",
         proc_.threads as f64,
+    );
+    t.single(
+        "erlang_scheduler_context_switches_total",
+        Kind::Counter,
+        "Total number of Erlang scheduler context switches (here: of the process's threads)",
+        proc_.context_switches as f64,
+    );
+    t.single(
+        "erlang_processes_limit",
+        Kind::Gauge,
+        "Erlang processes limit (here: the process limit)",
+        proc_.max_processes as f64,
     );
     t.single(
         "process_max_fds",

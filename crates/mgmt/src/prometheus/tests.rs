@@ -3,8 +3,24 @@
 use std::sync::Arc;
 
 use broker_core::inspect::Snapshot;
+use broker_core::Broker;
 
 use super::*;
+use crate::AuthProtocol;
+
+struct NoCore;
+
+impl Core for NoCore {
+    fn with_core(&self, _f: &mut dyn FnMut(&mut Broker)) {}
+}
+
+const IO: StoreIo = StoreIo {
+    write_ops: 4,
+    write_bytes: 4096,
+    write_time_us: 1_500_000,
+    sync_ops: 2,
+    sync_time_us: 250_000,
+};
 
 fn prom(snap: Snapshot) -> Prom {
     let stats = Arc::new(Stats::default());
@@ -14,6 +30,7 @@ fn prom(snap: Snapshot) -> Prom {
             memory_limit_bytes: 1000,
             disk_free_limit_bytes: 50_000_000,
             disk_free: Arc::new(|| Some(123)),
+            store_io: Arc::new(|| Some(IO)),
         },
         stats,
         node: "rabbit@test".into(),
@@ -21,6 +38,9 @@ fn prom(snap: Snapshot) -> Prom {
         started: std::time::Instant::now(),
         started_unix_s: 1,
         permits: tokio::sync::Semaphore::new(1),
+        auth: false,
+        auth_attempts: Arc::default(),
+        core: Arc::new(NoCore),
     }
 }
 
@@ -101,6 +121,55 @@ fn aggregated_has_identity_node_and_global_families() {
             "{name} missing from /metrics"
         );
     }
+}
+
+#[test]
+fn store_io_auth_attempts_and_vm_families() {
+    let p = prom(Snapshot::default());
+    p.auth_attempts.record(AuthProtocol::Amqp091, true);
+    p.auth_attempts.record(AuthProtocol::Amqp091, false);
+    p.auth_attempts.record(AuthProtocol::Amqp091, false);
+    p.auth_attempts.record(AuthProtocol::Http, true);
+    let body = render(&p, "aggregated", all(true));
+    assert_eq!(sample(&body, "rabbitmq_io_write_ops_total"), Some(4.0));
+    assert_eq!(sample(&body, "rabbitmq_io_write_bytes_total"), Some(4096.0));
+    assert_eq!(
+        sample(&body, "rabbitmq_io_write_time_seconds_total"),
+        Some(1.5)
+    );
+    assert_eq!(sample(&body, "rabbitmq_io_sync_ops_total"), Some(2.0));
+    assert_eq!(
+        sample(&body, "rabbitmq_io_sync_time_seconds_total"),
+        Some(0.25)
+    );
+    assert!(body.contains("# TYPE rabbitmq_io_sync_ops_total counter"));
+    let amqp = |n: &str| sample(&body, &format!("rabbitmq_{n}{{protocol=\"amqp091\"}}"));
+    assert_eq!(amqp("auth_attempts_total"), Some(3.0));
+    assert_eq!(amqp("auth_attempts_succeeded_total"), Some(1.0));
+    assert_eq!(amqp("auth_attempts_failed_total"), Some(2.0));
+    assert_eq!(
+        sample(&body, "rabbitmq_auth_attempts_total{protocol=\"http\"}"),
+        Some(1.0)
+    );
+    // This process has at least one thread and has run.
+    assert!(sample(&body, "erlang_vm_process_count").is_some_and(|v| v >= 1.0));
+    assert!(sample(&body, "rabbitmq_erlang_processes_limit").is_some());
+    assert!(body.contains("# TYPE erlang_vm_statistics_runtime_milliseconds counter"));
+    assert!(body.contains("# TYPE rabbitmq_erlang_scheduler_context_switches_total counter"));
+    // Detailed: only when asked, prefixed; never the VM collectors.
+    let sel = Select {
+        aggregate: false,
+        families: Some(vec!["node_persister_metrics".into()]),
+        vhosts: vec![],
+        info: true,
+    };
+    let body = render(&p, "detailed", sel);
+    assert_eq!(
+        sample(&body, "rabbitmq_detailed_io_sync_ops_total"),
+        Some(2.0)
+    );
+    assert!(!body.contains("auth_attempts"));
+    assert!(!body.contains("erlang_vm_"));
 }
 
 #[test]

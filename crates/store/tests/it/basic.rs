@@ -345,3 +345,28 @@ fn a_version_1_log_is_read_without_access_state() {
     assert_eq!(rec.queues, vec![queue("old")]);
     assert!(!rec.access.seeded);
 }
+
+#[test]
+fn io_counters_count_appends_bytes_and_syncs() {
+    let dir = TempDir::new("io-counters");
+    let (mut s, sy, _) = open(dir.path(), StoreConfig::default()).expect("open");
+    let before = sy.io();
+    s.put_queue(&queue("a")).expect("a");
+    let body = "x".repeat(1000);
+    s.append_message(VH, &message(&body).as_record(), &["a"])
+        .expect("m");
+    sy.sync().expect("sync");
+    let after = sy.io();
+    // defs.log and the new segment (header + record): at least 3 appends,
+    // the body's bytes, and a sync per file plus the folder's.
+    assert!(
+        after.write_ops >= before.write_ops + 3,
+        "{before:?} -> {after:?}"
+    );
+    assert!(after.write_bytes >= before.write_bytes + 1000, "{after:?}");
+    assert!(after.sync_ops >= before.sync_ops + 3, "{after:?}");
+    assert_eq!(after.write_bytes, sy.written_bytes());
+    // Nothing buffered: a sync writes nothing more.
+    sy.sync().expect("sync again");
+    assert_eq!(sy.io().write_ops, after.write_ops);
+}
