@@ -273,7 +273,7 @@ impl Row for ConnRow<'_> {
             "connected_at" => Some(num_key(c.connected_at_ms as f64)),
             "channels" => Some(num_key(f64::from(views::conn_channels(c)))),
             "state" => Some(str_key(views::conn_state(c))),
-            "auth_mechanism" => Some(str_key(&c.auth_mechanism)),
+            "auth_mechanism" => Some(str_key(c.auth_mechanism)),
             "frame_max" => Some(num_key(f64::from(c.frame_max))),
             "channel_max" => Some(num_key(f64::from(c.channel_max))),
             "timeout" => Some(num_key(f64::from(c.heartbeat_s))),
