@@ -336,8 +336,10 @@ fn nothing_follows_connection_close_ok() {
 #[test]
 fn the_alarm_blocks_a_connection_at_its_first_publish() {
     for fast_path in [true, false] {
-        let mut core = Core::default();
-        core.fast_path = fast_path;
+        let mut core = Core {
+            fast_path,
+            ..Core::default()
+        };
         let mut p = core.connect();
         core.open_channel(&mut p, 1);
         core.declare_queue(&mut p, 1, "q", FieldTable::default());
