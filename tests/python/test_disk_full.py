@@ -237,7 +237,7 @@ def test_full_disk_pauses_and_recovers_by_itself(small_fs):
         t = threading.Thread(target=publish, daemon=True)
         t.start()
         wait_for(lambda: "store paused" in w.log(), 20, "the store to pause")
-        wait_for(lambda: "resource alarm: disk full" in w.log(), 10,
+        wait_for(lambda: "resource alarm details: disk full" in w.log(), 10,
                  "the alarm blocking publishers")
         assert "store failed" not in w.log()
 

@@ -287,6 +287,12 @@ fn publish_ref<'a>(
 
 /// A content header or body frame, or a basic.publish method frame: the
 /// frames of a publish, which may leave dispatch pending.
+/// True when `buf` starts with a basic.publish method frame (its first 11
+/// bytes: frame type, channel, size, class and method ids).
+pub(crate) fn starts_with_publish_method(buf: &[u8]) -> bool {
+    buf.first() == Some(&FRAME_METHOD) && buf.get(7..11) == Some(&[0, 60, 0, 40])
+}
+
 pub(crate) fn is_publish_part(f: &Frame) -> bool {
     match f.kind {
         FRAME_HEADER | FRAME_BODY => true,

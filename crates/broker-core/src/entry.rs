@@ -127,6 +127,20 @@ impl Broker {
         self.publish_wire(conn, w)
     }
 
+    /// The reader asks this before each frame it would hand over: true when
+    /// `buf` starts with a basic.publish that the resource alarm holds back
+    /// (the rule is `block_publisher`). The reader then leaves it in its
+    /// buffer and reads nothing more until the alarm clears. Without an
+    /// alarm this is one branch.
+    #[inline]
+    pub fn hold_publish(&mut self, conn: ConnId, buf: &[u8]) -> bool {
+        if self.sessions.alarm.is_none() || !crate::assembly::starts_with_publish_method(buf) {
+            return false;
+        }
+        self.enter(Entry::Other);
+        self.block_publisher(conn)
+    }
+
     /// Lets the server write channel-0 frames into a connection's output.
     pub fn send_raw(&mut self, conn: ConnId, f: impl FnOnce(&mut BytesMut)) {
         self.enter(Entry::Other);
@@ -193,9 +207,9 @@ impl Broker {
         self.writable(conn);
     }
 
-    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
-    /// clients that asked for it get connection.blocked / unblocked, and the
-    /// server stops reading from connections that publish while it is raised.
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm: a
+    /// connection that publishes while it is raised is blocked (see
+    /// [`Broker::hold_publish`]); clearing it unblocks them.
     pub fn set_alarm(&mut self, reason: Option<String>) {
         self.enter(Entry::Other);
         self.alarm_changed(reason);

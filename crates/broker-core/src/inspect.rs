@@ -259,7 +259,7 @@ impl Broker {
                 auth_mechanism: d.auth_mechanism,
                 channels: u32::try_from(c.channels.len()).unwrap_or(u32::MAX),
                 closing: c.closing,
-                blocked: self.sessions.alarm.is_some() && c.has_published,
+                blocked: self.sessions.alarm.is_some() && c.publish_blocked,
                 io: c.info.sink.io().map(|io| io.read()).unwrap_or_default(),
             });
         }

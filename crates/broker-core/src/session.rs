@@ -81,8 +81,11 @@ pub(crate) struct Conn {
     pub exclusive_queues: Vec<ShortStr>,
     /// A delivery was held back because the socket was full.
     pub throttled: bool,
-    /// The connection has published: it is the kind an alarm blocks.
-    pub has_published: bool,
+    /// A basic.publish arrived while the alarm was raised (RabbitMQ's
+    /// `should_block`): it was left unread, the client got
+    /// connection.blocked (if it asked for it) and the server reads nothing
+    /// more from this connection until the alarm clears.
+    pub publish_blocked: bool,
     /// A management API session (`direct.rs`), not a client: not listed.
     pub internal: bool,
 }
@@ -333,9 +336,9 @@ impl Sessions {
             .ok_or_else(no_connection)
     }
 
-    /// True while an alarm is raised and `conn` is a publisher.
+    /// True while an alarm is raised and `conn` tried to publish under it.
     pub fn should_pause_reading(&self, conn: ConnId) -> bool {
-        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.has_published)
+        self.alarm.is_some() && self.conns.get(&conn).is_some_and(|c| c.publish_blocked)
     }
 
     /// Appends a method frame to a connection's output.

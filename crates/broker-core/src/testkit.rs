@@ -401,6 +401,8 @@ pub struct Core {
     pub fast_path: bool,
     /// Publishes the fast path took (so a test can show it ran).
     pub fast_path_taken: usize,
+    /// Bytes the reader keeps unread for a connection the alarm blocked.
+    pub held: Vec<(ConnId, BytesMut)>,
 }
 
 impl Default for Core {
@@ -425,6 +427,7 @@ impl Core {
             store: log,
             fast_path: true,
             fast_path_taken: 0,
+            held: Vec::new(),
         }
     }
 
@@ -472,10 +475,33 @@ impl Core {
 
     /// Feeds what `client` wrote, as one socket read, then flushes.
     pub fn input(&mut self, client: &Client, wire: Wire) {
-        let mut buf = wire.0;
-        self.batch(client.id, &mut buf);
+        let held = self.held.iter().position(|(id, _)| *id == client.id);
+        let mut buf = match held {
+            Some(i) => {
+                let (_, mut b) = self.held.swap_remove(i);
+                b.extend_from_slice(&wire.0);
+                b
+            }
+            None => wire.0,
+        };
+        if !self.broker.should_pause_reading(client.id) {
+            self.batch(client.id, &mut buf);
+        }
         self.broker.flush();
+        if self.broker.should_pause_reading(client.id) {
+            // Blocked by the alarm: the reader keeps the rest unread.
+            if !buf.is_empty() {
+                self.held.push((client.id, buf));
+            }
+            return;
+        }
         assert!(buf.is_empty(), "harness fed a partial frame");
+    }
+
+    /// What the server's reader does once the alarm clears: processes the
+    /// bytes it held for `client`.
+    pub fn resume(&mut self, client: &Client) {
+        self.input(client, Wire(BytesMut::new()));
     }
 
     /// The server reader's batch loop (channel 0: connection.close only;
@@ -483,6 +509,9 @@ impl Core {
     /// dropped).
     fn batch(&mut self, id: ConnId, buf: &mut BytesMut) {
         loop {
+            if self.broker.hold_publish(id, buf) {
+                break;
+            }
             if self.fast_path {
                 if let Some(p) = peek_publish(buf, FRAME_MAX) {
                     let outcome = self.broker.publish_from_wire(id, &p);

@@ -377,6 +377,10 @@ async fn read_loop<R: ConnRead>(
             let mut end = None;
             let mut frame_error = None;
             loop {
+                if core.hold_publish(id, buf) {
+                    // Resource alarm: this publish stays unread (below).
+                    break;
+                }
                 if let Some(p) = peek_publish(buf, frame_max) {
                     let outcome = core.publish_from_wire(id, &p);
                     if outcome != WireOutcome::NotTaken {
@@ -460,6 +464,9 @@ async fn read_loop<R: ConnRead>(
             if Box::pin(wait_alarm_cleared(shared, stop)).await.is_err() {
                 return ReadEnd::Closing;
             }
+            // The held publish (and what followed it) is processed before
+            // anything more is read: the client may be waiting on it.
+            first = !buf.is_empty();
         }
         if buf.is_empty() && last_read < READ_SMALL_BYTES {
             // Quiet connection: give the buffers back until data arrives.

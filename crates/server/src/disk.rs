@@ -143,21 +143,42 @@ impl Alarms {
     }
 }
 
+impl Alarms {
+    /// What clients are told (`connection.blocked`'s reason), as RabbitMQ
+    /// words it: "low on " and the resources, joined by " & " ("low on
+    /// disk", "low on memory", "low on memory & disk"). A paused or failed
+    /// store counts as disk. The details go to the log.
+    pub fn client_reason(&self) -> Option<String> {
+        let disk = self.store_failed || self.store_paused.is_some() || self.disk.is_some();
+        let parts: Vec<&str> = [(self.memory.is_some(), "memory"), (disk, "disk")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        (!parts.is_empty()).then(|| format!("low on {}", parts.join(" & ")))
+    }
+}
+
 /// Updates `alarms` with `change` and passes the result to the core and to
-/// the readers (`alarm`).
+/// the readers (`alarm`); a changed detailed reason is logged.
 pub(crate) fn update(
     alarms: &Mutex<Alarms>,
     alarm: &tokio::sync::watch::Sender<bool>,
     core: &mut Broker,
     change: impl FnOnce(&mut Alarms),
 ) {
-    let reason = {
+    let (before, after, client) = {
         let mut a = alarms.lock();
+        let before = a.reason();
         change(&mut a);
-        a.reason()
+        (before, a.reason(), a.client_reason())
     };
-    alarm.send_replace(reason.is_some());
-    core.set_alarm(reason);
+    if after != before {
+        if let Some(r) = &after {
+            tracing::info!("resource alarm details: {r}");
+        }
+    }
+    alarm.send_replace(client.is_some());
+    core.set_alarm(client);
 }
 
 #[cfg(test)]
@@ -179,10 +200,14 @@ mod tests {
         a.store_paused = Some("disk full".into());
         a.memory = Some("memory".into());
         assert_eq!(a.reason().as_deref(), Some("disk full; memory"));
+        assert_eq!(a.client_reason().as_deref(), Some("low on memory & disk"));
         a.store_failed = true;
         assert_eq!(
             a.reason().as_deref(),
             Some("store failed; see the broker log")
         );
+        a.memory = None;
+        assert_eq!(a.client_reason().as_deref(), Some("low on disk"));
+        assert_eq!(Alarms::default().client_reason(), None);
     }
 }

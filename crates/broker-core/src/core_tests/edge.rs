@@ -327,24 +327,70 @@ fn nothing_follows_connection_close_ok() {
     }
 }
 
+/// RabbitMQ 3.10's publisher throttle: raising the alarm tells no one (a
+/// connection opened under it is not told either); the first basic.publish
+/// under it stays unread and blocks its connection (connection.blocked
+/// once, not again when the reason changes), which is then read no more;
+/// other connections carry on; clearing the alarm sends
+/// connection.unblocked and the held publish is taken.
 #[test]
-fn a_connection_opened_during_an_alarm_is_told_it_is_blocked() {
-    let mut core = Core::default();
-    core.broker.set_alarm(Some("low on disk".into()));
-    core.broker.flush();
-    let mut c = core.connect();
-    let got = c.recv();
-    assert!(
-        matches!(got.as_slice(), [Out::Method(0, Method::ConnectionBlocked(b))] if b.reason.as_str() == "low on disk"),
-        "{got:?}"
-    );
-    core.broker.set_alarm(None);
-    core.broker.flush();
-    assert_eq!(
-        c.recv(),
-        vec![Out::Method(
-            0,
-            Method::ConnectionUnblocked(Default::default())
-        )]
-    );
+fn the_alarm_blocks_a_connection_at_its_first_publish() {
+    for fast_path in [true, false] {
+        let mut core = Core {
+            fast_path,
+            ..Core::default()
+        };
+        let mut p = core.connect();
+        core.open_channel(&mut p, 1);
+        core.declare_queue(&mut p, 1, "q", FieldTable::default());
+        core.broker.set_alarm(Some("low on disk".into()));
+        core.broker.flush();
+        let mut late = core.connect();
+        core.open_channel(&mut late, 1);
+        assert!(p.recv().is_empty() && late.recv().is_empty());
+        // Not a publish: served as usual.
+        core.declare_queue(&mut p, 1, "q2", FieldTable::default());
+        let props = BasicProperties::default();
+        core.input(
+            &p,
+            Wire::new()
+                .publish(1, "", "q", &props, b"held")
+                .publish(1, "", "q", &props, b"next"),
+        );
+        let blocked = |o: &Out| matches!(o, Out::Method(0, Method::ConnectionBlocked(_)));
+        let got = p.recv();
+        assert!(
+            matches!(got.as_slice(), [Out::Method(0, Method::ConnectionBlocked(b))] if b.reason.as_str() == "low on disk"),
+            "fast_path={fast_path}: {got:?}"
+        );
+        assert_eq!(core.queue_depth("q"), Some(0), "the publish stays unread");
+        core.broker.set_alarm(Some("low on disk; memory".into()));
+        core.broker.flush();
+        let declare_q3 = Method::QueueDeclare(amqp_codec::QueueDeclare {
+            queue: ShortStr::from("q3"),
+            ..Default::default()
+        });
+        core.input(&p, Wire::new().method(1, declare_q3));
+        assert!(
+            p.recv().is_empty(),
+            "not read while blocked, not told twice"
+        );
+        core.declare_queue(&mut late, 1, "q4", FieldTable::default());
+        assert!(!late.recv().iter().any(blocked));
+        core.broker.set_alarm(None);
+        core.broker.flush();
+        assert_eq!(
+            p.recv(),
+            vec![Out::Method(
+                0,
+                Method::ConnectionUnblocked(Default::default())
+            )]
+        );
+        assert!(late.recv().is_empty(), "never blocked, never unblocked");
+        core.resume(&p);
+        assert_eq!(core.queue_depth("q"), Some(2), "fast_path={fast_path}");
+        assert!(p.recv().iter().any(
+            |o| matches!(o, Out::Method(1, Method::QueueDeclareOk(d)) if d.queue.as_str() == "q3")
+        ));
+    }
 }

@@ -15,16 +15,6 @@ impl Broker {
     pub(crate) fn register_connection(&mut self, info: ConnInfo) -> ConnId {
         let id = self.sessions.next_conn;
         self.sessions.next_conn += 1;
-        let mut out = BytesMut::new();
-        if let (Some(reason), true) = (&self.sessions.alarm, info.connection_blocked) {
-            encode_method_frame(
-                &mut out,
-                0,
-                &Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
-                    reason: ShortStr::from(truncate(reason)),
-                }),
-            );
-        }
         // Admitted at connection.open by the server; checked again here, as
         // another connection may have taken the last place in between.
         let late_refusal = self.admission(&info.user, &info.vhost).err();
@@ -32,18 +22,16 @@ impl Broker {
         self.sessions.conns.insert(
             id,
             Box::new(Conn {
-                has_published: false,
+                publish_blocked: false,
                 internal: false,
                 info,
                 channels: Default::default(),
-                out,
+                out: BytesMut::new(),
                 closing: false,
                 exclusive_queues: Vec::new(),
                 throttled: false,
             }),
         );
-        // A connection.blocked written above must go out with the next flush.
-        self.sessions.mark_dirty(id);
         if let Some(err) = late_refusal {
             self.close_connection(id, err.during(10, 40));
         }
@@ -172,30 +160,61 @@ impl Broker {
         }
     }
 
-    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
-    /// clients that asked for it get connection.blocked / unblocked, and the
-    /// server stops reading from connections that publish while it is raised.
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm. Like
+    /// RabbitMQ, raising it tells no one: a connection is blocked when it
+    /// next publishes ([`Broker::block_publisher`]). Clearing it unblocks
+    /// the connections that were (connection.unblocked to those that asked
+    /// for the notifications); the server then reads them again.
     pub(crate) fn alarm_changed(&mut self, reason: Option<String>) {
         if self.sessions.alarm == reason {
             return;
         }
-        match &reason {
-            Some(r) => tracing::warn!("resource alarm: {r}; blocking publishers"),
-            None => tracing::info!("resource alarm cleared; unblocking publishers"),
+        match (&self.sessions.alarm, &reason) {
+            (None, Some(r)) => tracing::warn!("resource alarm: {r}; blocking publishers"),
+            (Some(_), Some(r)) => tracing::debug!("resource alarm: {r}"),
+            (_, None) => tracing::info!("resource alarm cleared; unblocking publishers"),
         }
-        for c in self.sessions.conns.values_mut() {
-            if !c.info.connection_blocked || c.closing {
-                continue;
+        if reason.is_none() {
+            for c in self.sessions.conns.values_mut() {
+                if !std::mem::take(&mut c.publish_blocked) {
+                    continue;
+                }
+                if c.info.connection_blocked && !c.closing {
+                    let m = Method::ConnectionUnblocked(amqp_codec::ConnectionUnblocked);
+                    encode_method_frame(&mut c.out, 0, &m);
+                }
             }
-            let m = match &reason {
-                Some(r) => Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
-                    reason: ShortStr::from(truncate(r)),
-                }),
-                None => Method::ConnectionUnblocked(amqp_codec::ConnectionUnblocked),
-            };
-            encode_method_frame(&mut c.out, 0, &m);
+            self.sessions.flush_all = true;
         }
-        self.sessions.flush_all = true;
         self.sessions.alarm = reason;
+    }
+
+    /// RabbitMQ's publisher throttle, the one rule: a basic.publish that
+    /// arrives while the alarm is raised is not taken. Its connection is
+    /// blocked: connection.blocked goes out once (if the client asked for
+    /// it) and the server reads nothing more from it, that publish
+    /// included, until the alarm clears. True if `conn` is blocked.
+    #[cold]
+    pub(crate) fn block_publisher(&mut self, conn: ConnId) -> bool {
+        let Some(reason) = &self.sessions.alarm else {
+            return false;
+        };
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.closing {
+            return false;
+        }
+        if !c.publish_blocked {
+            c.publish_blocked = true;
+            if c.info.connection_blocked {
+                let m = Method::ConnectionBlocked(amqp_codec::ConnectionBlocked {
+                    reason: ShortStr::from(truncate(reason)),
+                });
+                encode_method_frame(&mut c.out, 0, &m);
+                self.sessions.mark_dirty(conn);
+            }
+        }
+        true
     }
 }

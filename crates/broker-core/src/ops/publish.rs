@@ -156,7 +156,6 @@ impl Broker {
             ..
         } = self;
         let c = conns.get_mut(&conn).ok_or_else(no_connection)?;
-        c.has_published = true;
         let vname = c.info.vhost.clone();
         let chan = c
             .channels

@@ -160,9 +160,12 @@ async fn channel_closed_for_consumer_timeout_comes_back() {
     kit.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with warren's free-disk alarm on at start the kit's publish connection never finishes connecting (open/declare hangs): not diagnosed yet"]
-async fn blocked_publisher_does_not_stop_acks() {
+/// With warren's free-disk alarm on, the kit's publish blocks (`KitError::Blocked` at its deadline:
+/// the broker holds that publish and sends connection.blocked, so lapin stops writing on that
+/// connection); a consumer started only then still gets and acks every message, because its
+/// connection is separate. With `shared_connection` the same acks never reach the broker, which
+/// shows the test can fail.
+async fn blocked_publisher(shared: bool) {
     if external().is_some() {
         return; // needs a resource alarm
     }
@@ -178,13 +181,24 @@ async fn blocked_publisher_does_not_stop_acks() {
         }
         kit.shutdown().await;
     }
-    // Free-disk alarm on from the start: publishers are blocked.
+    // Free-disk alarm on from the start: publishers are blocked at their first publish.
     b.restart_with(&["--disk-free-limit-bytes", "1000000000000000"]);
-    let kit = Kit::start(b.config(), Topology::new().queue(&q));
+    let mut cfg = b.config();
+    cfg.shared_connection = shared;
+    let kit = Kit::start(cfg, Topology::new().queue(&q));
     let p = kit.publisher(PublisherConfig {
         deadline: Duration::from_millis(700),
         ..Default::default()
     });
+    kit.publish_connection()
+        .wait(tokio::time::Instant::now() + WAIT)
+        .await
+        .expect("publish connection up under the alarm");
+    let started = Instant::now();
+    let r = p.publish(Message::new("", &q, "while blocked")).await;
+    assert!(matches!(r, Err(KitError::Blocked(_))), "got {r:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(p.blocked(), "the broker told the publish connection");
     let acked = Arc::new(AtomicU32::new(0));
     let a = acked.clone();
     let handle = kit
@@ -196,19 +210,21 @@ async fn blocked_publisher_does_not_stop_acks() {
             }
         })
         .await;
-    kit.publish_connection()
-        .wait(tokio::time::Instant::now() + WAIT)
-        .await
-        .expect("publish connection up");
-    let started = Instant::now();
-    let r = p.publish(Message::new("", &q, "while blocked")).await;
-    let st = kit
-        .publish_connection()
-        .current()
-        .map(|l| (l.conn.status().blocked(), l.conn.status().state()));
-    assert!(matches!(r, Err(KitError::Blocked(_))), "got {r:?} {st:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    if shared {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            acked.load(Ordering::SeqCst),
+            0,
+            "nothing consumed on a blocked connection"
+        );
+        let (_c, ch) = raw(&b.url).await;
+        assert_eq!(depth(&ch, &q).await, 50);
+        kit.shutdown().await;
+        return;
+    }
     eventually("all 50 acked", || acked.load(Ordering::SeqCst) == 50).await;
+    assert!(p.blocked(), "still blocked while the messages were acked");
+    // The consumer's channel closes at shutdown: an unacked message would be requeued.
     handle.shutdown().await;
     let (_c, ch) = raw(&b.url).await;
     assert_eq!(
@@ -217,6 +233,16 @@ async fn blocked_publisher_does_not_stop_acks() {
         "acks reached the broker while publishing was blocked"
     );
     kit.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_publisher_does_not_stop_acks() {
+    blocked_publisher(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_shared_connection_stops_acks() {
+    blocked_publisher(true).await;
 }
 
 /// Retries follow the delay ladder, then the DLQ gets the copy with the kit's headers.
