@@ -11,6 +11,7 @@ mod disk;
 mod handshake;
 mod https;
 mod node;
+mod shovels;
 mod sink;
 mod stream;
 mod sync;
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub disk: disk::DiskWatch,
     /// Where connection writer tasks run (see `ServerConfig::writer_threads`).
     pub writers: tokio::runtime::Handle,
+    /// The dynamic shovels' states (`shovels.rs` writes, `/api/shovels` reads).
+    pub shovels: mgmt::ShovelBoard,
 }
 
 impl Shared {
@@ -308,7 +311,7 @@ fn start_management(
             collect_statistics_interval_ms: config.collect_statistics_interval_ms,
         };
         let core: Arc<dyn mgmt::Core> = shared.clone();
-        let a = mgmt::Api::new(mconfig, core, stats, report);
+        let a = mgmt::Api::new(mconfig, core, stats, report, shared.shovels.clone());
         let labels = ("management API", "https");
         spawn_http(&rt, api, tls, handshake_ms, labels, &stop, |l, shutdown| {
             let a = a.clone();
