@@ -29,9 +29,9 @@ mod objects;
 mod params_api;
 pub mod prometheus;
 mod routes;
-pub mod shovels;
 mod rows;
 mod samples;
+pub mod shovels;
 mod stats;
 mod views;
 

@@ -133,7 +133,9 @@ pub fn parse(name: &str, value: &Value) -> Result<ShovelDef, String> {
     }
     for key in ["src-protocol", "dest-protocol"] {
         if let Some(p) = d.get(key).filter(|p| p.as_str() != Some("amqp091")) {
-            errors.push(format!("{key} {p} is not supported by warren (only amqp091)"));
+            errors.push(format!(
+                "{key} {p} is not supported by warren (only amqp091)"
+            ));
         }
     }
     let src_uri = uri(d.get("src-uri"), "src-uri", name, &mut errors);
@@ -183,7 +185,8 @@ pub fn parse(name: &str, value: &Value) -> Result<ShovelDef, String> {
             }
         },
     };
-    let prefetch = number("src-prefetch-count", &mut errors).or(number("prefetch-count", &mut errors));
+    let prefetch =
+        number("src-prefetch-count", &mut errors).or(number("prefetch-count", &mut errors));
     let prefetch_count = match prefetch {
         None => 1000,
         Some(n) if (1.0..=f64::from(u16::MAX)).contains(&n) => n as u16,
@@ -268,7 +271,10 @@ pub type ShovelBoard = Arc<arc_swap::ArcSwap<Vec<ShovelRow>>>;
 fn row_json(node: &str, r: &ShovelRow) -> Value {
     let mut m = Map::new();
     m.insert("node".into(), json!(node));
-    m.insert("timestamp".into(), json!(crate::views::date_time(r.since_ms)));
+    m.insert(
+        "timestamp".into(),
+        json!(crate::views::date_time(r.since_ms)),
+    );
     m.insert("name".into(), json!(r.name));
     m.insert("vhost".into(), json!(r.vhost));
     m.insert("type".into(), json!("dynamic"));
@@ -285,7 +291,10 @@ fn row_json(node: &str, r: &ShovelRow) -> Value {
         if let Some(q) = &d.dest_queue {
             m.insert("dest_queue".into(), json!(q));
         } else {
-            m.insert("dest_exchange".into(), json!(d.dest_exchange.as_deref().unwrap_or("")));
+            m.insert(
+                "dest_exchange".into(),
+                json!(d.dest_exchange.as_deref().unwrap_or("")),
+            );
             if let Some(k) = &d.dest_exchange_key {
                 m.insert("dest_exchange_key".into(), json!(k));
             }
@@ -316,4 +325,46 @@ pub(crate) fn list(app: &crate::App, req: &Req, rest: &[&str]) -> Response {
 /// The check of a PUT of a `shovel` parameter: Some(400) when it fails.
 pub(crate) fn refuse(name: &str, value: &Value) -> Option<Response> {
     parse(name, value).err().map(|e| bad_request(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_legacy_names_and_refusals() {
+        let v = json!({"src-uri": ["amqp://a", "amqp://b"], "src-queue": "q",
+            "dest-uri": "amqps://u:p@h/v", "dest-queue": "d", "prefetch-count": 5,
+            "add-forward-headers": true, "src-delete-after": "never"});
+        let d = parse("s", &v).expect("valid");
+        assert_eq!((d.src_uri.as_str(), d.prefetch_count), ("amqp://a", 5));
+        assert_eq!(
+            (d.ack_mode, d.reconnect_delay_secs),
+            (AckMode::OnConfirm, 1.0)
+        );
+        assert!(d.add_forward_headers);
+        let refused = |v: Value| parse("s", &v).expect_err("refused");
+        let e = refused(
+            json!({"src-uri": "amqp://", "src-queue": "q", "dest-uri": "amqp://",
+            "src-delete-after": "queue-length"}),
+        );
+        assert!(e.contains("not supported"), "{e}");
+        let e = refused(json!({"src-uri": "amqp://", "src-exchange": "x", "dest-uri": "amqp://"}));
+        assert!(e.contains("src-exchange is not supported"), "{e}");
+        let e = refused(
+            json!({"src-uri": 5, "src-queue": "q", "dest-uri": "amqp://",
+            "reconnect-delay": "soon"}),
+        );
+        assert!(
+            e.contains("src-uri should be") && e.contains("reconnect-delay"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn redact_drops_credentials_only() {
+        assert_eq!(redact("amqp://u:p@h:5672/%2f"), "amqp://h:5672/%2f");
+        assert_eq!(redact("amqp://"), "amqp://");
+        assert_eq!(redact("amqp://h/a@b"), "amqp://h/a@b");
+    }
 }

@@ -222,15 +222,19 @@ pub(crate) async fn supervise(
             .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
-            if let Some(Running { shovel: Some(s), .. }) = running.remove(&k) {
+            if let Some(Running {
+                shovel: Some(s), ..
+            }) = running.remove(&k)
+            {
                 tracing::info!(vhost = %k.0, name = %k.1, "stopping dynamic shovel");
                 stop_one(s).await;
             }
         }
         for (k, value) in wanted {
-            if !running.contains_key(&k) {
-                let r = start(&k.0, &k.1, value, &local);
-                running.insert(k, r);
+            if let std::collections::btree_map::Entry::Vacant(e) = running.entry(k) {
+                let (v, n) = e.key();
+                let r = start(v, n, value, &local);
+                e.insert(r);
             }
         }
         let rows: Vec<ShovelRow> = running.iter().map(|((v, n), r)| row(v, n, r)).collect();
@@ -251,9 +255,15 @@ mod tests {
     #[test]
     fn empty_host_is_this_node() {
         let u = local_uri("amqp://").expect("local");
-        assert_eq!((u.authority.userinfo.username.as_str(), u.vhost.as_str()), ("guest", "/"));
+        assert_eq!(
+            (u.authority.userinfo.username.as_str(), u.vhost.as_str()),
+            ("guest", "/")
+        );
         let u = local_uri("amqp://bob:pw@/%2fx").expect("local");
-        assert_eq!((u.authority.userinfo.username.as_str(), u.vhost.as_str()), ("bob", "/x"));
+        assert_eq!(
+            (u.authority.userinfo.username.as_str(), u.vhost.as_str()),
+            ("bob", "/x")
+        );
         assert!(local_uri("amqp://localhost").is_none());
         assert!(local_uri("amqp://u@h:5672/").is_none());
         assert!(local_uri("amqps://").is_none());

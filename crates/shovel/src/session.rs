@@ -29,7 +29,11 @@ type InFlight = (
 
 /// The copy's properties: the source's, plus `x-shovel-redelivered` on a
 /// redelivery and the `x-shovelled` entry when configured.
-fn copy_properties(cfg: &ShovelConfig, props: &BasicProperties, redelivered: bool) -> BasicProperties {
+fn copy_properties(
+    cfg: &ShovelConfig,
+    props: &BasicProperties,
+    redelivered: bool,
+) -> BasicProperties {
     if !redelivered && cfg.forward_headers.is_none() {
         return props.clone();
     }
@@ -46,7 +50,10 @@ fn copy_properties(cfg: &ShovelConfig, props: &BasicProperties, redelivered: boo
         if let Some(AMQPValue::FieldArray(old)) = headers.inner().get("x-shovelled") {
             list.extend(old.as_slice().iter().cloned());
         }
-        headers.insert("x-shovelled".into(), AMQPValue::FieldArray(FieldArray::from(list)));
+        headers.insert(
+            "x-shovelled".into(),
+            AMQPValue::FieldArray(FieldArray::from(list)),
+        );
     }
     props.clone().with_headers(headers)
 }
