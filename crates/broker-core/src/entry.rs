@@ -697,6 +697,18 @@ impl Broker {
         v
     }
 
+    /// The runtime parameters of one component: (vhost, name, JSON text),
+    /// sorted by vhost and name (the server's shovel supervisor reads the
+    /// `shovel` ones).
+    pub fn list_parameters(&self, component: &str) -> Vec<(String, String, String)> {
+        self.params
+            .parameters
+            .range((component.to_string(), String::new(), String::new())..)
+            .take_while(|((c, _, _), _)| c == component)
+            .map(|((_, v, n), val)| (v.clone(), n.clone(), val.clone()))
+            .collect()
+    }
+
     /// Every permission (sorted by vhost, then user).
     pub fn list_permissions(&self) -> Vec<PermissionRecord> {
         let mut v: Vec<_> = self

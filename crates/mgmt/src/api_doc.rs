@@ -73,6 +73,8 @@ pub(crate) const ROUTES: &[Route] = &[
     r("GET", "/api/parameters/{component}", "Parameters of a component"),
     r("GET", "/api/parameters/{component}/{vhost}", "Parameters of a component in a vhost"),
     r("GET, PUT, DELETE", "/api/parameters/{component}/{vhost}/{name}", "One parameter; PUT {value}"),
+    r("GET", "/api/shovels", "Dynamic shovels (component `shovel` parameters) and their states"),
+    r("GET", "/api/shovels/{vhost}", "Dynamic shovels of a vhost"),
     r("GET", "/api/global-parameters", "Global parameters"),
     r("GET, PUT, DELETE", "/api/global-parameters/{name}", "One global parameter; PUT {value}"),
     r("GET", "/api/health/checks/alarms", "503 while an alarm is in effect"),

@@ -154,6 +154,9 @@ fn plan(
             .get("value")
             .filter(|v| !v.is_null())
             .ok_or("parameter: value is required")?;
+        if component == crate::shovels::COMPONENT {
+            crate::shovels::parse(&name, value)?;
+        }
         p.parameters.push((component, v, name, value.to_string()));
     }
     for g in items(d, "global_parameters")? {

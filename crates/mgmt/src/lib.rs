@@ -32,6 +32,7 @@ pub mod prometheus;
 mod routes;
 mod rows;
 mod samples;
+pub mod shovels;
 mod stats;
 mod views;
 
@@ -46,6 +47,7 @@ use std::sync::Arc;
 use broker_core::Broker;
 
 pub use auth_attempts::{AuthAttempts, AuthCounts, AuthProtocol, AUTH_PROTOCOL_LABELS};
+pub use shovels::{ShovelBoard, ShovelRow};
 pub use stats::Stats;
 
 /// How the API reaches the core: `with_core` runs `f` with the core lock
@@ -120,6 +122,8 @@ pub(crate) struct App {
     pub started: std::time::Instant,
     /// `rabbitmq-cluster-id-…`, as RabbitMQ's `internal_cluster_id`.
     pub cluster_id: String,
+    /// The server's dynamic shovels (`/api/shovels`).
+    pub shovels: ShovelBoard,
 }
 
 /// Binds the API's listener (so the caller can log and report its address).
@@ -182,6 +186,7 @@ impl Api {
         core: Arc<dyn Core>,
         stats: Arc<Stats>,
         listeners: Vec<Listener>,
+        shovels: ShovelBoard,
     ) -> Api {
         Api {
             app: Arc::new(App {
@@ -193,6 +198,7 @@ impl Api {
                 node: node_name(),
                 started: std::time::Instant::now(),
                 cluster_id: cluster_id(),
+                shovels,
             }),
         }
     }
@@ -238,7 +244,7 @@ fn new_cluster_id() -> String {
 }
 
 /// `rabbit@<hostname>`, as RabbitMQ names its node (clients expect the form).
-pub(crate) fn node_name() -> String {
+pub fn node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());

@@ -176,6 +176,7 @@ pub(crate) fn app(n: usize) -> App {
         node: "rabbit@test".into(),
         started: std::time::Instant::now(),
         cluster_id: "rabbitmq-cluster-id-test".into(),
+        shovels: Default::default(),
     }
 }
 

@@ -187,6 +187,11 @@ pub(crate) fn parameters(app: &App, req: &Req, s: &Snapshot, rest: &[&str]) -> R
                     let Some(value) = body.get("value").filter(|v| !v.is_null()) else {
                         return bad_request("value is required");
                     };
+                    if *c == crate::shovels::COMPONENT {
+                        if let Some(refused) = crate::shovels::refuse(name, value) {
+                            return refused;
+                        }
+                    }
                     let value = value.to_string();
                     let put = |core: &mut Broker| core.mgmt_set_parameter(c, v, name, value);
                     change(app, put, created, no_content)

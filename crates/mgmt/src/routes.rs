@@ -285,6 +285,7 @@ pub(crate) fn route(app: &App, req: &Req) -> Response {
             rest,
         ),
         ["parameters", rest @ ..] => crate::params_api::parameters(app, req, snap, rest),
+        ["shovels", rest @ ..] => crate::shovels::list(app, req, rest),
         ["global-parameters", rest @ ..] => crate::params_api::globals(app, req, snap, rest),
         ["aliveness-test", v] if get => {
             if vhost_known(snap, v) {

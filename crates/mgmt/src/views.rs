@@ -245,6 +245,11 @@ pub fn queue(
 
 fn idle(ms: u64) -> String {
     // RabbitMQ: "2024-01-01T00:00:00.000+00:00"-like; clients treat it as text.
+    date_time(ms)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a wall-clock time in ms since the epoch.
+pub(crate) fn date_time(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, mo, d) = civil(days as i64);

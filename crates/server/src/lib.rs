@@ -12,6 +12,7 @@ mod handshake;
 mod https;
 mod node;
 mod recovery_progress;
+mod shovels;
 mod sink;
 mod stream;
 mod sync;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// Logins by protocol: the AMQP handshake counts here, the API and the
     /// metrics (which show them) count HTTP logins.
     pub auth_attempts: Arc<mgmt::AuthAttempts>,
+    /// The dynamic shovels' states (`shovels.rs` writes, `/api/shovels` reads).
+    pub shovels: mgmt::ShovelBoard,
 }
 
 impl Shared {
@@ -330,7 +333,7 @@ fn start_management(
             auth_attempts: shared.auth_attempts.clone(),
         };
         let core: Arc<dyn mgmt::Core> = shared.clone();
-        let a = mgmt::Api::new(mconfig, core, stats, report);
+        let a = mgmt::Api::new(mconfig, core, stats, report, shared.shovels.clone());
         let labels = ("management API", "https");
         spawn_http(&rt, api, tls, handshake_ms, labels, &stop, |l, shutdown| {
             let a = a.clone();

@@ -130,6 +130,10 @@ pub struct Node {
     addrs: Addrs,
     /// Reloads the TLS certificate of every TLS listener on change.
     tls_watcher: Option<JoinHandle<()>>,
+    /// Tells the dynamic shovels' supervisor to stop them.
+    shovels_stop: watch::Sender<bool>,
+    /// The dynamic shovels' supervisor (`shovels.rs`).
+    shovels: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -172,6 +176,7 @@ impl Node {
             config: config.clone(),
             sync: sync::SyncSignal::default(),
             auth_attempts: Arc::default(),
+            shovels: Default::default(),
         });
         let sync_thread = syncer.map(|s| sync::spawn(shared.clone(), s));
         {
@@ -201,6 +206,8 @@ impl Node {
             writer_rt,
             addrs: Addrs::default(),
             tls_watcher: None,
+            shovels_stop: watch::channel(false).0,
+            shovels: None,
         };
         let amqp = if config.amqp_listener {
             let addr = SocketAddr::new(config.bind, config.port);
@@ -262,6 +269,12 @@ impl Node {
         if amqp.is_some() || tls.is_some() {
             node.accept = Some(tokio::spawn(accept_loop(node.conns.clone(), amqp, tls)));
         }
+        node.shovels = Some(tokio::spawn(crate::shovels::supervise(
+            shared.clone(),
+            node.in_process(),
+            shared.shovels.clone(),
+            node.shovels_stop.subscribe(),
+        )));
         Ok(node)
     }
 
@@ -299,6 +312,14 @@ impl Node {
         self.ticker.abort();
         if let Some(w) = self.tls_watcher.take() {
             w.abort();
+        }
+        // The shovels first, while their in-process connections still work.
+        let _ = self.shovels_stop.send(true);
+        if let Some(mut s) = self.shovels.take() {
+            let limit = Duration::from_millis(conns.shared.config.shutdown_timeout_ms);
+            if tokio::time::timeout(limit, &mut s).await.is_err() {
+                s.abort();
+            }
         }
         drop(std::mem::replace(
             &mut self.management,
@@ -342,6 +363,9 @@ impl Drop for Node {
         self.ticker.abort();
         if let Some(w) = self.tls_watcher.take() {
             w.abort();
+        }
+        if let Some(s) = self.shovels.take() {
+            s.abort();
         }
         self.conns.tasks.lock().abort_all();
         if self.sync_thread.take().is_some() {

@@ -36,4 +36,5 @@ mod publish_runs;
 mod queue_features;
 mod queue_types;
 mod queues;
+mod shovel;
 mod tls;
