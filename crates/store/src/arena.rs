@@ -47,8 +47,33 @@ struct Segment {
     map: MmapMut,
     /// Bytes written so far.
     len: usize,
-    /// The file behind the mapping (named after the segment that created it).
-    path: PathBuf,
+    /// The file behind the mapping (named after the segment that created
+    /// it); None for a segment in memory (see `create_segment`).
+    path: Option<PathBuf>,
+}
+
+impl Segment {
+    /// Hands its resident pages back to the kernel: a file segment's stay
+    /// in the page cache and fault back in; a memory segment's would be
+    /// lost (zero-filled), so it keeps them.
+    fn drop_pages(&self, len: usize) {
+        if self.path.is_none() || len == 0 {
+            return;
+        }
+        // SAFETY: a shared file mapping: MADV_DONTNEED only drops our
+        // page-table entries; the data stays in the page cache / file
+        // and is faulted back in on the next access.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len)
+        };
+    }
+
+    fn remove_file(&self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 pub struct FileArena {
@@ -122,6 +147,28 @@ impl FileArena {
             .map_err(|e| err("creating arena segment", e))?;
         // SAFETY: plain syscall on a valid, open file descriptor.
         let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) };
+        if rc == libc::ENOSPC || rc == libc::EDQUOT {
+            // A full disk must not stop the broker (a restart on a full
+            // disk recovers its stubs into the arena): the segment lives
+            // in memory instead, bounded by the memory alarm, while the
+            // disk alarm blocks publishers.
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            tracing::warn!(
+                "message arena: no disk space for a {size}-byte segment; keeping it in memory"
+            );
+            let map = MmapMut::map_anon(size).map_err(|e| err("mapping arena memory", e))?;
+            self.refs.open_segment(seg);
+            self.segments.insert(
+                seg,
+                Segment {
+                    map,
+                    len: 0,
+                    path: None,
+                },
+            );
+            return Ok(());
+        }
         if rc != 0 {
             let _ = std::fs::remove_file(&path);
             return Err(err(
@@ -136,7 +183,14 @@ impl FileArena {
         let map =
             unsafe { MmapMut::map_mut(&file) }.map_err(|e| err("mapping arena segment", e))?;
         self.refs.open_segment(seg);
-        self.segments.insert(seg, Segment { map, len: 0, path });
+        self.segments.insert(
+            seg,
+            Segment {
+                map,
+                len: 0,
+                path: Some(path),
+            },
+        );
         Ok(())
     }
 
@@ -145,10 +199,13 @@ impl FileArena {
             return;
         }
         if let Some(s) = self.segments.remove(&seg) {
-            if s.map.len() == self.segment_size_bytes && self.spare.len() < SPARE_SEGMENTS_MAX {
+            if s.map.len() == self.segment_size_bytes
+                && s.path.is_some()
+                && self.spare.len() < SPARE_SEGMENTS_MAX
+            {
                 self.spare.push(s);
             } else {
-                let _ = std::fs::remove_file(&s.path);
+                s.remove_file();
             }
             self.refs.trim_front(self.current);
         }
@@ -201,7 +258,7 @@ impl Arena for FileArena {
         self.spare_idle_passes = self.spare_idle_passes.saturating_add(1);
         if self.spare_idle_passes > SPARE_IDLE_PASSES_MAX {
             for s in self.spare.drain(..) {
-                let _ = std::fs::remove_file(&s.path);
+                s.remove_file();
             }
         }
         // The current segment with nothing left in it starts over, so its
@@ -212,23 +269,14 @@ impl Arena for FileArena {
             }
         }
         for (seg, s) in self.segments.iter() {
-            // SAFETY: a shared file mapping: MADV_DONTNEED only drops our
-            // page-table entries; the data stays in the page cache / file
-            // and is faulted back in on the next access.
             if *seg != self.current {
-                let _ = unsafe { s.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+                s.drop_pages(s.map.len());
                 continue;
             }
             // The current segment: the whole pages behind the write position
             // (the page being appended to stays mapped), so a full queue's
             // resident memory does not depend on where in a segment it ended.
-            let behind = s.len / RESIDENT_TAIL_BYTES * RESIDENT_TAIL_BYTES;
-            if behind > 0 {
-                let _ = unsafe {
-                    s.map
-                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, behind)
-                };
-            }
+            s.drop_pages(s.len / RESIDENT_TAIL_BYTES * RESIDENT_TAIL_BYTES);
         }
     }
 

@@ -423,14 +423,22 @@ pub(crate) fn recover(
     }
 
     // Compact the definitions: write a snapshot aside, make it durable, then
-    // atomically rename it over the log.
-    b.create(format::DEFS_TMP_FILE).map_err(io_err)?;
-    b.append(format::DEFS_TMP_FILE, &defs.snapshot())
-        .map_err(io_err)?;
-    b.sync(format::DEFS_TMP_FILE).map_err(io_err)?;
-    b.rename(format::DEFS_TMP_FILE, format::DEFS_FILE)
-        .map_err(io_err)?;
-    b.sync_dir().map_err(io_err)?;
+    // atomically rename it over the log. On a full disk the reserve file is
+    // spent on it (the broker must start on a full disk, with the disk alarm
+    // raised), then it is tried once more.
+    let snapshot = defs.snapshot();
+    if let Err(e) = write_defs_snapshot(b, &snapshot) {
+        if !crate::syncer::is_disk_full(&e) {
+            return Err(io_err(e));
+        }
+        let _ = b.remove(format::DEFS_TMP_FILE);
+        let _ = b.remove(crate::syncer::RESERVE_FILE);
+        warnings.push(
+            "disk full while compacting the definitions log: the reserve file was spent on it"
+                .to_string(),
+        );
+        write_defs_snapshot(b, &snapshot).map_err(io_err)?;
+    }
     // The caller logs `warnings`; here only a summary, to avoid doubling them.
     tracing::info!(
         messages,
@@ -520,4 +528,14 @@ fn set_aside(
     ));
     b.rename(name, &format!("{name}{}", format::CORRUPT_SUFFIX))
         .map_err(io_err)
+}
+
+/// Writes `snapshot` as the new definitions log (aside, synced, renamed over
+/// the old one, folder synced).
+fn write_defs_snapshot(b: &dyn Backend, snapshot: &[u8]) -> std::io::Result<()> {
+    b.create(format::DEFS_TMP_FILE)?;
+    b.append(format::DEFS_TMP_FILE, snapshot)?;
+    b.sync(format::DEFS_TMP_FILE)?;
+    b.rename(format::DEFS_TMP_FILE, format::DEFS_FILE)?;
+    b.sync_dir()
 }

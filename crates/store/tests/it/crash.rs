@@ -303,3 +303,32 @@ fn a_pause_with_waiting_copies_keeps_settled_segments_until_they_are_durable() {
     let ids: Vec<u64> = rec.messages.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, new);
 }
+
+/// A broker restarted on a disk that filled up must start (the disk alarm
+/// then blocks publishers): recovery's one write, the compacted definitions
+/// log, spends the reserve file when nothing else is free.
+#[test]
+fn reopens_on_a_full_disk_spending_the_reserve() {
+    let mut h = Harness::new();
+    setup(&mut h);
+    h.sync().expect("first sync");
+    let cut = std::sync::Arc::new(h.sim.crash_copy(0));
+    // A reserve as the server keeps one (8 MiB by default): larger than
+    // the definitions, then not a byte free.
+    let config = store::StoreConfig {
+        reserve_bytes: 64 * 1024,
+        ..small_config()
+    };
+    store::Backend::reserve(cut.as_ref(), store::RESERVE_FILE, config.reserve_bytes)
+        .expect("reserve");
+    cut.set_capacity_bytes(Some(cut.used_bytes()));
+    let (_, _, rec) = store::open_with_backend(cut.clone(), config).expect("reopen on a full disk");
+    check_exact(&rec, h.model_at(h.synced), &h.bodies);
+    assert!(
+        rec.warnings
+            .iter()
+            .any(|w| w.contains("reserve file was spent")),
+        "{:?}",
+        rec.warnings
+    );
+}
