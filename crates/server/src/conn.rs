@@ -83,7 +83,17 @@ pub(crate) async fn run(
         peer: Some(peer),
         local,
     };
-    serve(rd, wr, Some(fd), None, ends, shared, stop, deadline).await;
+    serve(Box::new(Start {
+        rd,
+        wr,
+        write_through: Some(fd),
+        tls: None,
+        ends,
+        shared,
+        stop,
+        deadline,
+    }))
+    .await;
 }
 
 /// An in-process connection: the broker's end of a Unix socketpair whose
@@ -102,7 +112,17 @@ pub(crate) async fn run_unix(
         peer: None,
         local: None,
     };
-    serve(rd, wr, Some(fd), None, ends, shared, stop, deadline).await;
+    serve(Box::new(Start {
+        rd,
+        wr,
+        write_through: Some(fd),
+        tls: None,
+        ends,
+        shared,
+        stop,
+        deadline,
+    }))
+    .await;
 }
 
 /// A connection on the TLS listener: the TLS handshake (within the same
@@ -144,30 +164,124 @@ pub(crate) async fn run_tls(
         peer: Some(peer),
         local,
     };
-    serve(rd, wr, None, Some(tls_peer), ends, shared, stop, deadline).await;
+    serve(Box::new(Start {
+        rd,
+        wr,
+        write_through: None,
+        tls: Some(tls_peer),
+        ends,
+        shared,
+        stop,
+        deadline,
+    }))
+    .await;
+}
+
+/// What a connection starts from. Boxed into `serve` as one pointer: an
+/// async fn keeps a slot for each argument beside the locals they move
+/// into, for the whole connection (memory per connection).
+struct Start<R, W> {
+    /// The stream's read half (handshake, then this task's reader loop).
+    rd: R,
+    /// The write half (handshake, then the writer task).
+    wr: W,
+    /// The socket for `sink.rs`'s write-through (None: off, as for TLS).
+    write_through: Option<RawFd>,
+    /// What the TLS handshake learned (None: not TLS).
+    tls: Option<TlsPeer>,
+    /// The socket's addresses.
+    ends: Ends,
+    /// The node's shared state.
+    shared: Arc<Shared>,
+    /// Set when the node stops.
+    stop: watch::Receiver<bool>,
+    /// When the AMQP handshake must be done.
+    deadline: Instant,
+}
+
+/// An open connection's reader state, kept for the connection's life (and
+/// so designed small: read_loop borrows it whole instead of taking its
+/// fields as arguments, which would keep each twice).
+struct Live<R> {
+    /// Closes the sink when this state drops, whatever ends the task;
+    /// first, so the sink is closed before the read half goes.
+    _close_sink: CloseOnDrop,
+    /// The stream's read half.
+    rd: R,
+    /// Bytes read and not yet handled (empty and unallocated when idle).
+    buf: BytesMut,
+    /// The node's shared state.
+    shared: Arc<Shared>,
+    /// Set when the node stops (only the rare waits watch it: the node's
+    /// shutdown closes every connection through the core, and the
+    /// client's close-ok or the shutdown deadline ends the read).
+    stop: watch::Receiver<bool>,
+    /// The connection's output queue.
+    io: Arc<ConnIo>,
+    /// The writer task.
+    writer: tokio::task::JoinHandle<()>,
+    /// The core's id of the connection.
+    id: ConnId,
+    /// Negotiated frame_max.
+    frame_max: u32,
+    /// Negotiated heartbeat (None: off).
+    heartbeat: Option<Duration>,
 }
 
 /// Handshake, then the reader (this task) and the writer task until the
-/// connection ends. `write_through` is the socket for `sink.rs`'s
-/// write-through (None: off, as for TLS).
-#[allow(clippy::too_many_arguments)]
-async fn serve<R: ConnRead, W: ConnWrite>(
-    mut rd: R,
-    mut wr: W,
-    write_through: Option<RawFd>,
-    tls: Option<TlsPeer>,
-    ends: Ends,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-    deadline: Instant,
-) {
-    let Ends { peer, local } = ends;
+/// connection ends.
+async fn serve<R: ConnRead, W: ConnWrite>(start: Box<Start<R, W>>) {
+    // Boxed: the handshake's state is gone once the connection is open.
+    let Some(mut live) = Box::pin(open(start)).await else {
+        return;
+    };
+    let end = read_loop(&mut live).await;
+    let wait = Duration::from_millis(live.shared.config.close_timeout_ms);
+    let (rd, buf) = (&mut live.rd, &mut live.buf);
+    match end {
+        ReadEnd::Closing => {
+            let _ = tokio::time::timeout(
+                wait,
+                Box::pin(drain_until_close_ok(rd, buf, live.frame_max)),
+            )
+            .await;
+        }
+        ReadEnd::ClientClosed => {
+            let _ = tokio::time::timeout(wait, Box::pin(drain_until_eof(rd, buf))).await;
+            // The client has its close-ok (and has usually closed its end
+            // by now): like RabbitMQ, reset rather than FIN, so neither
+            // side keeps the connection in TIME_WAIT.
+            live.io.abort_on_close.store(true, Ordering::Release);
+        }
+        ReadEnd::Gone => {}
+    }
+    {
+        let mut core = live.shared.core.lock();
+        core.remove_connection(live.id);
+        live.shared.after_batch(&mut core);
+    }
+    live.io.close();
+    let _ = (&mut live.writer).await;
+    tracing::debug!(conn = live.id, "connection closed");
+}
+
+/// The AMQP handshake; then registers the connection with the core and
+/// starts its writer. None: the handshake failed or timed out.
+async fn open<R: ConnRead, W: ConnWrite>(start: Box<Start<R, W>>) -> Option<Live<R>> {
+    let Start {
+        mut rd,
+        mut wr,
+        write_through,
+        tls,
+        ends: Ends { peer, local },
+        shared,
+        stop,
+        deadline,
+    } = *start;
     let from_loopback = peer.is_none_or(|p| p.ip().is_loopback());
     let mut buf = BytesMut::with_capacity(1024);
     let neg = match tokio::time::timeout_at(
         deadline,
-        // Boxed so the (large, short-lived) handshake state is not part of
-        // every idle connection's task (memory per connection).
         Box::pin(handshake::run(
             &mut rd,
             &mut wr,
@@ -180,25 +294,19 @@ async fn serve<R: ConnRead, W: ConnWrite>(
     .await
     {
         Ok(Ok(n)) => n,
-        _ => return,
+        _ => return None,
     };
-    drop(tls);
     if buf.is_empty() {
         // Idle connections hold no read buffer (memory per connection).
         buf = BytesMut::new();
     }
-    tracing::debug!(peer = %PeerName(peer), user = %neg.user, vhost = %neg.vhost, "connection open");
-    // Only these outlive the open: the rest moves into the core (memory per
-    // connection: this task's state is kept for the connection's life).
-    let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
     let io = Arc::new(match write_through {
         Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max),
         None => ConnIo::new(-1, 0),
     });
-    // Declared after `rd`, so it is dropped (closing the sink) before the
-    // read half, whatever ends this task.
-    let _close_sink = CloseOnDrop(io.clone());
-    let id = shared.core.lock().open_connection(ConnInfo {
+    let close_sink = CloseOnDrop(io.clone());
+    let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
+    let info = ConnInfo {
         user: neg.user,
         vhost: neg.vhost.as_str().into(),
         frame_max: neg.frame_max,
@@ -214,42 +322,26 @@ async fn serve<R: ConnRead, W: ConnWrite>(
             heartbeat_s: neg.heartbeat_s,
             auth_mechanism: neg.mechanism,
         },
-    });
+    };
+    let user = tracing::enabled!(tracing::Level::DEBUG).then(|| info.user.clone());
+    let id = shared.core.lock().open_connection(info);
+    tracing::debug!(conn = id, peer = %PeerName(peer), user = user.as_deref().unwrap_or(""), vhost = %neg.vhost, "connection open");
     let heartbeat = (heartbeat_s > 0).then(|| Duration::from_secs(u64::from(heartbeat_s)));
     let writer = shared
         .writers
         .spawn(write_loop(wr, io.clone(), shared.clone(), id, heartbeat));
-
-    let end = read_loop(
-        &mut rd, &mut buf, &shared, &io, id, frame_max, heartbeat, &mut stop,
-    )
-    .await;
-    let wait = Duration::from_millis(shared.config.close_timeout_ms);
-    match end {
-        ReadEnd::Closing => {
-            let _ = tokio::time::timeout(
-                wait,
-                Box::pin(drain_until_close_ok(&mut rd, &mut buf, frame_max)),
-            )
-            .await;
-        }
-        ReadEnd::ClientClosed => {
-            let _ = tokio::time::timeout(wait, Box::pin(drain_until_eof(&mut rd, &mut buf))).await;
-            // The client has its close-ok (and has usually closed its end
-            // by now): like RabbitMQ, reset rather than FIN, so neither
-            // side keeps the connection in TIME_WAIT.
-            io.abort_on_close.store(true, Ordering::Release);
-        }
-        ReadEnd::Gone => {}
-    }
-    {
-        let mut core = shared.core.lock();
-        core.remove_connection(id);
-        shared.after_batch(&mut core);
-    }
-    io.close();
-    let _ = writer.await;
-    tracing::debug!(peer = %PeerName(peer), "connection closed");
+    Some(Live {
+        _close_sink: close_sink,
+        rd,
+        buf,
+        shared,
+        stop,
+        io,
+        writer,
+        id,
+        frame_max,
+        heartbeat,
+    })
 }
 
 /// Waits until the resource alarm is cleared; `Err` if the broker stops.
@@ -304,17 +396,22 @@ async fn drain_until_close_ok<R: AsyncRead + Unpin>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read_loop<R: ConnRead>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    shared: &Shared,
-    io: &ConnIo,
-    id: ConnId,
-    frame_max: u32,
-    heartbeat: Option<Duration>,
-    stop: &mut watch::Receiver<bool>,
-) -> ReadEnd {
+/// Reads and handles frames until the connection ends. Its state while
+/// it waits is the idle connection's: one socket-readiness poll and the
+/// heartbeat timer (no stop-signal future: see `Live::stop`).
+async fn read_loop<R: ConnRead>(live: &mut Live<R>) -> ReadEnd {
+    let Live {
+        rd,
+        buf,
+        shared,
+        stop,
+        io,
+        id,
+        frame_max,
+        heartbeat,
+        ..
+    } = live;
+    let (shared, io, id, frame_max) = (&**shared, &**io, *id, *frame_max);
     // A peer silent for two heartbeat intervals is dead.
     let silence_max = heartbeat
         .map(|h| h * 2)
@@ -336,15 +433,16 @@ async fn read_loop<R: ConnRead>(
             } else {
                 READ_SMALL_BYTES * 2
             };
-            let read = tokio::select! {
-                r = tokio::time::timeout(silence_max, rd.read_ready(buf, want)) => match r {
-                    Err(_) => {
-                        tracing::info!(conn = id, "missed heartbeats from client, timeout: {}s", silence_max.as_secs() / 2);
-                        return ReadEnd::Gone;
-                    }
-                    Ok(r) => r,
-                },
-                _ = stop.changed() => { tracing::debug!(conn = id, "stop signal"); return ReadEnd::Closing }
+            let read = match tokio::time::timeout(silence_max, rd.read_ready(buf, want)).await {
+                Err(_) => {
+                    tracing::info!(
+                        conn = id,
+                        "missed heartbeats from client, timeout: {}s",
+                        silence_max.as_secs() / 2
+                    );
+                    return ReadEnd::Gone;
+                }
+                Ok(r) => r,
             };
             match read {
                 Ok(Some(0)) => {
@@ -663,7 +761,7 @@ mod task_size_tests {
         let writer = future_bytes(&super::write_loop::<tokio::net::tcp::OwnedWriteHalf>);
         println!("connection task {reader} B, writer task {writer} B");
         assert!(
-            reader <= 1600,
+            reader <= 800,
             "the connection task's future grew to {reader} B"
         );
         assert!(writer <= 512, "the writer task's future grew to {writer} B");

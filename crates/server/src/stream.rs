@@ -50,7 +50,10 @@ pub(crate) trait ConnWrite: AsyncWrite + Unpin + Send + 'static {
 
 impl ConnRead for OwnedReadHalf {
     async fn read_ready(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<Option<usize>> {
-        self.readable().await?;
+        // `poll_read_ready` parks the waker in the socket's own reader
+        // slot; `readable()` would keep a waiter node (~200 B) in every
+        // idle connection's task (memory per connection).
+        std::future::poll_fn(|cx| self.as_ref().poll_read_ready(cx)).await?;
         reserve(buf, want);
         match self.try_read_buf(buf) {
             Ok(n) => Ok(Some(n)),
@@ -78,7 +81,8 @@ impl ConnWrite for OwnedWriteHalf {
 
 impl ConnRead for unix::OwnedReadHalf {
     async fn read_ready(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<Option<usize>> {
-        self.readable().await?;
+        // As for TCP: the socket's reader slot, no waiter node.
+        std::future::poll_fn(|cx| self.as_ref().poll_read_ready(cx)).await?;
         reserve(buf, want);
         match self.try_read_buf(buf) {
             Ok(n) => Ok(Some(n)),
