@@ -17,10 +17,19 @@
 #   REF_BENCH_MAIL_LATENCY_MS=20  REF_BENCH_MAIL_CONCURRENCY=8   the slow dependency
 #   REF_BENCH_DRAIN_SECONDS=60    how long to wait for the workers to finish after a step
 #   REF_BENCH_PROFILE=release     cargo profile of warren and the service (smoke: debug)
+#   REF_BENCH_EVENTS="worker-kill broker-restart rabbitmq-worker-kill rabbitmq-broker-restart"
+#                             mid-run events ("none": skip); API and notifier as separate processes
+#   REF_BENCH_EVENT_SECONDS=30  REF_BENCH_EVENT_LOAD=0.5  REF_BENCH_EVENT_DOWN_SECONDS=3
+#                             load through each event (fraction of inline capacity), the event at a
+#                             third of it, down this long before the restart
+#   REF_BENCH_EVENT_QUERY=""  query knobs of the events' load ("confirm=0&persistent=0": a control
+#                             run where a broker restart must show lost > 0)
+#   REF_BENCH_RABBITMQ_RESTART=0  1: rabbitmq-broker-restart runs `rabbitmqctl stop_app/start_app`
+#                             (REF_BENCH_RABBITMQCTL=rabbitmqctl); off by default: a shared broker
 #   REF_BENCH_BUILD=1         0: do not run cargo build
 #   AMQP_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2f  RabbitMQ (skipped if not listening)
 # Output: target/reference-bench/<UTC time>/ with results.md (a table for docs/benchmarks.md),
-# results.csv, latency.png and each step's raw oha JSON.
+# results.csv, events.csv, backlog.csv, latency.png, backlog.png and each step's raw oha JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +42,8 @@ if [ "$SMOKE" = 1 ]; then
     export REF_BENCH_DRAIN_SECONDS=${REF_BENCH_DRAIN_SECONDS:-8}
     export REF_BENCH_CAPACITY_SECONDS=${REF_BENCH_CAPACITY_SECONDS:-2}
     export REF_BENCH_BURST=${REF_BENCH_BURST:-0}
+    export REF_BENCH_EVENTS=${REF_BENCH_EVENTS:-"worker-kill broker-restart"}
+    export REF_BENCH_EVENT_SECONDS=${REF_BENCH_EVENT_SECONDS:-9}
 else
     PROFILE=${REF_BENCH_PROFILE:-release}
 fi
@@ -47,11 +58,11 @@ if ! "$OHA" --version 2>/dev/null | grep -q "$OHA_VERSION"; then
     cargo install --quiet --locked --root "$TOOLS" --version "$OHA_VERSION" oha
 fi
 
-# The plot: matplotlib from PyPI into the project's .venv.
+# The plots: matplotlib from PyPI into the project's .venv; pika for the queue-depth sampler.
 VENV=.venv
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'matplotlib==3.10.8'
+if ! "$VENV/bin/python" -c 'import matplotlib, pika' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'matplotlib==3.10.8' 'pika==1.3.2'
 fi
 
 if [ "${REF_BENCH_BUILD:-1}" = 1 ]; then

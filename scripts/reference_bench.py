@@ -15,6 +15,9 @@ import tempfile
 import time
 import urllib.request
 
+import reference_bench_events as events_mod
+from reference_bench_ledger import Ledger, Sampler, percentile
+
 OHA = os.environ["REF_BENCH_OHA"]
 OUT = os.environ["REF_BENCH_OUT"]
 WARREN = os.environ["REF_BENCH_WARREN"]
@@ -89,15 +92,24 @@ def http_get(url):
 
 
 class Warren:
+    """A warren on a fixed port and data folder, so it can be SIGKILLed and restarted on them."""
+
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="refbench-warren-")
         self.port = free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen(
             [WARREN, "serve", "--bind", "127.0.0.1", "--port", str(self.port),
              "--management-port", "0", "--prometheus-port", "0", "--data-dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("warren", lambda: listening("127.0.0.1", self.port))
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
+        wait_for("warren", lambda: listening("127.0.0.1", self.port), timeout=120)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
     def stop(self):
         self.proc.terminate()
@@ -106,35 +118,27 @@ class Warren:
 
 
 class Service:
-    def __init__(self, url, prefix):
+    """One reference-service process (`role` all, api or notifier), its ledger in `ledger_dir`."""
+
+    def __init__(self, url, prefix, ledger_dir, role="all"):
         self.dir = tempfile.mkdtemp(prefix="refbench-svc-")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [SERVICE, "--mode", "remote", "--url", url, "--role", "all", "--bench-knobs",
-             "--http", f"127.0.0.1:{self.port}", "--prefix", prefix, "--data-dir", self.dir,
-             "--mail-latency-ms", MAIL_LATENCY_MS, "--mail-concurrency", MAIL_CONCURRENCY,
-             "--mail-rate-per-sec", "1000000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "warn"})
-        wait_for("the service's /health", lambda: http_get(self.base + "/health")[0] == 200)
+        self.cmd = [SERVICE, "--mode", "remote", "--url", url, "--role", role, "--bench-knobs",
+                    "--http", f"127.0.0.1:{self.port}", "--prefix", prefix, "--data-dir", self.dir,
+                    "--ledger-dir", ledger_dir,
+                    "--mail-latency-ms", MAIL_LATENCY_MS, "--mail-concurrency", MAIL_CONCURRENCY,
+                    "--mail-rate-per-sec", "1000000"]
+        self.start()
 
-    def metrics(self):
-        _, text = http_get(self.base + "/metrics")
-        counters, buckets = {}, []
-        for line in text.splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            name, value = line.rsplit(" ", 1)
-            if name.startswith('refsvc_completion_latency_seconds_bucket{le="'):
-                le = name.split('"')[1]
-                buckets.append((float("inf") if le == "+Inf" else float(le), float(value)))
-            else:
-                try:
-                    counters[name] = float(value)
-                except ValueError:
-                    pass
-        return counters, buckets
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "RUST_LOG": "warn"})
+        wait_for("the service's /health", lambda: http_get(self.base + "/health")[0] == 200, timeout=60)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
     def stop(self):
         self.proc.terminate()
@@ -145,18 +149,6 @@ class Service:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def quantile(before, after, q):
-    """Upper bound of the histogram bucket holding quantile q of the observations between scrapes."""
-    delta = [(le, a - b) for (le, a), (_, b) in zip(after, before or [(le, 0.0) for le, _ in after])]
-    total = delta[-1][1] if delta else 0
-    if total <= 0:
-        return None
-    for le, n in delta:
-        if n >= q * total:
-            return le * 1000.0
-    return None
-
-
 def oha_output_flags():
     h = subprocess.run([OHA, "--help"], capture_output=True, text=True).stdout
     return ["--output-format", "json"] if "--output-format" in h else ["-j"]
@@ -165,7 +157,7 @@ def oha_output_flags():
 OHA_JSON = None
 
 
-def run_oha(url, rate=None, seconds=None, requests=None, connections=OHA_CONNECTIONS_MIN, tag=""):
+def oha_cmd(url, rate=None, seconds=None, requests=None, connections=OHA_CONNECTIONS_MIN):
     # -w: requests still running at the deadline are waited for, not counted as errors.
     cmd = [OHA, "--no-tui", "-w", *OHA_JSON, "-m", "POST", "-T", "application/json", "-d", BODY,
            "-c", str(connections)]
@@ -173,12 +165,25 @@ def run_oha(url, rate=None, seconds=None, requests=None, connections=OHA_CONNECT
         cmd += ["-q", str(rate), "--latency-correction"]
     cmd += ["-z", f"{seconds}s"] if seconds is not None else ["-n", str(requests)]
     cmd.append(url)
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd
+
+
+def oha_result(cmd, returncode, stdout, stderr, tag):
     with open(os.path.join(OUT, f"oha-{tag}.json"), "w") as f:
-        f.write(r.stdout)
-    if r.returncode != 0:
-        raise SystemExit(f"oha failed ({' '.join(cmd)}): {r.stderr[-2000:]}")
-    return json.loads(r.stdout), " ".join(cmd)
+        f.write(stdout)
+    if returncode != 0:
+        raise SystemExit(f"oha failed ({' '.join(cmd)}): {stderr[-2000:]}")
+    return json.loads(stdout), " ".join(cmd)
+
+
+def run_oha(url, rate=None, seconds=None, requests=None, connections=OHA_CONNECTIONS_MIN, tag=""):
+    cmd = oha_cmd(url, rate, seconds, requests, connections)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return oha_result(cmd, r.returncode, r.stdout, r.stderr, tag)
+
+
+def connections_for(rate):
+    return int(min(OHA_CONNECTIONS_MAX, max(OHA_CONNECTIONS_MIN, rate / 2)))
 
 
 def ok_count(res):
@@ -194,34 +199,30 @@ def pct(res, key):
     return None if v is None else v * 1000.0
 
 
-def step(svc, variant, query, rate, label):
+def step(svc, ledger, variant, query, rate, label):
+    """One load step; its work is the ids accepted during it (per-id accounting, see
+    reference_bench_ledger.py), waited for up to DRAIN_SECONDS after the load stops."""
     url = svc.base + "/users" + (f"?{query}" if query else "")
-    before, b_buckets = svc.metrics()
+    mark = ledger.mark()
     t0 = time.time()
     if rate == "burst":
         res, cmd = run_oha(url, requests=BURST_REQUESTS, connections=BURST_REQUESTS // 4,
                            tag=f"{variant}-burst")
         duration = res.get("summary", {}).get("total", time.time() - t0)
     else:
-        conns = int(min(OHA_CONNECTIONS_MAX, max(OHA_CONNECTIONS_MIN, rate / 2)))
-        res, cmd = run_oha(url, rate=rate, seconds=SECONDS, connections=conns, tag=f"{variant}-{label}")
+        res, cmd = run_oha(url, rate=rate, seconds=SECONDS, connections=connections_for(rate),
+                           tag=f"{variant}-{label}")
         duration = SECONDS
-    accepted = ok_count(res)
-    completed_name = "refsvc_completed_total"
-    target = before.get(completed_name, 0) + accepted
-    drain_start = time.time()
-    while svc.metrics()[0].get(completed_name, 0) < target and time.time() - drain_start < DRAIN_SECONDS:
-        time.sleep(0.1)
-    drained = time.time() - drain_start
-    after, a_buckets = svc.metrics()
-    completed = after.get(completed_name, 0) - before.get(completed_name, 0)
+    ids = ledger.ids_since(mark)
+    drained = ledger.wait_sent(ids, DRAIN_SECONDS)
+    lost, dups, completed, e2e = ledger.account(ids)
     return {
-        "variant": variant, "offered": label, "requests": all_count(res), "accepted": accepted,
-        "accepted_per_s": accepted / duration if duration else 0,
+        "variant": variant, "offered": label, "requests": all_count(res), "accepted": ok_count(res),
+        "accepted_ids": len(ids), "accepted_per_s": ok_count(res) / duration if duration else 0,
         "p50_ms": pct(res, "p50"), "p99_ms": pct(res, "p99"), "p999_ms": pct(res, "p99.9"),
-        "completed": int(completed), "completed_per_s": completed / (duration + drained),
-        "e2e_p50_ms": quantile(b_buckets, a_buckets, 0.5), "e2e_p99_ms": quantile(b_buckets, a_buckets, 0.99),
-        "lost": int(accepted - completed), "drain_s": drained, "command": cmd,
+        "completed": completed, "completed_per_s": completed / (duration + drained),
+        "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
+        "lost": lost, "duplicates": dups, "drain_s": drained, "t_start": t0, "command": cmd,
     }
 
 
@@ -246,36 +247,63 @@ def machine():
     return f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({cpu})"
 
 
-def report(rows, capacity, skipped):
-    with open(os.path.join(OUT, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+def write_csv(name, rows):
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k not in ("samples", "e2e_per_second")]
+    with open(os.path.join(OUT, name), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+
+
+def report(rows, capacity, skipped, events, event_skipped):
+    write_csv("results.csv", rows)
+    write_csv("events.csv", events)
+    with open(os.path.join(OUT, "backlog.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "t_s", "backlog", "queue_ready"])
+        for run, samples in BACKLOG.items():
+            w.writerows([run, *s] for s in samples)
+        for e in events:
+            w.writerows([e["event"], *s] for s in e["samples"])
     lines = [
         f"Reference service (crates/reference-service), `scripts/reference-bench.sh`{' (SMOKE: numbers meaningless)' if SMOKE else ''}.",
         f"Machine: {machine()}. Mail dependency: {MAIL_LATENCY_MS} ms per call, {MAIL_CONCURRENCY} in flight "
         f"(so at most {1000 * int(MAIL_CONCURRENCY) / max(1, int(MAIL_LATENCY_MS)):.0f} mails/s). "
         f"Inline capacity measured: {capacity:.0f} req/s. Steps of {SECONDS:g} s, open loop (oha -q, latency corrected).",
-        "",
-        f"| variant | what | accepted req/s at p99 ≤ {P99_MS:g} ms | max completed work/s | lost (sum) |",
-        "|---|---|---|---|---|",
     ]
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        vr = [r for r in rows if r["variant"] == v]
-        ok = [r["accepted_per_s"] for r in vr if r["p99_ms"] is not None and r["p99_ms"] <= P99_MS and r["offered"] != "burst"]
-        lines.append(f"| {v} | {DESCRIBE[v]} | {fmt(max(ok) if ok else None, 0)} | "
-                     f"{fmt(max(r['completed_per_s'] for r in vr), 0)} | {sum(r['lost'] for r in vr)} |")
-    lines += ["", "| variant | offered req/s | accepted | accepted/s | p50 ms | p99 ms | p99.9 ms | completed/s | e2e p50 ms | e2e p99 ms | lost | drain s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['variant']} | {r['offered']} | {r['accepted']}/{r['requests']} | {fmt(r['accepted_per_s'], 0)} | "
-                     f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['p999_ms'])} | {fmt(r['completed_per_s'], 0)} | "
-                     f"{fmt(r['e2e_p50_ms'])} | {fmt(r['e2e_p99_ms'])} | {r['lost']} | {fmt(r['drain_s'])} |")
-    lines += ["", "End-to-end (e2e) latency: from the API accepting the request to the mail being sent, "
-              "read from the service's histogram (bucket upper bounds). lost = accepted − completed after "
-              f"the drain wait (≤ {DRAIN_SECONDS:g} s); must be 0 where the confirm is awaited."]
+    if rows:
+        lines += [
+            "",
+            f"| variant | what | accepted req/s at p99 ≤ {P99_MS:g} ms | max completed work/s | lost (sum) | duplicates (sum) | max backlog |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for v in dict.fromkeys(r["variant"] for r in rows):
+            vr = [r for r in rows if r["variant"] == v]
+            ok = [r["accepted_per_s"] for r in vr if r["p99_ms"] is not None and r["p99_ms"] <= P99_MS and r["offered"] != "burst"]
+            lines.append(f"| {v} | {DESCRIBE[v]} | {fmt(max(ok) if ok else None, 0)} | "
+                         f"{fmt(max(r['completed_per_s'] for r in vr), 0)} | {sum(r['lost'] for r in vr)} | "
+                         f"{sum(r['duplicates'] for r in vr)} | {max(r['backlog_max'] for r in vr)} |")
+        lines += ["", "| variant | offered req/s | accepted | accepted/s | p50 ms | p99 ms | p99.9 ms | completed/s | e2e p50 ms | e2e p99 ms | lost | dups | backlog max | drain s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['variant']} | {r['offered']} | {r['accepted']}/{r['requests']} | {fmt(r['accepted_per_s'], 0)} | "
+                         f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['p999_ms'])} | {fmt(r['completed_per_s'], 0)} | "
+                         f"{fmt(r['e2e_p50_ms'])} | {fmt(r['e2e_p99_ms'])} | {r['lost']} | {r['duplicates']} | "
+                         f"{r['backlog_max']} | {fmt(r['drain_s'])} |")
+        lines += ["", "Counted per request id from the service's ledger (`--ledger-dir`): a step's work is the "
+                  "registrations accepted during it; completed = those mailed, lost = those never mailed after the "
+                  f"drain wait (≤ {DRAIN_SECONDS:g} s; must be 0 where the confirm is awaited), dups = extra mails. "
+                  "End-to-end (e2e) latency: from the API accepting the request to the mail being sent, per id. "
+                  "Backlog: accepted − mailed, sampled every second (backlog.csv, backlog.png)."]
     lines += [f"Skipped: {s}" for s in skipped]
-    lines += ["", "Example step command: `" + rows[-1]["command"] + "`", "", "![latency against offered load](latency.png)"]
+    if events or event_skipped:
+        lines += events_mod.report_lines(events, event_skipped)
+    if rows:
+        lines += ["", "Example step command: `" + rows[-1]["command"] + "`", "",
+                  "![latency against offered load](latency.png)"]
+    lines += ["", "![backlog over time](backlog.png)"]
     md = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(md)
@@ -303,51 +331,138 @@ def plot(rows):
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(os.path.join(OUT, "latency.png"), dpi=120)
+    plt.close(fig)
+
+
+def plot_backlog(rows, events):
+    """backlog.png: per variant, backlog and queue depth over time with the steps marked; per
+    event, the same with the kill / restart marked and the end-to-end p99 per second."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = len(BACKLOG) + len(events)
+    if panels == 0:
+        return
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 2.6 * panels), squeeze=False)
+    axes = [a[0] for a in axes]
+    for ax, (v, samples) in zip(axes, BACKLOG.items()):
+        t = [s[0] for s in samples]
+        ax.plot(t, [s[1] for s in samples], label="backlog (accepted − mailed)")
+        ax.plot(t, [s[2] for s in samples], linestyle="--", label="queue ready (broker)")
+        for r in rows:
+            if r["variant"] == v:
+                ax.axvline(r["t_rel"], color="grey", linewidth=0.6)
+                ax.annotate(f"{r['offered']}/s" if r["offered"] != "burst" else "burst", (r["t_rel"], 0),
+                            fontsize=6, rotation=90, va="bottom")
+        ax.set_ylabel("messages")
+        ax.set_title(f"{v}: backlog every second (grey: step starts, offered req/s)", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax, e in zip(axes[len(BACKLOG):], events):
+        events_mod.plot_axes(ax, e)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "backlog.png"), dpi=110)
+    plt.close(fig)
+
+
+# variant -> [(t_s, backlog, queue ready)], filled by main().
+BACKLOG = {}
+
+
+def run_variant(v, capacity, rows):
+    broker, query = VARIANTS[v]
+    ldir = tempfile.mkdtemp(prefix="refbench-ledger-")
+    w = Warren() if broker == "warren" else None
+    url = w.url if w else RABBIT_URL
+    prefix = f"refbench-{v}-{os.getpid()}"
+    svc = sampler = None
+    try:
+        svc = Service(url, prefix, ldir)
+        ledger = Ledger(ldir)
+        # Warm-up (connections, channels, caches), not reported; drained before the steps.
+        run_oha(svc.base + "/users" + (f"?{query}" if query else ""), requests=WARMUP_REQUESTS,
+                connections=8, tag=f"{v}-warmup")
+        if capacity is None:
+            capacity = inline_capacity(svc.base)
+            print(f"inline capacity ≈ {capacity:.0f} req/s", file=sys.stderr)
+        ledger.wait_sent(ledger.ids_since(0), DRAIN_SECONDS)
+        t0 = time.time()
+        sampler = Sampler(ledger, url, f"{prefix}.notify", t0)
+        sampler.start()
+        steps = [(max(1, round(capacity * frac)), None) for frac in RATES]
+        if BURST:
+            steps.append(("burst", "burst"))
+        for rate, label in steps:
+            r = step(svc, ledger, v, query, rate, label or str(rate))
+            r["t_rel"] = round(r["t_start"] - t0, 2)
+            r["backlog_max"] = max((b for t, b, _ in sampler.samples if t >= r["t_rel"]), default=0)
+            rows.append(r)
+            print(f"{v} @ {r['offered']}/s: {r['accepted']} accepted, p99 {fmt(r['p99_ms'])} ms, "
+                  f"lost {r['lost']}, dups {r['duplicates']}, backlog max {r['backlog_max']}", file=sys.stderr)
+        BACKLOG[v] = sampler.stop()
+        sampler = None
+        return capacity
+    finally:
+        if sampler:
+            sampler.stop()
+        if svc:
+            svc.stop()
+        if w:
+            w.stop()
+        shutil.rmtree(ldir, ignore_errors=True)
 
 
 def main():
     global OHA_JSON
     OHA_JSON = oha_output_flags()
     wanted = os.environ.get("REF_BENCH_VARIANTS", "").split() or list(VARIANTS)
+    if os.environ.get("REF_BENCH_VARIANTS") == "none":
+        wanted = []
     unknown = [v for v in wanted if v not in VARIANTS]
+    events = os.environ.get("REF_BENCH_EVENTS", " ".join(events_mod.EVENTS)).split()
+    unknown += [e for e in events if e not in events_mod.EVENTS and e != "none"]
+    events = [e for e in events if e != "none"]
     if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+        raise SystemExit(f"unknown variants/events {unknown}; known: {list(VARIANTS)} {list(events_mod.EVENTS)}")
     rabbit = listening("127.0.0.1", 5672)
-    skipped = []
+    skipped, event_skipped = [], []
     rows, capacity = [], None
     for v in wanted:
-        broker, query = VARIANTS[v]
-        if broker == "rabbitmq" and not rabbit:
+        if VARIANTS[v][0] == "rabbitmq" and not rabbit:
             skipped.append(f"{v}: no RabbitMQ listening on 127.0.0.1:5672")
             continue
-        w = Warren() if broker == "warren" else None
-        svc = Service(w.url if w else RABBIT_URL, f"refbench-{v}-{os.getpid()}")
-        try:
-            # Warm-up (connections, channels, caches), not reported.
-            run_oha(svc.base + "/users" + (f"?{query}" if query else ""), requests=WARMUP_REQUESTS,
-                    connections=8, tag=f"{v}-warmup")
-            if capacity is None:
+        capacity = run_variant(v, capacity, rows)
+    event_rows = []
+    for e in events:
+        why = events_mod.skip_reason(e, rabbit)
+        if why:
+            event_skipped.append(why)
+            continue
+        if capacity is None:
+            w, ldir = Warren(), tempfile.mkdtemp(prefix="refbench-ledger-")
+            svc = Service(w.url, f"refbench-capacity-{os.getpid()}", ldir)
+            try:
                 capacity = inline_capacity(svc.base)
-                print(f"inline capacity ≈ {capacity:.0f} req/s", file=sys.stderr)
-            for frac in RATES:
-                rate = max(1, round(capacity * frac))
-                rows.append(step(svc, v, query, rate, str(rate)))
-                print(f"{v} @ {rate}/s: {rows[-1]['accepted']} accepted, p99 {fmt(rows[-1]['p99_ms'])} ms, "
-                      f"lost {rows[-1]['lost']}", file=sys.stderr)
-            if BURST:
-                rows.append(step(svc, v, query, "burst", "burst"))
-        finally:
-            svc.stop()
-            if w:
+            finally:
+                svc.stop()
                 w.stop()
-    if not rows:
-        raise SystemExit("nothing ran: " + "; ".join(skipped))
-    if any(VARIANTS[v][0] == "rabbitmq" for v in wanted) and rabbit:
+                shutil.rmtree(ldir, ignore_errors=True)
+        r = events_mod.run_event(e, capacity)
+        event_rows.append(r)
+        print(f"{e}: {r['accepted']} accepted, {r['refused']} refused, lost {r['lost']}, dups {r['duplicates']}, "
+              f"backlog {r['backlog_before']} -> {r['backlog_peak']}", file=sys.stderr)
+    if not rows and not event_rows:
+        raise SystemExit("nothing ran: " + "; ".join(skipped + event_skipped))
+    if rabbit and (any(VARIANTS[v][0] == "rabbitmq" for v in wanted)
+                   or any(events_mod.EVENTS[e][0] == "rabbitmq" for e in events)):
         skipped.append("RabbitMQ runs leave durable queues refbench-*.notify / .score / .dlq behind "
                        "(delete them with rabbitmqctl or the management UI)")
-    report(rows, capacity, skipped)
-    plot(rows)
-    print(f"written: {OUT}/results.md, results.csv, latency.png", file=sys.stderr)
+    report(rows, capacity, skipped, event_rows, event_skipped)
+    if rows:
+        plot(rows)
+    plot_backlog(rows, event_rows)
+    print(f"written: {OUT}/results.md, results.csv, events.csv, backlog.csv, latency.png, backlog.png",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ use service_kit::http::{error_response, IDEMPOTENCY_KEY};
 use service_kit::{KitError, Message, Publisher, RpcClient, TraceContext};
 
 use crate::direct::Direct;
+use crate::ledger::Ledger;
 use crate::mail::{Mail, MailError};
 use crate::model::{now_micros, parse_new_user, Registered, Score, User, USER_REGISTERED};
 use crate::notifier::complete;
@@ -80,6 +81,8 @@ pub struct Api {
     pub mail: Arc<Mail>,
     /// The service's metrics.
     pub metrics: Arc<AppMetrics>,
+    /// The benchmark's ledger (off unless `--ledger-dir`).
+    pub ledger: Arc<Ledger>,
     /// The events exchange.
     pub exchange: String,
     /// The score RPC queue.
@@ -166,6 +169,8 @@ async fn register(
         return match api.mail.send(&user.email).await {
             Ok(()) => {
                 api.metrics.accepted.inc();
+                api.ledger.accepted(&user.id, accepted_at_us);
+                api.ledger.sent(&user.id, accepted_at_us);
                 complete(&api.metrics, accepted_at_us);
                 json(StatusCode::CREATED, user_json(&user, None))
             }
@@ -205,6 +210,7 @@ async fn register(
     match published {
         Ok(message_id) => {
             api.metrics.accepted.inc();
+            api.ledger.accepted(&user.id, accepted_at_us);
             tracing::debug!(user = %user.id, trace_id = %trace.trace_id, "registered");
             let mut r = json(StatusCode::ACCEPTED, user_json(&user, Some(&message_id)));
             if let Ok(v) = HeaderValue::from_str(&format!("/users/{}", user.id)) {

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod direct;
+pub mod ledger;
 pub mod mail;
 pub mod model;
 pub mod notifier;
@@ -35,6 +36,7 @@ use service_kit::{
 };
 use tokio::sync::watch;
 
+use crate::ledger::Ledger;
 use crate::mail::{Mail, MailConfig};
 use crate::model::{score_of, Score, User, USER_REGISTERED};
 use crate::notifier::{Notifier, SentLog};
@@ -134,6 +136,10 @@ impl System {
             rate_per_sec: s.mail_rate_per_sec,
             rate_wait: Duration::from_millis(s.mail_rate_wait_ms),
         }));
+        let ledger = Arc::new(match &s.ledger_dir {
+            Some(dir) => Ledger::open(dir, s.role.api(), s.role.api() || s.role.notifier())?,
+            None => Ledger::off(),
+        });
         let mut consumers = Vec::new();
         let mut notifier = None;
         if s.role.notifier() {
@@ -141,6 +147,7 @@ impl System {
                 mail: mail.clone(),
                 metrics: app.clone(),
                 sent: SentLog::default(),
+                ledger: ledger.clone(),
             });
             consumers.push(start_notifier(&kit, &s, &names, &data, n.clone()).await?);
             notifier = Some(n);
@@ -168,6 +175,7 @@ impl System {
                 )),
                 mail,
                 metrics: app,
+                ledger,
                 exchange: names.exchange.clone(),
                 score_queue: names.score_queue.clone(),
                 bench_knobs: s.bench_knobs,

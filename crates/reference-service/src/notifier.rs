@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use service_kit::{Delivery, Outcome};
 
+use crate::ledger::Ledger;
 use crate::mail::{Mail, MailError};
 use crate::model::{now_micros, Registered};
 use crate::observe::AppMetrics;
@@ -64,6 +65,8 @@ pub struct Notifier {
     pub metrics: Arc<AppMetrics>,
     /// What was sent.
     pub sent: SentLog,
+    /// The benchmark's ledger (off unless `--ledger-dir`).
+    pub ledger: Arc<Ledger>,
 }
 
 impl Notifier {
@@ -83,6 +86,7 @@ impl Notifier {
         );
         match self.mail.send(&ev.user.email).await {
             Ok(()) => {
+                self.ledger.sent(&ev.user.id, ev.accepted_at_us);
                 self.sent.record(&ev.user.id, trace_id, d.attempt);
                 complete(&self.metrics, ev.accepted_at_us);
                 Outcome::Ack

@@ -104,6 +104,10 @@ pub struct Settings {
     /// Accept the benchmark's query knobs on `POST /users` (`inline`, `confirm`, `persistent`, `conn`).
     #[arg(long, env = "REFSVC_BENCH_KNOBS")]
     pub bench_knobs: bool,
+    /// Benchmark ledger folder: append each accepted registration (`accepted.log`) and each mail
+    /// sent (`sent.<pid>.log`), one line per id, so losses and duplicates are counted per id.
+    #[arg(long, env = "REFSVC_LEDGER_DIR")]
+    pub ledger_dir: Option<PathBuf>,
 }
 
 impl Settings {
