@@ -13,7 +13,9 @@
 //!   then the dead-letter queue with attempt count, first failure time and last error;
 //! - [`Inbox`]: idempotent consumers with an on-disk id log;
 //! - [`RpcClient`] / [`Kit::rpc_server`]: direct reply-to RPC;
-//! - [`TraceContext`]: W3C context in headers; [`Metrics`] (Prometheus); [`Health`];
+//! - OpenTelemetry ([`spans`], [`trace`]): `publish` / `process` / RPC spans by the messaging
+//!   conventions for RabbitMQ on the global tracer provider, W3C TraceContext + Baggage in the
+//!   headers; [`Metrics`] (Prometheus); [`Health`];
 //! - [`http`] (feature `axum`): 202 / 503 + `Retry-After` publish-and-return.
 //!
 //! See `examples/` for one runnable program per pattern.
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod retry;
 pub mod rpc;
+pub mod spans;
 pub mod topology;
 pub mod trace;
 
@@ -171,13 +174,15 @@ impl Kit {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let handler: consumer::Handler = Arc::new(move |d| Box::pin(handler(d)));
-        self.consume_boxed(cfg, handler).await
+        self.consume_boxed(cfg, handler, opentelemetry::trace::SpanKind::Consumer)
+            .await
     }
 
     async fn consume_boxed(
         &self,
         cfg: ConsumerConfig,
         handler: consumer::Handler,
+        span_kind: opentelemetry::trace::SpanKind,
     ) -> ConsumerHandle {
         let mode = self.resolve_retry_mode(cfg.retry.mode).await;
         let ctx = consumer::Ctx {
@@ -186,6 +191,8 @@ impl Kit {
             handler,
             publisher: self.internal_publisher.clone(),
             metrics: self.metrics.clone(),
+            span_kind,
+            peer: self.consume.peer().clone(),
         };
         consumer::start(
             ctx,
@@ -207,7 +214,8 @@ impl Kit {
         Fut: Future<Output = Vec<u8>> + Send + 'static,
     {
         let h = rpc::server_handler(self.internal_publisher.clone(), f);
-        self.consume_boxed(cfg, Arc::new(h)).await
+        self.consume_boxed(cfg, Arc::new(h), opentelemetry::trace::SpanKind::Server)
+            .await
     }
 
     /// Stops reconnecting and closes the connections (drain consumers first with their handles).
