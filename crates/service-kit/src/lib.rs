@@ -19,6 +19,15 @@
 //! - [`http`] (feature `axum`): 202 / 503 + `Retry-After` publish-and-return.
 //!
 //! See `examples/` for one runnable program per pattern.
+//!
+//! ## Tracing
+//!
+//! Install an OpenTelemetry tracer provider (`opentelemetry::global::set_tracer_provider`) and the
+//! kit's spans are exported: publish inside your span (`.with_context(cx)` or an attached context)
+//! and the `publish` span is its child; handlers run inside the `process` span, so spans they start
+//! are its children; the context crosses the broker in `traceparent` / `tracestate` / `baggage`
+//! headers. Without a provider everything is a no-op except passing an incoming context through.
+//! Span names, kinds, attributes and the parent/link choice: [`spans`].
 
 pub mod config;
 pub mod connection;
