@@ -13,6 +13,7 @@ use crate::config::KitConfig;
 use crate::error::{KitError, Result};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::spans::Peer;
 use crate::topology::Topology;
 
 /// How long one TCP + AMQP handshake attempt may take.
@@ -42,6 +43,8 @@ struct Inner {
     current: watch::Receiver<Option<Live>>,
     /// Declarations replayed on every connect.
     topology: Arc<Mutex<Topology>>,
+    /// The broker's address and port, for the spans.
+    peer: Peer,
 }
 
 impl Managed {
@@ -56,6 +59,7 @@ impl Managed {
     ) -> Managed {
         let (tx, rx) = watch::channel(None);
         health.set_connection(role, false);
+        let peer = Peer::from_url(&cfg.url);
         let sup = Supervisor {
             cfg,
             role: role.into(),
@@ -71,6 +75,7 @@ impl Managed {
                 role: role.into(),
                 current: rx,
                 topology,
+                peer,
             }),
         }
     }
@@ -78,6 +83,11 @@ impl Managed {
     /// The role name.
     pub fn role(&self) -> &str {
         &self.inner.role
+    }
+
+    /// The broker as the spans name it.
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.inner.peer
     }
 
     /// The connection now, if up.

@@ -11,6 +11,8 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::FieldTable;
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -23,8 +25,8 @@ use crate::message::{header_u64, Delivery};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::retry::{next_copy, retry_topology, RetryMode, RetryPolicy, ATTEMPTS_HEADER};
+use crate::spans::{self, Peer};
 use crate::topology::Topology;
-use crate::trace;
 
 /// How long a delivery whose message id is in a handler right now waits before it is requeued.
 const INBOX_BUSY_REQUEUE_DELAY: Duration = Duration::from_millis(50);
@@ -113,6 +115,10 @@ pub(crate) struct Ctx {
     pub publisher: Publisher,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Kind of the process spans: `Consumer`, or `Server` for the RPC server.
+    pub span_kind: SpanKind,
+    /// The broker, for the spans.
+    pub peer: Peer,
 }
 
 /// Starts the consumer loop.
@@ -330,13 +336,24 @@ async fn process(ctx: &Ctx, d: lapin::message::Delivery, mut abort: watch::Recei
         },
         _ => None,
     };
-    let span = trace::process_span(&delivery, &ctx.cfg.queue);
-    let _enter = span.enter();
+    // The handler runs inside the process span's context: the application's spans are its children.
+    let cx = spans::start_process(&delivery, &ctx.cfg.queue, ctx.span_kind.clone(), &ctx.peer);
+    let log_span = tracing::info_span!(
+        "process",
+        queue = %ctx.cfg.queue,
+        message_id = id.as_deref().unwrap_or_default(),
+        attempt = delivery.attempt,
+        trace_id = %cx.span().span_context().trace_id(),
+    );
     let started = Instant::now();
     let run = async {
         let mut tries = 0;
         loop {
-            let outcome = (ctx.handler)(delivery.clone()).await;
+            let handled = {
+                let _attached = cx.clone().attach();
+                (ctx.handler)(delivery.clone())
+            };
+            let outcome = handled.with_context(cx.clone()).await;
             match outcome {
                 Outcome::Retry(_) if tries < ctx.cfg.retry.in_process_retries => {
                     tries += 1;
@@ -347,16 +364,17 @@ async fn process(ctx: &Ctx, d: lapin::message::Delivery, mut abort: watch::Recei
         }
     };
     let outcome = tokio::select! {
-        o = run => Some(o),
+        o = tracing::Instrument::instrument(run, log_span) => Some(o),
         _ = abort.changed() => None,
     };
+    let dead = delivery.attempt >= ctx.cfg.retry.max_attempts;
     ctx.metrics
         .handler_duration
         .observe(started.elapsed().as_secs_f64());
     if let (Some((inbox, id)), false) = (claimed, outcome == Some(Outcome::Ack)) {
         inbox.release(id);
     }
-    let settled = match outcome {
+    let settled = match &outcome {
         None | Some(Outcome::Requeue) => {
             ctx.metrics.requeued.inc();
             acker.nack(requeue).await
@@ -367,18 +385,17 @@ async fn process(ctx: &Ctx, d: lapin::message::Delivery, mut abort: watch::Recei
                     tracing::error!(error = %e, "inbox commit failed; requeueing");
                     ctx.metrics.requeued.inc();
                     let _ = acker.nack(requeue).await;
+                    spans::end_process(&cx, Some(&Outcome::Requeue), false);
                     return;
                 }
             }
             ctx.metrics.acked.inc();
             acker.ack(BasicAckOptions::default()).await
         }
-        Some(Outcome::Retry(err)) => {
-            let dead = delivery.attempt >= ctx.cfg.retry.max_attempts;
-            forward(ctx, &delivery, &err, dead, acker).await
-        }
-        Some(Outcome::Poison(err)) => forward(ctx, &delivery, &err, true, acker).await,
+        Some(Outcome::Retry(err)) => forward(ctx, &delivery, err, dead, acker).await,
+        Some(Outcome::Poison(err)) => forward(ctx, &delivery, err, true, acker).await,
     };
+    spans::end_process(&cx, outcome.as_ref(), dead);
     if let Err(e) = settled {
         tracing::warn!(error = %e, "settling a delivery failed (the broker will redeliver it)");
     }

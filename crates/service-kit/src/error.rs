@@ -46,6 +46,23 @@ pub enum KitError {
 }
 
 impl KitError {
+    /// A low-cardinality name of the variant (the spans' `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KitError::NotConnected(_) => "not_connected",
+            KitError::Blocked(_) => "blocked",
+            KitError::WindowFull(_) => "window_full",
+            KitError::ConfirmTimeout(_) => "confirm_timeout",
+            KitError::Returned { .. } => "returned",
+            KitError::Nacked => "nacked",
+            KitError::RpcTimeout(_) => "rpc_timeout",
+            KitError::Shutdown => "shutdown",
+            KitError::Amqp(_) => "amqp",
+            KitError::Io(_) => "io",
+            KitError::Config(_) => "config",
+        }
+    }
+
     /// True for errors that mean "try again later" (an HTTP layer maps them to 503).
     pub fn is_backpressure(&self) -> bool {
         matches!(

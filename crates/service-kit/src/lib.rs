@@ -13,10 +13,21 @@
 //!   then the dead-letter queue with attempt count, first failure time and last error;
 //! - [`Inbox`]: idempotent consumers with an on-disk id log;
 //! - [`RpcClient`] / [`Kit::rpc_server`]: direct reply-to RPC;
-//! - [`TraceContext`]: W3C context in headers; [`Metrics`] (Prometheus); [`Health`];
+//! - OpenTelemetry ([`spans`], [`trace`]): `publish` / `process` / RPC spans by the messaging
+//!   conventions for RabbitMQ on the global tracer provider, W3C TraceContext + Baggage in the
+//!   headers; [`Metrics`] (Prometheus); [`Health`];
 //! - [`http`] (feature `axum`): 202 / 503 + `Retry-After` publish-and-return.
 //!
 //! See `examples/` for one runnable program per pattern.
+//!
+//! ## Tracing
+//!
+//! Install an OpenTelemetry tracer provider (`opentelemetry::global::set_tracer_provider`) and the
+//! kit's spans are exported: publish inside your span (`.with_context(cx)` or an attached context)
+//! and the `publish` span is its child; handlers run inside the `process` span, so spans they start
+//! are its children; the context crosses the broker in `traceparent` / `tracestate` / `baggage`
+//! headers. Without a provider everything is a no-op except passing an incoming context through.
+//! Span names, kinds, attributes and the parent/link choice: [`spans`].
 
 pub mod config;
 pub mod connection;
@@ -31,6 +42,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod retry;
 pub mod rpc;
+pub mod spans;
 pub mod topology;
 pub mod trace;
 
@@ -171,13 +183,15 @@ impl Kit {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let handler: consumer::Handler = Arc::new(move |d| Box::pin(handler(d)));
-        self.consume_boxed(cfg, handler).await
+        self.consume_boxed(cfg, handler, opentelemetry::trace::SpanKind::Consumer)
+            .await
     }
 
     async fn consume_boxed(
         &self,
         cfg: ConsumerConfig,
         handler: consumer::Handler,
+        span_kind: opentelemetry::trace::SpanKind,
     ) -> ConsumerHandle {
         let mode = self.resolve_retry_mode(cfg.retry.mode).await;
         let ctx = consumer::Ctx {
@@ -186,6 +200,8 @@ impl Kit {
             handler,
             publisher: self.internal_publisher.clone(),
             metrics: self.metrics.clone(),
+            span_kind,
+            peer: self.consume.peer().clone(),
         };
         consumer::start(
             ctx,
@@ -207,7 +223,8 @@ impl Kit {
         Fut: Future<Output = Vec<u8>> + Send + 'static,
     {
         let h = rpc::server_handler(self.internal_publisher.clone(), f);
-        self.consume_boxed(cfg, Arc::new(h)).await
+        self.consume_boxed(cfg, Arc::new(h), opentelemetry::trace::SpanKind::Server)
+            .await
     }
 
     /// Stops reconnecting and closes the connections (drain consumers first with their handles).

@@ -18,6 +18,21 @@ pub struct Message {
     pub properties: BasicProperties,
     /// Publish with `mandatory` (an unroutable message is an error). On by default.
     pub mandatory: bool,
+    /// Where the producer span's parent comes from (see [`Message::with_parent`]).
+    pub(crate) trace: TracePropagation,
+}
+
+/// How a publish treats trace context.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum TracePropagation {
+    /// A producer span, child of the caller's current OpenTelemetry context, injected.
+    #[default]
+    Current,
+    /// A producer span, child of this context, injected.
+    Parent(opentelemetry::Context),
+    /// No span, headers left as they are: the kit's retry / dead-letter copies keep the original
+    /// creation context, so every attempt's consumer span has the same parent.
+    Keep,
 }
 
 impl Message {
@@ -29,6 +44,7 @@ impl Message {
             body: body.into(),
             properties: BasicProperties::default(),
             mandatory: true,
+            trace: TracePropagation::Current,
         }
     }
 

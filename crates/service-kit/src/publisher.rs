@@ -20,6 +20,7 @@ use crate::connection::{Live, Managed};
 use crate::error::{KitError, Result};
 use crate::message::Message;
 use crate::metrics::Metrics;
+use crate::spans;
 
 /// How often a publish waiting on a blocked connection checks again.
 const BLOCKED_POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -115,9 +116,23 @@ impl Publisher {
     }
 
     /// Like [`Publisher::publish`] with an explicit deadline.
+    ///
+    /// Creates the `PRODUCER` span `publish {destination}` (a child of the caller's current
+    /// OpenTelemetry context, or of [`Message::with_parent`]) and injects it into the headers;
+    /// see [`crate::spans`].
     pub async fn publish_until(&self, mut msg: Message, deadline: Instant) -> Result<String> {
-        let inner = &*self.inner;
         msg.ensure_defaults();
+        let Some(cx) = spans::start_publish(&mut msg, self.inner.conn.peer()) else {
+            return self.send(msg, deadline).await;
+        };
+        let r = self.send(msg, deadline).await;
+        spans::end_with(&cx, &r);
+        r
+    }
+
+    /// Sends `msg` (defaults filled in) and waits for its confirm, resending after a reconnect.
+    async fn send(&self, msg: Message, deadline: Instant) -> Result<String> {
+        let inner = &*self.inner;
         let id = msg.id().unwrap_or_default().to_owned();
         let total = inner.cfg.deadline;
         let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];

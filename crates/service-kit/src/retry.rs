@@ -10,7 +10,7 @@ use lapin::options::ExchangeDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 
-use crate::message::{header_u64, now_millis, Delivery, Message};
+use crate::message::{header_u64, now_millis, Delivery, Message, TracePropagation};
 use crate::topology::{table_str, Topology};
 
 /// Attempt number of the copy (1 = first delivery).
@@ -198,6 +198,7 @@ pub fn next_copy(
     };
     let mut m = Message::new(&exchange, &key, d.body.clone());
     m.properties = d.properties.clone().with_headers(headers);
+    m.trace = TracePropagation::Keep;
     if exchange == DELAYED_EXCHANGE {
         // A delayed exchange routes later: a mandatory publish would always come back 312.
         m = m.not_mandatory();

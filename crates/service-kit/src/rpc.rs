@@ -20,6 +20,7 @@ use crate::consumer::Outcome;
 use crate::error::{KitError, Result};
 use crate::message::{new_id, Delivery, Message};
 use crate::publisher::Publisher;
+use crate::spans;
 
 /// The pseudo-queue of direct reply-to.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -73,8 +74,29 @@ impl RpcClient {
     }
 
     /// Calls: publishes with `reply_to` and a fresh correlation id, then waits up to `timeout`.
+    ///
+    /// The call is a `CLIENT` span `call {destination}` (child of the caller's current
+    /// OpenTelemetry context) injected into the request; the server's span is its child.
     pub async fn call_with_timeout(
         &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Delivery> {
+        let id = new_id();
+        let cx = spans::start_call(exchange, routing_key, &id, self.conn.peer());
+        let r = self
+            .call_as(&cx, id, exchange, routing_key, body, timeout)
+            .await;
+        spans::end_with(&cx, &r);
+        r
+    }
+
+    async fn call_as(
+        &self,
+        cx: &opentelemetry::Context,
+        id: String,
         exchange: &str,
         routing_key: &str,
         body: &[u8],
@@ -83,7 +105,6 @@ impl RpcClient {
         let deadline = Instant::now() + timeout;
         let live = self.conn.wait(deadline).await?;
         let ch = self.reply_channel(&live).await?;
-        let id = new_id();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id.clone(), tx);
@@ -92,10 +113,11 @@ impl RpcClient {
             pending: self.pending.clone(),
             id: id.clone(),
         };
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_reply_to(REPLY_TO.into())
             .with_correlation_id(id.as_str().into())
             .with_message_id(id.as_str().into());
+        spans::inject_into(cx, &mut props);
         let confirm = ch
             .basic_publish(
                 exchange,

@@ -1,11 +1,22 @@
-//! W3C trace context in message headers (`traceparent`, `tracestate`, `baggage` as long strings)
-//! and `tracing` spans named and attributed by the OpenTelemetry messaging conventions for
-//! RabbitMQ (`publish {destination}`, `process {destination}`). A `tracing-opentelemetry` layer in
-//! the application exports them; the kit itself depends on no OpenTelemetry SDK.
+//! Trace context in message headers: the OpenTelemetry W3C TraceContext + Baggage propagators
+//! (`traceparent`, `tracestate`, `baggage`) writing AMQP long strings, and reading long strings,
+//! short strings or byte arrays (what other clients send). The spans themselves are in
+//! [`crate::spans`].
+//!
+//! [`TraceContext`] is the kit's older plain-data view of the same headers (kept for code that
+//! parses a `traceparent` itself, e.g. from an HTTP request, and for reading a delivery's context
+//! without an OpenTelemetry SDK).
 
-use lapin::types::{AMQPValue, FieldTable};
+use std::sync::LazyLock;
 
-use crate::message::{header_str, Delivery, Message};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry::Context;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use crate::message::{header_str, Delivery, Message, TracePropagation};
 
 /// Header keys of the W3C propagators.
 pub const TRACEPARENT: &str = "traceparent";
@@ -14,7 +25,53 @@ pub const TRACESTATE: &str = "tracestate";
 /// W3C baggage header.
 pub const BAGGAGE: &str = "baggage";
 
-/// A W3C trace context.
+/// The kit's propagator: W3C TraceContext, then W3C Baggage.
+static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ])
+});
+
+/// Writes propagated fields into AMQP headers as long strings.
+struct HeaderInjector<'a>(&'a mut FieldTable);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0
+            .insert(key.into(), AMQPValue::LongString(value.into()));
+    }
+}
+
+/// Reads propagated fields from AMQP headers (long / short strings and byte arrays, UTF-8).
+struct HeaderExtractor<'a>(&'a FieldTable);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.inner().get(&ShortString::from(key))? {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            AMQPValue::ShortString(s) => Some(s.as_str()),
+            AMQPValue::ByteArray(b) => std::str::from_utf8(b.as_slice()).ok(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.inner().keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Injects `cx` (its span context if valid, its baggage if any) into `headers`.
+pub fn inject(cx: &Context, headers: &mut FieldTable) {
+    PROPAGATOR.inject_context(cx, &mut HeaderInjector(headers));
+}
+
+/// The context carried by `headers` (a remote span context and baggage; empty if none).
+pub fn extract(headers: &FieldTable) -> Context {
+    PROPAGATOR.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+}
+
+/// A W3C trace context as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// 16-byte trace id, lowercase hex (32 chars).
@@ -83,7 +140,7 @@ impl TraceContext {
         })
     }
 
-    /// Writes the context into `headers` (long strings).
+    /// Writes the context into `headers` as it is (long strings), without any span of the kit.
     pub fn inject(&self, headers: &mut FieldTable) {
         headers.insert(
             TRACEPARENT.into(),
@@ -104,14 +161,26 @@ impl TraceContext {
         c.baggage = header_str(headers, BAGGAGE);
         Some(c)
     }
+
+    /// The same context as an OpenTelemetry [`Context`] (a remote parent, with its baggage).
+    pub fn to_context(&self) -> Context {
+        let mut h = FieldTable::default();
+        self.inject(&mut h);
+        extract(&h)
+    }
 }
 
 impl Message {
-    /// Carries `ctx` (as a child span of it: the producer's send span) in the headers.
-    pub fn with_trace(mut self, ctx: &TraceContext) -> Message {
-        let mut h = self.properties.headers().clone().unwrap_or_default();
-        ctx.child().inject(&mut h);
-        self.properties = self.properties.with_headers(h);
+    /// Publishes as part of `ctx` (e.g. a `traceparent` from an HTTP request): the producer span
+    /// is a child of it, instead of the caller's current OpenTelemetry context.
+    pub fn with_trace(self, ctx: &TraceContext) -> Message {
+        self.with_parent(ctx.to_context())
+    }
+
+    /// Publishes with `cx` as the producer span's parent, instead of the caller's current
+    /// OpenTelemetry context.
+    pub fn with_parent(mut self, cx: Context) -> Message {
+        self.trace = TracePropagation::Parent(cx);
         self
     }
 }
@@ -121,44 +190,23 @@ impl Delivery {
     pub fn trace_context(&self) -> Option<TraceContext> {
         TraceContext::extract(self.properties.headers().as_ref()?)
     }
-}
 
-/// The conventions' destination name: `exchange:routing_key`, whichever exists, or `amq.default`.
-pub fn destination(exchange: &str, routing_key: &str) -> String {
-    match (exchange.is_empty(), routing_key.is_empty()) {
-        (false, false) => format!("{exchange}:{routing_key}"),
-        (false, true) => exchange.to_owned(),
-        (true, false) => routing_key.to_owned(),
-        (true, true) => "amq.default".to_owned(),
+    /// The producer's context as an OpenTelemetry [`Context`] (empty if the message carries none).
+    /// The handler already runs inside the kit's consumer span, whose parent this is.
+    pub fn creation_context(&self) -> Context {
+        self.properties
+            .headers()
+            .as_ref()
+            .map(extract)
+            .unwrap_or_default()
     }
-}
-
-/// The CONSUMER span of one delivery, linked to the producer context (`messaging.link.traceparent`)
-/// and carrying the attempt number.
-pub fn process_span(d: &Delivery, queue: &str) -> tracing::Span {
-    let link = d
-        .trace_context()
-        .map(|c| c.traceparent())
-        .unwrap_or_default();
-    tracing::info_span!(
-        "process",
-        otel.name = %format!("process {queue}"),
-        otel.kind = "consumer",
-        messaging.system = "rabbitmq",
-        messaging.operation.name = "process",
-        messaging.operation.type = "process",
-        messaging.destination.name = %destination(&d.exchange, &d.routing_key),
-        messaging.rabbitmq.destination.routing_key = %d.routing_key,
-        messaging.rabbitmq.message.delivery_tag = d.delivery_tag,
-        messaging.message.id = %d.message_id().unwrap_or_default(),
-        messaging.link.traceparent = %link,
-        service_kit.attempt = d.attempt,
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::TraceContextExt;
 
     #[test]
     fn traceparent_round_trips_and_rejects_garbage() {
@@ -173,9 +221,34 @@ mod tests {
     }
 
     #[test]
-    fn destination_names_follow_the_conventions() {
-        assert_eq!(destination("shop", "orders"), "shop:orders");
-        assert_eq!(destination("", "q"), "q");
-        assert_eq!(destination("", ""), "amq.default");
+    fn propagator_writes_long_strings_and_reads_other_string_types() {
+        let mut root = TraceContext::new_root();
+        root.tracestate = Some("warren=1".into());
+        root.baggage = Some("tenant=acme".into());
+        let cx = root.to_context();
+        assert_eq!(cx.baggage().get("tenant").map(|v| v.as_str()), Some("acme"));
+        let mut h = FieldTable::default();
+        inject(&cx, &mut h);
+        match h.inner().get(&ShortString::from(TRACEPARENT)) {
+            Some(AMQPValue::LongString(s)) => {
+                assert_eq!(s.as_bytes(), root.traceparent().as_bytes())
+            }
+            other => panic!("traceparent as {other:?}"),
+        }
+        assert_eq!(header_str(&h, TRACESTATE).as_deref(), Some("warren=1"));
+        assert_eq!(header_str(&h, BAGGAGE).as_deref(), Some("tenant=acme"));
+        let mut short = FieldTable::default();
+        short.insert(
+            TRACEPARENT.into(),
+            AMQPValue::ShortString(root.traceparent().into()),
+        );
+        let sc = extract(&short).span().span_context().clone();
+        assert!(sc.is_remote());
+        assert_eq!(sc.trace_id().to_string(), root.trace_id);
+        assert_eq!(sc.span_id().to_string(), root.span_id);
+        assert!(!extract(&FieldTable::default())
+            .span()
+            .span_context()
+            .is_valid());
     }
 }

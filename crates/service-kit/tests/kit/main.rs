@@ -2,6 +2,7 @@
 //! Tests that must kill, restart or configure the broker run on warren only.
 
 mod harness;
+mod otel;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -560,6 +561,7 @@ async fn graceful_drain_finishes_in_flight_and_requeues_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_context_round_trips_and_survives_retries() {
+    otel::otel();
     let b = broker();
     let q = uniq("trace");
     let kit = Kit::start(b.config(), Topology::new().queue(&q));
