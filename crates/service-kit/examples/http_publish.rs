@@ -56,7 +56,11 @@ pub async fn run(url: String) -> anyhow::Result<String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let worker = kit
         .consume(ConsumerConfig::new(&queue), move |d| {
-            let _ = tx.send((d.message_id().map(str::to_owned), d.header("event"), d.text()));
+            let _ = tx.send((
+                d.message_id().map(str::to_owned),
+                d.header("event"),
+                d.text(),
+            ));
             async { Outcome::Ack }
         })
         .await;
@@ -68,7 +72,10 @@ pub async fn run(url: String) -> anyhow::Result<String> {
     });
     let app = Router::new()
         .route("/signups", post(signup))
-        .with_state(Api { queue: queue.clone(), publisher });
+        .with_state(Api {
+            queue: queue.clone(),
+            publisher,
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -84,9 +91,17 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         .await?;
     let (keyed_status, keyed_id) = (keyed.status(), keyed.headers().get(MESSAGE_ID).cloned());
     let keyed_body = keyed.text().await?;
-    let plain = http.post(&endpoint).body("{\"email\":\"bob@example.com\"}").send().await?;
+    let plain = http
+        .post(&endpoint)
+        .body("{\"email\":\"bob@example.com\"}")
+        .send()
+        .await?;
     let plain_status = plain.status();
-    let plain_id = plain.headers().get(MESSAGE_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let plain_id = plain
+        .headers()
+        .get(MESSAGE_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
 
     let mut received = Vec::new();
     while received.len() < 2 {
@@ -98,23 +113,39 @@ pub async fn run(url: String) -> anyhow::Result<String> {
     server.abort();
     worker.shutdown().await;
     kit.shutdown().await;
-    common::delete(&url, &[&queue, &format!("{queue}.dlq")], &[]).await;
+    common::delete(&url, &[&queue], &[]).await;
 
-    ensure!(keyed_status == 202 && plain_status == 202, "{keyed_status} / {plain_status}");
+    ensure!(
+        keyed_status == 202 && plain_status == 202,
+        "{keyed_status} / {plain_status}"
+    );
     ensure!(
         keyed_id.as_ref().and_then(|v| v.to_str().ok()) == Some("signup-ada"),
         "the Idempotency-Key is the message id: {keyed_id:?}"
     );
-    ensure!(keyed_body == "{\"message_id\":\"signup-ada\"}", "body {keyed_body}");
+    ensure!(
+        keyed_body == "{\"message_id\":\"signup-ada\"}",
+        "body {keyed_body}"
+    );
     let plain_id = plain_id.context("a message id for the request without a key")?;
     received.sort();
     let mut want = [
-        (Some("signup-ada".to_owned()), Some("signup".to_owned()), "{\"email\":\"ada@example.com\"}".to_owned()),
-        (Some(plain_id.clone()), Some("signup".to_owned()), "{\"email\":\"bob@example.com\"}".to_owned()),
+        (
+            Some("signup-ada".to_owned()),
+            Some("signup".to_owned()),
+            "{\"email\":\"ada@example.com\"}".to_owned(),
+        ),
+        (
+            Some(plain_id.clone()),
+            Some("signup".to_owned()),
+            "{\"email\":\"bob@example.com\"}".to_owned(),
+        ),
     ];
     want.sort();
     ensure!(received == want, "the worker received {received:?}");
-    Ok(format!("2 POSTs answered 202 (ids signup-ada, {plain_id}); the worker got both events"))
+    Ok(format!(
+        "2 POSTs answered 202 (ids signup-ada, {plain_id}); the worker got both events"
+    ))
 }
 
 #[tokio::main]

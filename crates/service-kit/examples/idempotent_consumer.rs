@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use service_kit::{
-    ConsumerConfig, Inbox, InboxConfig, Kit, KitConfig, Message, Outcome, PublisherConfig,
-    Topology,
+    ConsumerConfig, Inbox, InboxConfig, Kit, KitConfig, Message, Outcome, PublisherConfig, Topology,
 };
 
 #[path = "common/mod.rs"]
@@ -30,7 +29,11 @@ mod common;
 async fn settled(kit: &Kit, n: u64) -> anyhow::Result<()> {
     let start = Instant::now();
     while kit.metrics().acked.get() + kit.metrics().duplicates.get() < n {
-        ensure!(start.elapsed() < common::WAIT, "only {} settled", kit.metrics().acked.get());
+        ensure!(
+            start.elapsed() < common::WAIT,
+            "only {} settled",
+            kit.metrics().acked.get()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
@@ -67,7 +70,9 @@ pub async fn run(url: String) -> anyhow::Result<String> {
             .await;
         for id in orders {
             let body = format!("{{\"order\":\"{id}\",\"run\":{worker_run}}}");
-            publisher.publish(Message::new("", &queue, body).with_id(id)).await?;
+            publisher
+                .publish(Message::new("", &queue, body).with_id(id))
+                .await?;
             published += 1;
         }
         settled(&kit, published).await?;
@@ -75,13 +80,16 @@ pub async fn run(url: String) -> anyhow::Result<String> {
     }
     let duplicates = kit.metrics().duplicates.get();
     kit.shutdown().await;
-    common::delete(&url, &[&queue, &format!("{queue}.dlq")], &[]).await;
+    common::delete(&url, &[&queue], &[]).await;
     let _ = std::fs::remove_file(&inbox_path);
 
     let mut charged = charged.lock().map(|c| c.clone()).unwrap_or_default();
     charged.sort();
     ensure!(charged == ["order-1", "order-2"], "charged {charged:?}");
-    ensure!(duplicates == 2, "2 duplicates of order-1 recognised, got {duplicates}");
+    ensure!(
+        duplicates == 2,
+        "2 duplicates of order-1 recognised, got {duplicates}"
+    );
     Ok(format!(
         "{published} deliveries, charged {charged:?} once each, {duplicates} duplicates acked unprocessed"
     ))

@@ -67,8 +67,7 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         h.shutdown().await;
     }
     kit.shutdown().await;
-    let dlqs: Vec<String> = subscribers.iter().map(|q| format!("{q}.dlq")).collect();
-    let queues: Vec<&str> = subscribers.iter().chain(&dlqs).map(String::as_str).collect();
+    let queues: Vec<&str> = subscribers.iter().map(String::as_str).collect();
     common::delete(&url, &queues, &[&exchange]).await;
 
     let want: Vec<String> = (0..LINES).map(|i| format!("log line {i}")).collect();

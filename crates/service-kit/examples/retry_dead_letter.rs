@@ -57,12 +57,16 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         .consume(cfg, move |d| {
             let id = d.message_id().unwrap_or_default().to_owned();
             if let Ok(mut t) = t.lock() {
-                t.entry(id.clone()).or_default().push((d.attempt, Instant::now()));
+                t.entry(id.clone())
+                    .or_default()
+                    .push((d.attempt, Instant::now()));
             }
             let outcome = match d.text().as_str() {
                 "not json" => Outcome::Poison("expected a JSON payment".into()),
                 _ if id == "pay-flaky" && d.attempt < 3 => Outcome::Retry("bank timed out".into()),
-                _ if id == "pay-down" => Outcome::Retry(format!("bank down (attempt {})", d.attempt)),
+                _ if id == "pay-down" => {
+                    Outcome::Retry(format!("bank down (attempt {})", d.attempt))
+                }
                 _ => Outcome::Ack,
             };
             async move { outcome }
@@ -70,8 +74,14 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         .await;
 
     let publisher = kit.publisher(PublisherConfig::default());
-    for (id, body) in [("pay-flaky", "{\"eur\":10}"), ("pay-down", "{\"eur\":20}"), ("pay-bad", "not json")] {
-        publisher.publish(Message::new("", &queue, body).with_id(id)).await?;
+    for (id, body) in [
+        ("pay-flaky", "{\"eur\":10}"),
+        ("pay-down", "{\"eur\":20}"),
+        ("pay-bad", "not json"),
+    ] {
+        publisher
+            .publish(Message::new("", &queue, body).with_id(id))
+            .await?;
     }
 
     // Peek into the dead-letter queue as an operator would, until the two failures are there.
@@ -84,7 +94,11 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         match ch.basic_get(&dlq, BasicGetOptions { no_ack: true }).await? {
             Some(m) => {
                 let p = m.delivery.properties.clone();
-                let id = p.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let id = p
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 dead.insert(id, p.headers().clone().unwrap_or_default());
             }
             None => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -107,19 +121,38 @@ pub async fn run(url: String) -> anyhow::Result<String> {
 
     let tries = tries.lock().map(|t| t.clone()).unwrap_or_default();
     let flaky = tries.get("pay-flaky").context("pay-flaky never handled")?;
-    ensure!(flaky.iter().map(|t| t.0).eq([1, 2, 3]), "pay-flaky attempts {flaky:?}");
+    ensure!(
+        flaky.iter().map(|t| t.0).eq([1, 2, 3]),
+        "pay-flaky attempts {flaky:?}"
+    );
     for (i, want) in DELAYS_MS.iter().enumerate() {
         let gap = flaky[i + 1].1 - flaky[i].1;
-        ensure!(gap >= Duration::from_millis(want * 9 / 10), "retry {} came after {gap:?}", i + 1);
+        ensure!(
+            gap >= Duration::from_millis(want * 9 / 10),
+            "retry {} came after {gap:?}",
+            i + 1
+        );
     }
     ensure!(acked == 1, "only pay-flaky succeeded, acked = {acked}");
     let down = dead.get("pay-down").context("pay-down not in the DLQ")?;
-    ensure!(header_u64(down, ATTEMPTS_HEADER) == Some(3), "pay-down x-attempts {down:?}");
+    ensure!(
+        header_u64(down, ATTEMPTS_HEADER) == Some(3),
+        "pay-down x-attempts {down:?}"
+    );
     let last = header_str(down, LAST_ERROR_HEADER);
-    ensure!(last.as_deref() == Some("bank down (attempt 3)"), "pay-down x-last-error {last:?}");
-    ensure!(header_u64(down, FIRST_FAILURE_HEADER).is_some(), "pay-down x-first-failure");
+    ensure!(
+        last.as_deref() == Some("bank down (attempt 3)"),
+        "pay-down x-last-error {last:?}"
+    );
+    ensure!(
+        header_u64(down, FIRST_FAILURE_HEADER).is_some(),
+        "pay-down x-first-failure"
+    );
     let bad = dead.get("pay-bad").context("pay-bad not in the DLQ")?;
-    ensure!(header_u64(bad, ATTEMPTS_HEADER) == Some(1), "poison is not retried: {bad:?}");
+    ensure!(
+        header_u64(bad, ATTEMPTS_HEADER) == Some(1),
+        "poison is not retried: {bad:?}"
+    );
     let bad_tries = tries.get("pay-bad").map_or(0, Vec::len);
     ensure!(bad_tries == 1, "pay-bad handled {bad_tries} times");
     ensure!(extra.is_none(), "an unexpected extra message in the DLQ");

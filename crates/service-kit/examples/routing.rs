@@ -78,10 +78,12 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         h.shutdown().await;
     }
     kit.shutdown().await;
-    let (errors_dlq, all_dlq) = (format!("{errors}.dlq"), format!("{all}.dlq"));
-    common::delete(&url, &[&errors, &all, &errors_dlq, &all_dlq], &[&exchange]).await;
+    common::delete(&url, &[&errors, &all], &[&exchange]).await;
 
-    ensure!(to_errors == ["error", "error"], "errors queue got {to_errors:?}");
+    ensure!(
+        to_errors == ["error", "error"],
+        "errors queue got {to_errors:?}"
+    );
     ensure!(
         to_all == ["info", "warning", "error", "info", "error"],
         "all queue got {to_all:?}"

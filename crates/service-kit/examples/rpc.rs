@@ -65,8 +65,7 @@ pub async fn run(url: String) -> anyhow::Result<String> {
 
     server.shutdown().await;
     kit.shutdown().await;
-    let dlq = format!("{rpc_queue}.dlq");
-    common::delete(&url, &[&rpc_queue, &idle_queue, &dlq], &[]).await;
+    common::delete(&url, &[&rpc_queue, &idle_queue], &[]).await;
 
     for (n, answer) in &answers {
         ensure!(*answer == fib(*n).to_string(), "fib({n}) answered {answer}");

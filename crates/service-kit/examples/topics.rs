@@ -63,23 +63,32 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         let Ok(Some((q, key))) = tokio::time::timeout(common::WAIT, rx.recv()).await else {
             break;
         };
-        let set = if q == critical { &mut to_critical } else { &mut to_kernel };
+        let set = if q == critical {
+            &mut to_critical
+        } else {
+            &mut to_kernel
+        };
         ensure!(set.insert(key.clone()), "{key} reached {q} twice");
     }
     for h in handles {
         h.shutdown().await;
     }
     kit.shutdown().await;
-    let (c_dlq, k_dlq) = (format!("{critical}.dlq"), format!("{kernel}.dlq"));
-    common::delete(&url, &[&critical, &kernel, &c_dlq, &k_dlq], &[&exchange]).await;
+    common::delete(&url, &[&critical, &kernel], &[&exchange]).await;
 
-    let want_critical: BTreeSet<String> = ["kern.critical", "cron.critical"].map(String::from).into();
+    let want_critical: BTreeSet<String> =
+        ["kern.critical", "cron.critical"].map(String::from).into();
     let want_kernel: BTreeSet<String> = ["kern", "kern.critical", "kern.disk.warning", "kern.info"]
         .map(String::from)
         .into();
-    ensure!(to_critical == want_critical, "*.critical got {to_critical:?}");
+    ensure!(
+        to_critical == want_critical,
+        "*.critical got {to_critical:?}"
+    );
     ensure!(to_kernel == want_kernel, "kern.# got {to_kernel:?}");
-    Ok(format!("*.critical ← {to_critical:?}; kern.# ← {to_kernel:?}; cron.info dropped"))
+    Ok(format!(
+        "*.critical ← {to_critical:?}; kern.# ← {to_kernel:?}; cron.info dropped"
+    ))
 }
 
 #[tokio::main]

@@ -78,13 +78,22 @@ pub async fn run(url: String) -> anyhow::Result<String> {
         w.shutdown().await; // graceful drain: running tasks finish, the rest go back to the queue
     }
     kit.shutdown().await;
-    common::delete(&url, &[&queue, &format!("{queue}.dlq")], &[]).await;
+    common::delete(&url, &[&queue], &[]).await;
 
     done.sort();
     done.dedup();
-    ensure!(done.len() == TASKS, "{} of {TASKS} distinct tasks done", done.len());
-    ensure!(by_worker.len() == 2, "both workers took tasks: {by_worker:?}");
-    Ok(format!("{TASKS} tasks done once each; tasks per worker: {by_worker:?}"))
+    ensure!(
+        done.len() == TASKS,
+        "{} of {TASKS} distinct tasks done",
+        done.len()
+    );
+    ensure!(
+        by_worker.len() == 2,
+        "both workers took tasks: {by_worker:?}"
+    );
+    Ok(format!(
+        "{TASKS} tasks done once each; tasks per worker: {by_worker:?}"
+    ))
 }
 
 #[tokio::main]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lapin::ConnectionProperties;
+use service_kit::{retry, RetryMode, RetryPolicy};
 
 /// Name of the in-memory broker started when `AMQP_URL` is unset (`warren-embedded://examples`).
 const EMBEDDED_NAME: &str = "examples";
@@ -59,15 +60,20 @@ pub fn unique(name: &str) -> String {
     format!("{name}.{}", &id[id.len() - 8..])
 }
 
-/// Deletes the queues and exchanges an example declared (best effort).
+/// Deletes the queues and exchanges an example declared (best effort), and with each queue the
+/// dead-letter queue and TTL-ladder wait queues a consumer with the default retry policy added.
 pub async fn delete(url: &str, queues: &[&str], exchanges: &[&str]) {
     let props = ConnectionProperties::default();
     let Ok(conn) = warren_embedded::shovel::connect_any(url, props).await else {
         return;
     };
+    let policy = RetryPolicy::default();
     if let Ok(ch) = conn.create_channel().await {
         for q in queues {
             let _ = ch.queue_delete(q, Default::default()).await;
+            for extra in retry::retry_topology(q, &policy, RetryMode::TtlLadder).queues {
+                let _ = ch.queue_delete(&extra.name, Default::default()).await;
+            }
         }
         for e in exchanges {
             let _ = ch.exchange_delete(e, Default::default()).await;
@@ -80,7 +86,10 @@ pub async fn delete(url: &str, queues: &[&str], exchanges: &[&str]) {
 pub async fn consuming(kit: &service_kit::Kit, queue: &str) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     while kit.health().report().consumers.get(queue) != Some(&true) {
-        anyhow::ensure!(start.elapsed() < WAIT, "no consumer on {queue} after {WAIT:?}");
+        anyhow::ensure!(
+            start.elapsed() < WAIT,
+            "no consumer on {queue} after {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
