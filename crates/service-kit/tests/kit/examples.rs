@@ -7,7 +7,9 @@ use crate::harness::broker;
 macro_rules! example_tests {
     ($($name:ident => $file:literal,)*) => {
         $(
-            #[allow(dead_code)]
+            // Each example includes `examples/common/mod.rs` for itself, so this test crate
+            // holds eight copies of it, one per example module: intended.
+            #[allow(dead_code, clippy::duplicate_mod)]
             #[path = $file]
             mod $name;
         )*
