@@ -218,7 +218,7 @@ const EMBEDDED_SCHEME: &str = "warren-embedded://";
 /// One connection attempt to the broker `cfg.url` names: `amqp://` / `amqps://` over TCP, or
 /// `warren-embedded://NAME` (the same URI syntax) to an embedded broker over its in-process
 /// transport, so one setting switches between the two.
-async fn connect(cfg: &KitConfig, props: ConnectionProperties) -> Result<Connection> {
+pub(crate) async fn connect(cfg: &KitConfig, props: ConnectionProperties) -> Result<Connection> {
     if cfg.url.starts_with(EMBEDDED_SCHEME) {
         return connect_embedded(cfg, props).await;
     }

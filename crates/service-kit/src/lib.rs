@@ -18,7 +18,28 @@
 //!   headers; [`Metrics`] (Prometheus); [`Health`];
 //! - [`http`] (feature `axum`): 202 / 503 + `Retry-After` publish-and-return.
 //!
-//! See `examples/` for one runnable program per pattern.
+//! ## Examples
+//!
+//! One runnable program per pattern in `examples/`, each a doc comment explaining the pattern (as
+//! the RabbitMQ tutorials do) over a `run(url)` that does it end to end and checks its own outcome
+//! (exit status 1 if it did not happen). Without `AMQP_URL` they start an in-memory warren inside
+//! the process (`warren-embedded://examples`); with it they use that broker, e.g.
+//! `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f` for a RabbitMQ or warren on 5672. The test
+//! suite runs every one against the warren it starts, or `AMQP_URL` (`tests/kit/examples.rs`).
+//!
+//! | pattern | run |
+//! |---|---|
+//! | work queue: tasks shared by workers, manual acks, fair dispatch | `cargo run -p service-kit --example work_queue` |
+//! | publish/subscribe: a fanout exchange, every subscriber gets each message | `cargo run -p service-kit --example pub_sub` |
+//! | routing: a direct exchange by severity, unroutable = 312 error | `cargo run -p service-kit --example routing` |
+//! | topics: `*` and `#` binding patterns | `cargo run -p service-kit --example topics` |
+//! | RPC: direct reply-to, correlation ids, timeouts | `cargo run -p service-kit --example rpc` |
+//! | retries with backoff, poison messages, the dead-letter queue and its headers | `cargo run -p service-kit --example retry_dead_letter` |
+//! | idempotent consumer: an on-disk inbox, duplicates across a worker restart | `cargo run -p service-kit --example idempotent_consumer` |
+//! | HTTP publish-and-return: axum, 202 + message id, `Idempotency-Key` | `cargo run -p service-kit --example http_publish` |
+//!
+//! `examples/bench_clients.rs` (run by `scripts/bench-clients.sh`) measures publish-with-confirm
+//! and consume throughput through the kit, raw lapin and raw amqprs on one broker.
 //!
 //! ## Tracing
 //!
@@ -164,7 +185,7 @@ impl Kit {
             RetryMode::Auto => {
                 let has = *self
                     .delayed
-                    .get_or_init(|| retry::broker_has_delayed_exchange(&self.cfg.url))
+                    .get_or_init(|| retry::broker_has_delayed_exchange(&self.cfg))
                     .await;
                 if has {
                     RetryMode::DelayedExchange

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use lapin::options::ExchangeDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
+use lapin::ConnectionProperties;
+
+use crate::config::KitConfig;
 
 use crate::message::{header_u64, now_millis, Delivery, Message, TracePropagation};
 use crate::topology::{table_str, Topology};
@@ -90,10 +92,13 @@ pub fn ladder_queue(queue: &str, delay: Duration) -> String {
     format!("{queue}.retry.{}ms", delay.as_millis())
 }
 
-/// Whether the broker at `url` accepts the `x-delayed-message` exchange type. Probed on a
-/// throwaway connection: RabbitMQ without the plugin answers with a connection error (503).
-pub async fn broker_has_delayed_exchange(url: &str) -> bool {
-    let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
+/// Whether the broker `cfg.url` names accepts the `x-delayed-message` exchange type. Probed on a
+/// throwaway connection made as the kit's own are (so `warren-embedded://` works too): RabbitMQ
+/// without the plugin answers with a connection error (503).
+pub async fn broker_has_delayed_exchange(cfg: &KitConfig) -> bool {
+    let props = ConnectionProperties::default()
+        .with_connection_name(format!("{}.probe", cfg.connection_name).into());
+    let Ok(conn) = crate::connection::connect(cfg, props).await else {
         return false;
     };
     let ok = match conn.create_channel().await {

@@ -1,6 +1,7 @@
 //! service-kit against a warren the tests start, or against `AMQP_URL` (e.g. RabbitMQ 3.10).
 //! Tests that must kill, restart or configure the broker run on warren only.
 
+mod examples;
 mod harness;
 mod otel;
 
