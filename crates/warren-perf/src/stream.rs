@@ -5,7 +5,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use anyhow::Context;
@@ -13,11 +13,29 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{unix, TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::uri::{AmqpUri, TlsTarget};
+
+/// The host name of a URI served by [`set_in_process_connector`]'s connector
+/// (`amqp://guest:guest@in-process/%2f`).
+pub const IN_PROCESS_HOST: &str = "in-process";
+
+/// Opens the application's end of an in-process connection to a broker in
+/// this process (for example `warren_embedded::Broker::stream`).
+pub type InProcessConnector =
+    Box<dyn Fn() -> io::Result<std::os::unix::net::UnixStream> + Send + Sync>;
+
+/// Set once by a program that embeds a broker and runs the load loops in the
+/// same process: URIs whose host is [`IN_PROCESS_HOST`] connect through it.
+static IN_PROCESS: OnceLock<InProcessConnector> = OnceLock::new();
+
+/// Registers the connector for [`IN_PROCESS_HOST`] URIs (the first call wins).
+pub fn set_in_process_connector(connector: InProcessConnector) {
+    let _ = IN_PROCESS.set(connector);
+}
 
 /// A connected socket, with or without TLS.
 pub enum Stream {
@@ -25,6 +43,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// TLS over TCP (boxed: the session state is large).
     Tls(Box<TlsStream<TcpStream>>),
+    /// An in-process connection (a Unix socketpair to a broker in this process).
+    Unix(UnixStream),
 }
 
 /// The read half of a [`Stream`].
@@ -33,6 +53,8 @@ pub enum ReadHalf {
     Tcp(OwnedReadHalf),
     /// TLS over TCP.
     Tls(tokio::io::ReadHalf<Box<TlsStream<TcpStream>>>),
+    /// In-process.
+    Unix(unix::OwnedReadHalf),
 }
 
 /// The write half of a [`Stream`].
@@ -41,11 +63,21 @@ pub enum WriteHalf {
     Tcp(OwnedWriteHalf),
     /// TLS over TCP.
     Tls(tokio::io::WriteHalf<Box<TlsStream<TcpStream>>>),
+    /// In-process.
+    Unix(unix::OwnedWriteHalf),
 }
 
 impl Stream {
     /// TCP connect (Nagle off: callers batch themselves), then the TLS handshake for `amqps://`.
     pub async fn connect(uri: &AmqpUri) -> anyhow::Result<Stream> {
+        if uri.addr.split(':').next() == Some(IN_PROCESS_HOST) {
+            let connector = IN_PROCESS
+                .get()
+                .context("no in-process connector registered (set_in_process_connector)")?;
+            let std = connector().context("opening an in-process connection")?;
+            std.set_nonblocking(true)?;
+            return Ok(Stream::Unix(UnixStream::from_std(std)?));
+        }
         let tcp = TcpStream::connect(&uri.addr)
             .await
             .with_context(|| format!("connecting to {}", uri.addr))?;
@@ -73,6 +105,10 @@ impl Stream {
             Stream::Tls(s) => {
                 let (r, w) = tokio::io::split(s);
                 (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
             }
         }
     }
@@ -107,6 +143,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $t::Tcp(s) => Pin::new(s).poll_read(cx, buf),
                     $t::Tls(s) => Pin::new(s).poll_read(cx, buf),
+                    $t::Unix(s) => Pin::new(s).poll_read(cx, buf),
                 }
             }
         }
@@ -121,6 +158,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $t::Tcp(s) => Pin::new(s).poll_write(cx, buf),
                     $t::Tls(s) => Pin::new(s).poll_write(cx, buf),
+                    $t::Unix(s) => Pin::new(s).poll_write(cx, buf),
                 }
             }
 
@@ -128,6 +166,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $t::Tcp(s) => Pin::new(s).poll_flush(cx),
                     $t::Tls(s) => Pin::new(s).poll_flush(cx),
+                    $t::Unix(s) => Pin::new(s).poll_flush(cx),
                 }
             }
 
@@ -138,6 +177,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $t::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                     $t::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                    $t::Unix(s) => Pin::new(s).poll_shutdown(cx),
                 }
             }
         }
