@@ -75,7 +75,6 @@ pub(crate) async fn run(
     _permit: Permit,
 ) {
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
     let local = stream.local_addr().ok();
     let (rd, wr) = stream.into_split();
     let fd = wr.as_ref().as_raw_fd();
@@ -83,17 +82,7 @@ pub(crate) async fn run(
         peer: Some(peer),
         local,
     };
-    serve(Box::new(Start {
-        rd,
-        wr,
-        write_through: Some(fd),
-        tls: None,
-        ends,
-        shared,
-        stop,
-        deadline,
-    }))
-    .await;
+    serve(Start::plain(rd, wr, fd, ends, shared, stop)).await;
 }
 
 /// An in-process connection: the broker's end of a Unix socketpair whose
@@ -105,24 +94,13 @@ pub(crate) async fn run_unix(
     stop: watch::Receiver<bool>,
     _permit: Permit,
 ) {
-    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
     let (rd, wr) = stream.into_split();
     let fd = wr.as_ref().as_raw_fd();
     let ends = Ends {
         peer: None,
         local: None,
     };
-    serve(Box::new(Start {
-        rd,
-        wr,
-        write_through: Some(fd),
-        tls: None,
-        ends,
-        shared,
-        stop,
-        deadline,
-    }))
-    .await;
+    serve(Start::plain(rd, wr, fd, ends, shared, stop)).await;
 }
 
 /// A connection on the TLS listener: the TLS handshake (within the same
@@ -197,6 +175,31 @@ struct Start<R, W> {
     stop: watch::Receiver<bool>,
     /// When the AMQP handshake must be done.
     deadline: Instant,
+}
+
+impl<R, W> Start<R, W> {
+    /// A connection without TLS (TCP or in-process): write-through on `fd`,
+    /// the handshake deadline counted from now.
+    fn plain(
+        rd: R,
+        wr: W,
+        fd: RawFd,
+        ends: Ends,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+    ) -> Box<Start<R, W>> {
+        let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+        Box::new(Start {
+            rd,
+            wr,
+            write_through: Some(fd),
+            tls: None,
+            ends,
+            shared,
+            stop,
+            deadline,
+        })
+    }
 }
 
 /// An open connection's reader state, kept for the connection's life (and

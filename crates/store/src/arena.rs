@@ -158,15 +158,7 @@ impl FileArena {
                 "message arena: no disk space for a {size}-byte segment; keeping it in memory"
             );
             let map = MmapMut::map_anon(size).map_err(|e| err("mapping arena memory", e))?;
-            self.refs.open_segment(seg);
-            self.segments.insert(
-                seg,
-                Segment {
-                    map,
-                    len: 0,
-                    path: None,
-                },
-            );
+            self.add_segment(seg, map, None);
             return Ok(());
         }
         if rc != 0 {
@@ -182,16 +174,15 @@ impl FileArena {
         // this process and wiped at start); nothing truncates it while mapped.
         let map =
             unsafe { MmapMut::map_mut(&file) }.map_err(|e| err("mapping arena segment", e))?;
-        self.refs.open_segment(seg);
-        self.segments.insert(
-            seg,
-            Segment {
-                map,
-                len: 0,
-                path: Some(path),
-            },
-        );
+        self.add_segment(seg, map, Some(path));
         Ok(())
+    }
+
+    /// Registers a new, empty segment `seg` backed by `map` (`path`: its
+    /// file; None: anonymous memory).
+    fn add_segment(&mut self, seg: u32, map: MmapMut, path: Option<PathBuf>) {
+        self.refs.open_segment(seg);
+        self.segments.insert(seg, Segment { map, len: 0, path });
     }
 
     fn free_if_unused(&mut self, seg: u32) {
