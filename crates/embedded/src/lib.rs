@@ -187,6 +187,17 @@ impl Broker {
         }
     }
 
+    /// A new in-process connection without a socket: the application's end
+    /// of an in-memory pipe (tokio `AsyncRead`/`AsyncWrite`), for clients
+    /// that take any stream — faster than [`Broker::stream`] and loopback
+    /// TCP (docs/benchmarks.md). lapin needs a socket: it uses `stream`.
+    pub fn memory_stream(&self) -> std::io::Result<warren_pipe::PipeStream> {
+        match &self.node {
+            Some(n) => n.connect_memory(),
+            None => Err(std::io::Error::other("the broker is shut down")),
+        }
+    }
+
     /// A lapin connection over the in-process transport, as `guest` to
     /// vhost `/` (see [`connect_url`] for others).
     pub async fn connect(

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     /// non-blocking send, instead of waking the writer (see `sink.rs`).
     /// 0 turns this off. Default 4 KiB.
     pub write_through_bytes_max: usize,
+    /// Unread bytes each direction of an in-memory in-process connection
+    /// (`Node::connect_memory`) holds at most; its writer waits beyond
+    /// that, as on a full socket. Default 512 KiB.
+    pub memory_pipe_bytes_max: usize,
     /// AMQPS port (RabbitMQ's is 5671); 0 = no TLS listener. Needs `tls`.
     pub tls_port: u16,
     /// Certificate, key, CA bundle and peer verification of every TLS
@@ -138,6 +142,7 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: 0,
             writer_threads: 1,
             write_through_bytes_max: 4096,
+            memory_pipe_bytes_max: 512 * 1024,
             tls_port: 0,
             tls: None,
             loopback_users: vec!["guest".to_string()],

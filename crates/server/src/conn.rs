@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::handshake::{self, TlsPeer};
-use crate::sink::{CloseOnDrop, ConnIo};
+use crate::sink::{CloseOnDrop, ConnIo, Through};
 use crate::stream::{split_tls, ConnRead, ConnWrite};
 use crate::{cert_login, Shared};
 
@@ -103,6 +103,35 @@ pub(crate) async fn run_unix(
     serve(Start::plain(rd, wr, fd, ends, shared, stop)).await;
 }
 
+/// An in-memory in-process connection: the broker's end of a warren-pipe
+/// pair (`Node::connect_memory`). As plain TCP (write-through appends to
+/// the pipe), without addresses.
+pub(crate) async fn run_memory(
+    stream: warren_pipe::PipeStream,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    _permit: Permit,
+) {
+    let (rd, wr) = stream.into_split();
+    let through = Through::Pipe(wr.sender());
+    let ends = Ends {
+        peer: None,
+        local: None,
+    };
+    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
+    serve(Box::new(Start {
+        rd,
+        wr,
+        write_through: through,
+        tls: None,
+        ends,
+        shared,
+        stop,
+        deadline,
+    }))
+    .await;
+}
+
 /// A connection on the TLS listener: the TLS handshake (within the same
 /// `handshake_timeout_ms` as the AMQP one), then as plain TCP but without
 /// write-through (encryption stays on the writer, off the core lock).
@@ -145,7 +174,7 @@ pub(crate) async fn run_tls(
     serve(Box::new(Start {
         rd,
         wr,
-        write_through: None,
+        write_through: Through::Off,
         tls: Some(tls_peer),
         ends,
         shared,
@@ -163,8 +192,8 @@ struct Start<R, W> {
     rd: R,
     /// The write half (handshake, then the writer task).
     wr: W,
-    /// The socket for `sink.rs`'s write-through (None: off, as for TLS).
-    write_through: Option<RawFd>,
+    /// Where `sink.rs`'s write-through goes (off for TLS).
+    write_through: Through,
     /// What the TLS handshake learned (None: not TLS).
     tls: Option<TlsPeer>,
     /// The socket's addresses.
@@ -192,7 +221,7 @@ impl<R, W> Start<R, W> {
         Box::new(Start {
             rd,
             wr,
-            write_through: Some(fd),
+            write_through: Through::Fd(fd),
             tls: None,
             ends,
             shared,
@@ -303,10 +332,10 @@ async fn open<R: ConnRead, W: ConnWrite>(start: Box<Start<R, W>>) -> Option<Live
         // Idle connections hold no read buffer (memory per connection).
         buf = BytesMut::new();
     }
-    let io = Arc::new(match write_through {
-        Some(fd) => ConnIo::new(fd, shared.config.write_through_bytes_max),
-        None => ConnIo::new(-1, 0),
-    });
+    let io = Arc::new(ConnIo::new(
+        write_through,
+        shared.config.write_through_bytes_max,
+    ));
     let close_sink = CloseOnDrop(io.clone());
     let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);
     let info = ConnInfo {

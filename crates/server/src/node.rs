@@ -82,6 +82,14 @@ impl Conns {
         self.spawn(|shared, stop, permit| conn::run_unix(ours, shared, stop, permit))?;
         Ok(client)
     }
+
+    /// A new in-memory in-process connection: the broker serves one end
+    /// of a warren-pipe pair, the caller gets the other.
+    pub(crate) fn connect_memory(&self) -> std::io::Result<warren_pipe::PipeStream> {
+        let (client, ours) = warren_pipe::pair(self.shared.config.memory_pipe_bytes_max);
+        self.spawn(|shared, stop, permit| conn::run_memory(ours, shared, stop, permit))?;
+        Ok(client)
+    }
 }
 
 /// A handle that opens in-process connections to a node; cheap to clone,
@@ -96,6 +104,14 @@ impl InProcess {
     /// down or `connections_max` is reached.
     pub fn connect(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
         self.0.connect_in_process()
+    }
+
+    /// A new connection without a socket: the application's end of an
+    /// in-memory pipe (tokio `AsyncRead`/`AsyncWrite`), for clients that
+    /// take any stream; faster than the socketpair (docs/benchmarks.md).
+    /// Err as for `connect`.
+    pub fn connect_memory(&self) -> std::io::Result<warren_pipe::PipeStream> {
+        self.0.connect_memory()
     }
 }
 
@@ -286,6 +302,11 @@ impl Node {
     /// A new in-process connection (see `InProcess::connect`).
     pub fn connect_in_process(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
         self.conns.connect_in_process()
+    }
+
+    /// A new in-memory in-process connection (see `InProcess::connect_memory`).
+    pub fn connect_memory(&self) -> std::io::Result<warren_pipe::PipeStream> {
+        self.conns.connect_memory()
     }
 
     /// A handle for opening in-process connections from elsewhere.

@@ -2,12 +2,13 @@
 //!
 //! Output normally goes to the writer task (on the writer runtime), which
 //! writes it with `writev`. When the writer is idle and nothing is queued, a
-//! small chunk is instead written at once with one non-blocking `send` by
-//! the thread that produced it (write-through): at low rates this saves a
-//! cross-thread wake-up per message, which is most of the publish→deliver
-//! latency. The send never blocks (`MSG_DONTWAIT`); whatever it could not
-//! write is queued for the writer as usual. Both paths go through `state`'s
-//! lock, so bytes never interleave.
+//! small chunk is instead written at once by the thread that produced it
+//! (write-through): one non-blocking `send` on a socket, or an append to an
+//! in-memory pipe. At low rates this saves a cross-thread wake-up per
+//! message, which is most of the publish→deliver latency. It never blocks
+//! (`MSG_DONTWAIT`; a full pipe takes nothing); whatever it could not write
+//! is queued for the writer as usual. Both paths go through `state`'s lock,
+//! so bytes never interleave.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,10 +23,20 @@ struct State {
     chunks: Vec<Bytes>,
     /// The writer took chunks and is writing them.
     writing: bool,
-    /// The socket, or -1 once the connection is closed (set under this
-    /// lock, before the socket can be closed, so a stale number is never
-    /// written to).
-    fd: RawFd,
+    /// Where write-through goes; `Off` once the connection is closed (set
+    /// under this lock, before the socket can be closed, so a stale number
+    /// is never written to).
+    through: Through,
+}
+
+/// A connection's write-through target.
+pub(crate) enum Through {
+    /// None (TLS: encryption stays on the writer).
+    Off,
+    /// A socket (plain TCP or the in-process socketpair).
+    Fd(RawFd),
+    /// An in-memory pipe (in-process).
+    Pipe(warren_pipe::PipeSender),
 }
 
 pub(crate) struct ConnIo {
@@ -55,15 +66,15 @@ pub(crate) struct ConnIo {
 }
 
 impl ConnIo {
-    /// `fd` is the connection's socket.
-    pub fn new(fd: RawFd, write_through_bytes_max: usize) -> ConnIo {
+    /// `through`: where small output may go at once.
+    pub fn new(through: Through, write_through_bytes_max: usize) -> ConnIo {
         ConnIo {
             counters: broker_core::stats::IoCounters::default(),
             write_through_bytes_max,
             state: Mutex::new(State {
                 chunks: Vec::new(),
                 writing: false,
-                fd,
+                through,
             }),
             pending: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -119,7 +130,7 @@ impl ConnIo {
     }
 
     pub fn close(&self) {
-        self.state.lock().fd = -1;
+        self.state.lock().through = Through::Off;
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
         self.drained.notify_one();
@@ -129,31 +140,32 @@ impl ConnIo {
 impl ConnSink for ConnIo {
     fn send(&self, mut bytes: Bytes) {
         let mut st = self.state.lock();
-        if st.chunks.is_empty()
-            && !st.writing
-            && st.fd >= 0
-            && bytes.len() <= self.write_through_bytes_max
-        {
-            // SAFETY: `fd` is this connection's open socket: `close` sets it
-            // to -1 under this lock before the socket can be closed, and the
-            // buffer is valid for `bytes.len()` bytes.
-            let n = unsafe {
-                libc::send(
-                    st.fd,
-                    bytes.as_ptr().cast(),
-                    bytes.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
+        if st.chunks.is_empty() && !st.writing && bytes.len() <= self.write_through_bytes_max {
+            let n = match &st.through {
+                Through::Off => 0,
+                // SAFETY: `fd` is this connection's open socket: `close`
+                // turns it off under this lock before the socket can be
+                // closed, and the buffer is valid for `bytes.len()` bytes.
+                Through::Fd(fd) => unsafe {
+                    libc::send(
+                        *fd,
+                        bytes.as_ptr().cast(),
+                        bytes.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                }
+                .max(0) as usize,
+                Through::Pipe(pipe) => pipe.try_write(&bytes),
             };
+            // Nothing written (EAGAIN, a full pipe or an error): the writer
+            // writes it (and meets the error).
             if n > 0 {
-                let n = n as usize;
                 self.counters.sent(n);
                 if n >= bytes.len() {
                     return;
                 }
                 bytes = bytes.slice(n..);
             }
-            // EAGAIN or an error: the writer writes it (and meets the error).
         }
         self.pending.fetch_add(bytes.len(), Ordering::AcqRel);
         st.chunks.push(bytes);

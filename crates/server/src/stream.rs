@@ -3,7 +3,9 @@
 //! write-through from `sink.rs`), TLS halves (rustls through tokio-rustls;
 //! no write-through, so encryption never runs under the core lock), and
 //! in-process Unix socketpair halves (`Node::connect_in_process`; handled
-//! exactly like plain TCP, write-through included). `conn.rs` is generic
+//! exactly like plain TCP, write-through included), and in-memory pipe
+//! halves (`Node::connect_memory`, warren-pipe: no socket, no
+//! write-through). `conn.rs` is generic
 //! over these traits, so the plain-TCP code is what it was before TLS
 //! existed.
 
@@ -103,6 +105,25 @@ impl ConnWrite for unix::OwnedWriteHalf {
         } else {
             let _ = self.shutdown().await;
         }
+    }
+}
+
+impl ConnRead for warren_pipe::PipeReader {
+    async fn read_ready(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<Option<usize>> {
+        // The pipe hands over what it holds (at most `want`): no readiness
+        // step, and the buffer grows only when there is something to read.
+        std::future::poll_fn(|cx| self.poll_read_into(cx, buf, want))
+            .await
+            .map(Some)
+    }
+}
+
+impl ConnWrite for warren_pipe::PipeWriter {
+    const BUFFERED: bool = false;
+
+    async fn finish(mut self, _abort: bool) {
+        // No reset on a pipe: EOF either way (dropping also ends it).
+        let _ = self.shutdown().await;
     }
 }
 

@@ -77,7 +77,12 @@ impl Connection {
     /// TCP connect (+ TLS handshake for `amqps://`) + protocol header + start/start-ok (PLAIN) + tune/tune-ok
     /// (heartbeats off) + open/open-ok.
     pub async fn connect(uri: &AmqpUri) -> anyhow::Result<Connection> {
-        let stream = Stream::connect(uri).await?;
+        Connection::over(Stream::connect(uri).await?, uri).await
+    }
+
+    /// The AMQP handshake of [`Connection::connect`] on a stream already
+    /// open (for example an in-process one); `uri` gives the user and vhost.
+    pub async fn over(stream: Stream, uri: &AmqpUri) -> anyhow::Result<Connection> {
         let mut conn = Connection {
             stream,
             rbuf: BytesMut::with_capacity(4096),

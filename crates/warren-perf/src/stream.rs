@@ -1,5 +1,7 @@
-//! The byte stream under a [`crate::client::Connection`]: plain TCP, or TLS over
-//! TCP (rustls, for `amqps://` URIs), and its read and write halves for the
+//! The byte stream under a [`crate::client::Connection`]: plain TCP, TLS over
+//! TCP (rustls, for `amqps://` URIs), or an in-process stream to a broker in
+//! this program (a Unix socketpair, or an in-memory pipe without a socket),
+//! and its read and write halves for the
 //! streaming phase. Plain TCP keeps tokio's owned halves (no lock between them);
 //! a TLS stream is split with `tokio::io::split`.
 
@@ -20,19 +22,41 @@ use tokio_rustls::TlsConnector;
 use crate::uri::{AmqpUri, TlsTarget};
 
 /// The host name of a URI served by [`set_in_process_connector`]'s connector
-/// (`amqp://guest:guest@in-process/%2f`).
+/// over a Unix socketpair (`amqp://guest:guest@in-process/%2f`).
 pub const IN_PROCESS_HOST: &str = "in-process";
 
+/// The host name of a URI served by the same connector over an in-memory
+/// pipe (`amqp://guest:guest@in-memory/%2f`).
+pub const IN_MEMORY_HOST: &str = "in-memory";
+
+/// Which in-process stream a URI asks the connector for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InProcessKind {
+    /// A Unix socketpair ([`IN_PROCESS_HOST`]).
+    Socket,
+    /// An in-memory pipe ([`IN_MEMORY_HOST`]).
+    Memory,
+}
+
+/// The application's end of an in-process connection.
+pub enum InProcessStream {
+    /// A Unix socketpair (`warren_embedded::Broker::stream`).
+    Socket(std::os::unix::net::UnixStream),
+    /// An in-memory pipe (`warren_embedded::Broker::memory_stream`).
+    Memory(warren_pipe::PipeStream),
+}
+
 /// Opens the application's end of an in-process connection to a broker in
-/// this process (for example `warren_embedded::Broker::stream`).
+/// this process.
 pub type InProcessConnector =
-    Box<dyn Fn() -> io::Result<std::os::unix::net::UnixStream> + Send + Sync>;
+    Box<dyn Fn(InProcessKind) -> io::Result<InProcessStream> + Send + Sync>;
 
 /// Set once by a program that embeds a broker and runs the load loops in the
-/// same process: URIs whose host is [`IN_PROCESS_HOST`] connect through it.
+/// same process: URIs whose host is [`IN_PROCESS_HOST`] or [`IN_MEMORY_HOST`]
+/// connect through it.
 static IN_PROCESS: OnceLock<InProcessConnector> = OnceLock::new();
 
-/// Registers the connector for [`IN_PROCESS_HOST`] URIs (the first call wins).
+/// Registers the connector for in-process URIs (the first call wins).
 pub fn set_in_process_connector(connector: InProcessConnector) {
     let _ = IN_PROCESS.set(connector);
 }
@@ -45,6 +69,8 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
     /// An in-process connection (a Unix socketpair to a broker in this process).
     Unix(UnixStream),
+    /// An in-process connection without a socket (an in-memory pipe).
+    Memory(warren_pipe::PipeStream),
 }
 
 /// The read half of a [`Stream`].
@@ -55,6 +81,8 @@ pub enum ReadHalf {
     Tls(tokio::io::ReadHalf<Box<TlsStream<TcpStream>>>),
     /// In-process.
     Unix(unix::OwnedReadHalf),
+    /// In-process, in memory.
+    Memory(warren_pipe::PipeReader),
 }
 
 /// The write half of a [`Stream`].
@@ -65,18 +93,29 @@ pub enum WriteHalf {
     Tls(tokio::io::WriteHalf<Box<TlsStream<TcpStream>>>),
     /// In-process.
     Unix(unix::OwnedWriteHalf),
+    /// In-process, in memory.
+    Memory(warren_pipe::PipeWriter),
 }
 
 impl Stream {
     /// TCP connect (Nagle off: callers batch themselves), then the TLS handshake for `amqps://`.
     pub async fn connect(uri: &AmqpUri) -> anyhow::Result<Stream> {
-        if uri.addr.split(':').next() == Some(IN_PROCESS_HOST) {
+        let kind = match uri.addr.split(':').next() {
+            Some(IN_PROCESS_HOST) => Some(InProcessKind::Socket),
+            Some(IN_MEMORY_HOST) => Some(InProcessKind::Memory),
+            _ => None,
+        };
+        if let Some(kind) = kind {
             let connector = IN_PROCESS
                 .get()
                 .context("no in-process connector registered (set_in_process_connector)")?;
-            let std = connector().context("opening an in-process connection")?;
-            std.set_nonblocking(true)?;
-            return Ok(Stream::Unix(UnixStream::from_std(std)?));
+            return match connector(kind).context("opening an in-process connection")? {
+                InProcessStream::Socket(std) => {
+                    std.set_nonblocking(true)?;
+                    Ok(Stream::Unix(UnixStream::from_std(std)?))
+                }
+                InProcessStream::Memory(pipe) => Ok(Stream::Memory(pipe)),
+            };
         }
         let tcp = TcpStream::connect(&uri.addr)
             .await
@@ -109,6 +148,10 @@ impl Stream {
             Stream::Unix(s) => {
                 let (r, w) = s.into_split();
                 (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+            Stream::Memory(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Memory(r), WriteHalf::Memory(w))
             }
         }
     }
@@ -144,6 +187,7 @@ macro_rules! delegate_io {
                     $t::Tcp(s) => Pin::new(s).poll_read(cx, buf),
                     $t::Tls(s) => Pin::new(s).poll_read(cx, buf),
                     $t::Unix(s) => Pin::new(s).poll_read(cx, buf),
+                    $t::Memory(s) => Pin::new(s).poll_read(cx, buf),
                 }
             }
         }
@@ -159,6 +203,7 @@ macro_rules! delegate_io {
                     $t::Tcp(s) => Pin::new(s).poll_write(cx, buf),
                     $t::Tls(s) => Pin::new(s).poll_write(cx, buf),
                     $t::Unix(s) => Pin::new(s).poll_write(cx, buf),
+                    $t::Memory(s) => Pin::new(s).poll_write(cx, buf),
                 }
             }
 
@@ -167,6 +212,7 @@ macro_rules! delegate_io {
                     $t::Tcp(s) => Pin::new(s).poll_flush(cx),
                     $t::Tls(s) => Pin::new(s).poll_flush(cx),
                     $t::Unix(s) => Pin::new(s).poll_flush(cx),
+                    $t::Memory(s) => Pin::new(s).poll_flush(cx),
                 }
             }
 
@@ -178,6 +224,7 @@ macro_rules! delegate_io {
                     $t::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                     $t::Tls(s) => Pin::new(s).poll_shutdown(cx),
                     $t::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                    $t::Memory(s) => Pin::new(s).poll_shutdown(cx),
                 }
             }
         }

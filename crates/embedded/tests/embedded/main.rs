@@ -4,6 +4,7 @@
 
 mod kit;
 mod lapin_inproc;
+mod memory;
 mod shovel;
 
 use std::path::PathBuf;
