@@ -75,6 +75,11 @@ pub struct ServerConfig {
     /// (`Node::connect_memory`) holds at most; its writer waits beyond
     /// that, as on a full socket. Default 512 KiB.
     pub memory_pipe_bytes_max: usize,
+    /// An in-memory connection's output is written through (see
+    /// `write_through_bytes_max`) only if its previous output came at least
+    /// this long ago: a quiet connection's reaches the client at once, a
+    /// busy one's is batched by its writer. Default 100 µs.
+    pub memory_pipe_write_through_gap_us: u64,
     /// AMQPS port (RabbitMQ's is 5671); 0 = no TLS listener. Needs `tls`.
     pub tls_port: u16,
     /// Certificate, key, CA bundle and peer verification of every TLS
@@ -143,6 +148,7 @@ impl Default for ServerConfig {
             writer_threads: 1,
             write_through_bytes_max: 4096,
             memory_pipe_bytes_max: 512 * 1024,
+            memory_pipe_write_through_gap_us: 100,
             tls_port: 0,
             tls: None,
             loopback_users: vec!["guest".to_string()],

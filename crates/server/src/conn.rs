@@ -335,6 +335,7 @@ async fn open<R: ConnRead, W: ConnWrite>(start: Box<Start<R, W>>) -> Option<Live
     let io = Arc::new(ConnIo::new(
         write_through,
         shared.config.write_through_bytes_max,
+        Duration::from_micros(shared.config.memory_pipe_write_through_gap_us),
     ));
     let close_sink = CloseOnDrop(io.clone());
     let (frame_max, heartbeat_s) = (neg.frame_max, neg.heartbeat_s);

@@ -8,10 +8,12 @@
 //! message, which is most of the publish→deliver latency. It never blocks
 //! (`MSG_DONTWAIT`; a full pipe takes nothing); whatever it could not write
 //! is queued for the writer as usual. Both paths go through `state`'s lock,
-//! so bytes never interleave.
+//! so bytes never interleave. A pipe is written through only when the
+//! connection is quiet (its previous output came long enough ago).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use broker_core::ConnSink;
 use bytes::Bytes;
@@ -27,6 +29,8 @@ struct State {
     /// under this lock, before the socket can be closed, so a stale number
     /// is never written to).
     through: Through,
+    /// When output last came (pipe write-through only; see `send`).
+    last_send: Instant,
 }
 
 /// A connection's write-through target.
@@ -45,6 +49,9 @@ pub(crate) struct ConnIo {
     /// connection's batch — always goes to the writer, so the broker's
     /// thread never does bulk writes.
     write_through_bytes_max: usize,
+    /// A pipe's output is written through only this long after the
+    /// previous output (`memory_pipe_write_through_gap_us`).
+    pipe_gap_min: Duration,
     /// Bytes in `chunks` plus bytes being written right now.
     pending: AtomicUsize,
     pub notify: Notify,
@@ -66,15 +73,18 @@ pub(crate) struct ConnIo {
 }
 
 impl ConnIo {
-    /// `through`: where small output may go at once.
-    pub fn new(through: Through, write_through_bytes_max: usize) -> ConnIo {
+    /// `through`: where small output may go at once (for a pipe, only
+    /// `pipe_gap_min` after the previous output).
+    pub fn new(through: Through, write_through_bytes_max: usize, pipe_gap_min: Duration) -> ConnIo {
         ConnIo {
+            pipe_gap_min,
             counters: broker_core::stats::IoCounters::default(),
             write_through_bytes_max,
             state: Mutex::new(State {
                 chunks: Vec::new(),
                 writing: false,
                 through,
+                last_send: Instant::now(),
             }),
             pending: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -141,6 +151,19 @@ impl ConnSink for ConnIo {
     fn send(&self, mut bytes: Bytes) {
         let mut st = self.state.lock();
         if st.chunks.is_empty() && !st.writing && bytes.len() <= self.write_through_bytes_max {
+            // A pipe takes any output at once, so its writer is never
+            // seen busy: the gap since the last output tells a quiet
+            // connection (write through: latency) from a busy one (the
+            // writer batches it, off this thread: throughput).
+            let quiet = match st.through {
+                Through::Pipe(_) => {
+                    let now = Instant::now();
+                    let gap = now.duration_since(st.last_send);
+                    st.last_send = now;
+                    gap >= self.pipe_gap_min
+                }
+                _ => true,
+            };
             let n = match &st.through {
                 Through::Off => 0,
                 // SAFETY: `fd` is this connection's open socket: `close`
@@ -155,7 +178,8 @@ impl ConnSink for ConnIo {
                     )
                 }
                 .max(0) as usize,
-                Through::Pipe(pipe) => pipe.try_write(&bytes),
+                Through::Pipe(pipe) if quiet => pipe.try_write(&bytes),
+                Through::Pipe(_) => 0,
             };
             // Nothing written (EAGAIN, a full pipe or an error): the writer
             // writes it (and meets the error).

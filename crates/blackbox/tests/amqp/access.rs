@@ -212,7 +212,7 @@ impl Tenant {
                     BasicProperties::default(),
                 )
                 .await;
-            assert_eq!(async_channel_error(&ch, &seen).await, expect);
+            assert_eq!(async_channel_error(&seen).await, expect);
         }
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(Default::default()).await.unwrap();

@@ -236,7 +236,7 @@ async fn user_id_must_match_authenticated_user() {
     )
     .await
     .unwrap();
-    let (code, text) = async_channel_error(&ch, &seen).await;
+    let (code, text) = async_channel_error(&seen).await;
     assert_eq!(code, 406);
     assert_eq!(
         text,
@@ -537,7 +537,7 @@ async fn ack_unknown_tag_is_406() {
     let (conn, ch) = b.channel().await;
     let seen = watch_errors(&ch);
     ch.basic_ack(999, Default::default()).await.unwrap();
-    let (code, text) = async_channel_error(&ch, &seen).await;
+    let (code, text) = async_channel_error(&seen).await;
     assert_eq!(code, 406);
     assert_eq!(text, "PRECONDITION_FAILED - unknown delivery tag 999");
     assert!(conn.status().connected());
@@ -554,7 +554,7 @@ async fn double_ack_is_406() {
     ch.basic_ack(tag, Default::default()).await.unwrap();
     let seen = watch_errors(&ch);
     ch.basic_ack(tag, Default::default()).await.unwrap();
-    let (code, text) = async_channel_error(&ch, &seen).await;
+    let (code, text) = async_channel_error(&seen).await;
     assert_eq!(code, 406);
     assert_eq!(
         text,

@@ -305,7 +305,7 @@ async fn tx_over_64kib_uncommitted_is_refused_with_406() {
             .basic_publish("", &q, Default::default(), &body, Default::default())
             .await;
     }
-    let (code, text) = crate::harness::async_channel_error(&ch, &seen).await;
+    let (code, text) = crate::harness::async_channel_error(&seen).await;
     assert_eq!(code, 406, "{text}");
     assert_eq!(
         text,
