@@ -33,7 +33,7 @@ export async function startWarren(bootstrap) {
   fs.writeFileSync(boot, bootstrap);
   const [amqpPort, mgmtPort] = [await freePort(), await freePort()];
   const child = spawn(bin, ['serve', '--bind', '127.0.0.1', '--port', String(amqpPort), '--data-dir', path.join(dir, 'data'),
-    '--management-port', String(mgmtPort), '--collect-statistics-interval-ms', '250', '--definitions', boot], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--management-port', String(mgmtPort), '--prometheus-port', '0', '--management-tls-port', '0', '--collect-statistics-interval-ms', '250', '--definitions', boot], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; if (log.length > 100000) log = log.slice(-50000); });
   const base = `http://127.0.0.1:${mgmtPort}`;

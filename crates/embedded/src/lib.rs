@@ -21,8 +21,11 @@
 //!   memory ([`Config::in_memory`]: the server's in-memory mode — a memory
 //!   arena and no store, no temporary files; nothing survives shutdown).
 //! - Connections: [`Broker::connect`] / [`connect_url`] (lapin), or
-//!   [`Broker::stream`] (a raw stream for any AMQP 0-9-1 client). An
-//!   in-process connection logs in like a loopback one (`guest` allowed).
+//!   [`Broker::stream`] (a raw socket stream for any AMQP 0-9-1 client), or
+//!   [`Broker::memory_stream`] (an in-memory pipe without a socket, tokio
+//!   `AsyncRead`/`AsyncWrite`: the fastest, for clients that take any
+//!   stream). An in-process connection logs in like a loopback one (`guest`
+//!   allowed).
 //! - Listeners, only if asked: AMQP over TCP ([`Config::amqp_listener`]),
 //!   the management API and Prometheus ([`Config::management`]).
 //! - [`shovel`]: store and forward — a queue's messages moved to an
