@@ -5,7 +5,7 @@
 //! Both are generic over the stream (`stream.rs`): plain TCP, or TLS.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +82,7 @@ pub(crate) async fn run(
         peer: Some(peer),
         local,
     };
-    serve(Start::plain(rd, wr, fd, ends, shared, stop)).await;
+    serve(Start::plain(rd, wr, Through::Fd(fd), ends, shared, stop)).await;
 }
 
 /// An in-process connection: the broker's end of a Unix socketpair whose
@@ -100,7 +100,7 @@ pub(crate) async fn run_unix(
         peer: None,
         local: None,
     };
-    serve(Start::plain(rd, wr, fd, ends, shared, stop)).await;
+    serve(Start::plain(rd, wr, Through::Fd(fd), ends, shared, stop)).await;
 }
 
 /// An in-memory in-process connection: the broker's end of a warren-pipe
@@ -118,18 +118,7 @@ pub(crate) async fn run_memory(
         peer: None,
         local: None,
     };
-    let deadline = Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
-    serve(Box::new(Start {
-        rd,
-        wr,
-        write_through: through,
-        tls: None,
-        ends,
-        shared,
-        stop,
-        deadline,
-    }))
-    .await;
+    serve(Start::plain(rd, wr, through, ends, shared, stop)).await;
 }
 
 /// A connection on the TLS listener: the TLS handshake (within the same
@@ -207,12 +196,12 @@ struct Start<R, W> {
 }
 
 impl<R, W> Start<R, W> {
-    /// A connection without TLS (TCP or in-process): write-through on `fd`,
-    /// the handshake deadline counted from now.
+    /// A connection without TLS (TCP or in-process): write-through to
+    /// `through`, the handshake deadline counted from now.
     fn plain(
         rd: R,
         wr: W,
-        fd: RawFd,
+        through: Through,
         ends: Ends,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
@@ -221,7 +210,7 @@ impl<R, W> Start<R, W> {
         Box::new(Start {
             rd,
             wr,
-            write_through: Through::Fd(fd),
+            write_through: through,
             tls: None,
             ends,
             shared,
