@@ -65,16 +65,21 @@ impl Pipe {
         })
     }
 
-    /// Appends as much of `bufs` as there is room for.
-    fn poll_write(&self, cx: &Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    /// Appends as much of `bufs` as there is room for and wakes a waiting
+    /// reader. `Ok(0)` for a non-empty write means the pipe is full (the
+    /// writer's waker is kept when `cx` is given); Err once either end is
+    /// closed.
+    fn write(&self, cx: Option<&Context<'_>>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let mut st = self.state.lock();
         if st.read_closed || st.write_closed {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
         let mut room = self.bytes_max.saturating_sub(st.buf.len());
         if room == 0 {
-            park(&mut st.writer, cx);
-            return Poll::Pending;
+            if let Some(cx) = cx {
+                park(&mut st.writer, cx);
+            }
+            return Ok(0);
         }
         let mut n = 0;
         for b in bufs {
@@ -91,7 +96,18 @@ impl Pipe {
         if let Some(w) = reader {
             w.wake();
         }
-        Poll::Ready(Ok(n))
+        Ok(n)
+    }
+
+    /// [`Pipe::write`], Pending while the pipe is full.
+    fn poll_write(&self, cx: &Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        match self.write(Some(cx), bufs) {
+            Ok(0) => Poll::Pending,
+            r => Poll::Ready(r),
+        }
     }
 
     /// Hands buffered bytes to `take` (which returns how many it took);
@@ -208,20 +224,7 @@ impl PipeSender {
     /// Appends as much of `data` as there is room for, at once; returns how
     /// much (0 when the pipe is full or either end is closed).
     pub fn try_write(&self, data: &[u8]) -> usize {
-        let mut st = self.0.state.lock();
-        if st.read_closed || st.write_closed {
-            return 0;
-        }
-        let n = data
-            .len()
-            .min(self.0.bytes_max.saturating_sub(st.buf.len()));
-        st.buf.extend_from_slice(&data[..n]);
-        let reader = if n > 0 { st.reader.take() } else { None };
-        drop(st);
-        if let Some(w) = reader {
-            w.wake();
-        }
-        n
+        self.0.write(None, &[io::IoSlice::new(data)]).unwrap_or(0)
     }
 }
 

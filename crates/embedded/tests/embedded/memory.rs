@@ -81,18 +81,7 @@ async fn published_over_the_pipe_consumed_with_lapin() {
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            &q,
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = crate::auto_ack_consumer(&ch, &q).await;
     for i in 0..n {
         let d = tokio::time::timeout(WAIT, consumer.next())
             .await

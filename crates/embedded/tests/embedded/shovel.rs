@@ -95,18 +95,7 @@ async fn shovel_forwards_confirmed_through_a_destination_outage() {
     shovel.stop().await;
     let dconn = dest.connect(Default::default()).await.unwrap();
     let dch = dconn.create_channel().await.unwrap();
-    let mut consumer = dch
-        .basic_consume(
-            &inbox,
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = crate::auto_ack_consumer(&dch, &inbox).await;
     let mut seen = HashSet::new();
     while seen.len() < 300 {
         let d = tokio::time::timeout(WAIT, consumer.next())
