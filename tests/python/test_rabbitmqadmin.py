@@ -70,7 +70,12 @@ class Api:
     def wait_for(self, path, pred, timeout=20.0):
         deadline = time.monotonic() + timeout
         while True:
-            status, body = self.get(path)
+            try:
+                status, body = self.get(path)
+            except urllib.error.URLError as e:
+                # The AMQP listener's log line can come before the API's
+                # listener is up: refused until then.
+                status, body = None, str(e.reason)
             if status == 200 and pred(body):
                 return body
             assert time.monotonic() < deadline, f"{path}: {status} {body}"
